@@ -1,0 +1,103 @@
+# onceflow: exactly-once stream processing on Apache Flink from Python.
+# `make help` lists the targets. Everything downloaded lands in git-ignored
+# folders: .venv (Python), .cache/jars (Java), run/ (broker, cluster, checkpoints).
+
+SHELL        := /bin/bash
+PYTHON_BASE  ?= python3.11
+VENV         := .venv
+PY           := $(VENV)/bin/python
+ONCEFLOW     := $(VENV)/bin/onceflow
+MVN          ?= mvn
+JARS         := .cache/jars
+JOB          ?= dedup
+ARGS         ?=
+PYTEST_ARGS  ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help setup venv jars up down status cluster-up cluster-down run submit demo \
+        test test-unit test-plan test-it lint bench verify verify-long clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
+	  awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+setup: venv jars ## create .venv, install onceflow (editable, pinned) and resolve the Java artifacts
+
+venv: $(VENV)/.installed ## the Python environment only
+
+$(VENV)/.installed: pyproject.toml
+	@command -v $(PYTHON_BASE) >/dev/null || { echo "error: $(PYTHON_BASE) not found; onceflow needs CPython 3.11 (PyFlink 2.2 supports 3.9-3.12)"; exit 1; }
+	@test -x $(PY) || $(PYTHON_BASE) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade "pip==25.3"
+	$(PY) -m pip install -q -e ".[dev]" --config-settings editable_mode=compat
+	@touch $@
+
+jars: $(JARS)/kafka/.resolved $(JARS)/flink/.resolved ## resolve the pinned Java artifacts (java/*/pom.xml) with Maven
+
+$(JARS)/kafka/.resolved: java/kafka/pom.xml
+	@command -v $(MVN) >/dev/null || { echo "error: Maven (mvn) not found; install it (apt-get install maven) to resolve the Java artifacts"; exit 1; }
+	@rm -rf $(JARS)/kafka && mkdir -p $(JARS)/kafka
+	$(MVN) -q -B -f java/kafka/pom.xml dependency:copy-dependencies \
+	  -DoutputDirectory=$(CURDIR)/$(JARS)/kafka -DincludeScope=runtime
+	@touch $@
+
+$(JARS)/flink/.resolved: java/flink/pom.xml
+	@command -v $(MVN) >/dev/null || { echo "error: Maven (mvn) not found; install it (apt-get install maven) to resolve the Java artifacts"; exit 1; }
+	@rm -rf $(JARS)/flink && mkdir -p $(JARS)/flink
+	$(MVN) -q -B -f java/flink/pom.xml dependency:copy-dependencies \
+	  -DoutputDirectory=$(CURDIR)/$(JARS)/flink -DincludeScope=runtime \
+	  -DexcludeArtifactIds=slf4j-api,commons-logging,jsr305
+	@touch $@
+
+up: setup ## start the local single-node KRaft Kafka broker (idempotent)
+	$(ONCEFLOW) stack up
+
+down: ## stop the local Kafka broker
+	@test -x $(ONCEFLOW) && $(ONCEFLOW) stack down || true
+
+status: ## report the local broker and Flink cluster
+	@test -x $(ONCEFLOW) && $(ONCEFLOW) stack status || echo "not set up: run make setup"
+
+cluster-up: setup ## start a standalone Flink cluster (web UI on localhost:8081)
+	$(ONCEFLOW) cluster up
+
+cluster-down: ## stop the standalone Flink cluster
+	@test -x $(ONCEFLOW) && $(ONCEFLOW) cluster down || true
+
+run: up ## run a job on the local mini-cluster: make run JOB=dedup ARGS="--input-topic ..."
+	$(PY) -m jobs.$(JOB) $(ARGS)
+
+submit: up ## submit a job to the standalone cluster: make submit JOB=dedup ARGS="..."
+	$(ONCEFLOW) cluster submit jobs/$(JOB).py -- $(ARGS)
+
+demo: up ## produce a workload, run the main job end to end, check the output
+	$(ONCEFLOW) demo $(ARGS)
+
+test: setup ## run every tier (unit, plan, it); starts and stops its own broker
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: venv ## pure-Python tests only
+	$(PY) -m pytest -m unit $(PYTEST_ARGS)
+
+test-plan: setup ## JVM tests that need no broker
+	$(PY) -m pytest -m plan $(PYTEST_ARGS)
+
+test-it: setup ## integration tests (real broker + Flink)
+	$(PY) -m pytest -m it $(PYTEST_ARGS)
+
+lint: venv ## ruff and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy onceflow jobs operators sinks
+
+bench: up ## benchmarks (not part of make test): writes bench/results/
+	$(PY) -m onceflow.bench $(ARGS)
+
+verify: up ## short fault-injection verification profile
+	$(ONCEFLOW) verify --profile short $(ARGS)
+
+verify-long: up ## full fault-injection verification profile (>= 20 faults)
+	$(ONCEFLOW) verify --profile long $(ARGS)
+
+clean: down cluster-down ## stop everything and remove run/ (keeps .venv and .cache)
+	rm -rf run

@@ -1,0 +1,592 @@
+"""Check a job's output against an :class:`~onceflow.workload.Expectation`.
+
+``onceflow check`` drains the output topic (and optionally the dead-letter
+topic) with a ``read_committed`` consumer and compares, as multisets, what it
+read with what an exactly-once dedup job must have written: every expected id
+exactly once, every malformed input exactly once in the DLQ, nothing else.
+
+The comparison is pure (:func:`compare`, :func:`compare_dead_letters`,
+:func:`check_output`) and separate from the reading (:func:`read_committed`),
+so it is unit-tested without a broker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import hashlib
+import json
+import logging
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
+from tqdm import tqdm
+
+from onceflow.errors import OnceflowError
+from onceflow.produce import DEFAULT_BOOTSTRAP
+from onceflow.workload import Expectation, valid_id
+
+__all__ = [
+    "CheckReport",
+    "ConsumedRecord",
+    "DrainTimeout",
+    "TopicNotFound",
+    "add_arguments",
+    "check_output",
+    "compare",
+    "compare_dead_letters",
+    "read_committed",
+    "run",
+]
+
+log = logging.getLogger(__name__)
+
+IsolationLevel = Literal["read_committed", "read_uncommitted"]
+K = TypeVar("K", bound=Hashable)
+
+_EXAMPLES = 5  # examples kept per anomaly
+_PREVIEW = 60  # bytes of a value shown in an example
+_END_CHECK_INTERVAL_S = 0.5  # between two ListOffsets requests once quiet
+
+
+# --------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumedRecord:
+    """One record read from Kafka."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+
+
+class TopicNotFound(OnceflowError):
+    """The topic to read does not exist on the cluster."""
+
+
+class DrainTimeout(OnceflowError):
+    """The topic was not drained within the timeout.
+
+    :ivar records: what was read before giving up.
+    :ivar lag: per partition, ``end offset - position`` when giving up.
+    """
+
+    def __init__(self, message: str, records: list[ConsumedRecord], lag: dict[int, int]):
+        super().__init__(message)
+        self.records = records
+        self.lag = lag
+
+
+def read_committed(
+    bootstrap: str,
+    topic: str,
+    quiet_ms: int = 3000,
+    timeout_s: float = 300.0,
+    progress: bool = True,
+    isolation_level: IsolationLevel = "read_committed",
+) -> list[ConsumedRecord]:
+    """Read every record of every partition of ``topic``, from the beginning.
+
+    The consumer is manually assigned, has no group and commits nothing, so it
+    leaves no trace on the cluster. With ``read_committed`` (the default) it
+    returns only records of committed transactions (and non-transactional
+    ones); ``read_uncommitted`` also returns open and aborted transactions'
+    records -- what a reader without isolation would see.
+
+    Protocol:
+
+    1. Assign all partitions, seek to the beginning.
+    2. Poll until no record has arrived for ``quiet_ms``.
+    3. Ask for the end offsets (with ``read_committed`` the broker answers the
+       last stable offset, LSO) and keep polling until every partition's
+       position has reached its end offset. Offsets are not contiguous on a
+       transactional topic -- commit/abort markers take offsets -- so the
+       record count is never compared with the offsets; the consumer's position
+       moves past markers and aborted batches as it reads them.
+
+    An open transaction pins the LSO: its records (and everything after them)
+    are invisible to ``read_committed`` until it commits or aborts; this is
+    logged as a warning when the high watermark is above the LSO at the end.
+
+    :param bootstrap: Kafka bootstrap servers.
+    :param quiet_ms: how long no new record must have arrived before the topic
+        counts as drained; long enough for a job's next checkpoint to commit
+        if the job may still be running.
+    :param timeout_s: give up after this long.
+    :param progress: show a progress bar on stderr (only on a terminal).
+    :param isolation_level: ``read_committed`` or ``read_uncommitted``.
+    :returns: the records, per partition in offset order, partitions interleaved.
+    :raises TopicNotFound: if the topic does not exist.
+    :raises DrainTimeout: if not drained within ``timeout_s`` (a producer still
+        writing, or a partition without leader); carries what was read.
+    :raises kafka.errors.KafkaError: if the broker cannot be reached.
+    """
+    started = time.monotonic()
+    deadline = started + timeout_s
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        # The whole point: records of aborted or open transactions are not output.
+        isolation_level=isolation_level,
+        auto_offset_reset="earliest",
+        # Reading a topic must never create it.
+        allow_auto_create_topics=False,
+        max_poll_records=10_000,
+    )
+    records: list[ConsumedRecord] = []
+    bar = tqdm(
+        unit="rec",
+        unit_scale=True,
+        desc=f"read {topic}",
+        file=sys.stderr,
+        disable=None if progress else True,  # None: off when stderr is not a terminal
+        mininterval=0.5,
+    )
+    try:
+        # Step 1. Assign everything, from the beginning.
+        partitions = _partitions(consumer, topic, deadline)
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+
+        last_record = time.monotonic()
+        last_end_check = 0.0
+        lag: dict[int, int] = {tp.partition: -1 for tp in tps}
+        while True:
+            # Step 2. Poll until quiet.
+            batch = consumer.poll(timeout_ms=200)
+            now = time.monotonic()
+            n = 0
+            for tp, msgs in batch.items():
+                n += len(msgs)
+                records.extend(
+                    ConsumedRecord(tp.topic, tp.partition, m.offset, m.timestamp, m.key, m.value)
+                    for m in msgs
+                )
+            if n:
+                last_record = now
+                bar.update(n)
+            elif now - last_record >= quiet_ms / 1000 and (
+                now - last_end_check >= _END_CHECK_INTERVAL_S
+            ):
+                # Step 3. Quiet: has every partition's position reached its end?
+                last_end_check = now
+                ends = consumer.end_offsets(tps)
+                lag = {tp.partition: ends[tp] - consumer.position(tp) for tp in tps}
+                if all(v <= 0 for v in lag.values()):
+                    _warn_open_transactions(consumer, tps, isolation_level)
+                    break
+            if now >= deadline:
+                behind = {p: v for p, v in lag.items() if v != 0}
+                raise DrainTimeout(
+                    f"{topic} not drained after {timeout_s:.0f} s ({len(records)} records read; "
+                    f"partitions still behind their end offset: {behind or 'unknown'}): "
+                    "a producer may still be writing; raise --timeout or stop the writer",
+                    records,
+                    lag,
+                )
+    finally:
+        bar.close()
+        consumer.close(autocommit=False)
+    log.info(
+        "read %d records from %s (%d partitions, %s) in %.1f s",
+        len(records),
+        topic,
+        len(tps),
+        isolation_level,
+        time.monotonic() - started,
+    )
+    return records
+
+
+def _partitions(consumer: KafkaConsumer, topic: str, deadline: float) -> set[int]:
+    # Metadata of a just-created topic can lag; retry briefly before concluding.
+    wait_until = min(deadline, time.monotonic() + 5.0)
+    while True:
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions:
+            return set(partitions)
+        if time.monotonic() >= wait_until:
+            raise TopicNotFound(
+                f"topic {topic!r} does not exist on the cluster: check the topic name "
+                "and --bootstrap (was the job or `onceflow produce` pointed elsewhere?)"
+            )
+        time.sleep(0.25)
+
+
+def _warn_open_transactions(
+    consumer: KafkaConsumer, tps: list[TopicPartition], isolation_level: str
+) -> None:
+    if isolation_level != "read_committed":
+        return
+    for tp in tps:
+        high = consumer.highwater(tp)
+        pos = consumer.position(tp)
+        if high is not None and pos is not None and high > pos:
+            log.warning(
+                "%s-%d: %d offsets past the last stable offset %d belong to a transaction "
+                "that is still open: read_committed cannot see them (nor anything after them) "
+                "until it commits or aborts; a lingering one can be found and aborted with "
+                "kafka-transactions find-hanging / abort",
+                tp.topic,
+                tp.partition,
+                high - pos,
+                pos,
+            )
+
+
+# ------------------------------------------------------------------ comparing
+
+
+@dataclass(frozen=True, slots=True)
+class CheckReport:
+    """Result of comparing what was read with what was expected (as multisets).
+
+    Invariants: ``seen == (expected - missing) + duplicated + unexpected + invalid``
+    and ``unique`` counts distinct keys among the valid records seen.
+
+    :param expected: number of expected records.
+    :param seen: number of records read (valid or not).
+    :param unique: distinct keys among the valid records read.
+    :param duplicated: extra copies: records read beyond the expected count of
+        their key (beyond one for an unexpected key).
+    :param missing: expected records never read.
+    :param unexpected: distinct keys read that were not expected at all.
+    :param invalid: records read whose key could not be extracted (for the
+        output: no valid id; for the DLQ: no ``original_b64``).
+    :param name: what was checked ("output", "dead letters").
+    """
+
+    expected: int
+    seen: int
+    unique: int
+    duplicated: int
+    missing: int
+    unexpected: int
+    invalid: int = 0
+    duplicated_examples: tuple[str, ...] = ()
+    missing_examples: tuple[str, ...] = ()
+    unexpected_examples: tuple[str, ...] = ()
+    invalid_examples: tuple[str, ...] = ()
+    name: str = "output"
+
+    @property
+    def ok(self) -> bool:
+        """Exactly once: nothing duplicated, missing, unexpected or invalid."""
+        return not (self.duplicated or self.missing or self.unexpected or self.invalid)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, ``ok`` included."""
+        d = asdict(self)
+        d["ok"] = self.ok
+        return d
+
+    def to_json(self) -> str:
+        """The report as a JSON object."""
+        return json.dumps(self.to_dict(), indent=2)
+
+    def render(self) -> str:
+        """A short human summary, one line when OK."""
+        head = (
+            f"{self.name}: {'OK' if self.ok else 'FAILED'} -- expected {self.expected}, "
+            f"read {self.seen} ({self.unique} distinct)"
+        )
+        lines = [head]
+        for label, n, what, examples in (
+            ("duplicated", self.duplicated, "extra copies", self.duplicated_examples),
+            ("missing", self.missing, "never read", self.missing_examples),
+            ("unexpected", self.unexpected, "not expected", self.unexpected_examples),
+            ("invalid", self.invalid, "without a key", self.invalid_examples),
+        ):
+            if n:
+                eg = f", e.g. {'; '.join(examples)}" if examples else ""
+                lines.append(f"  {label + ':':<12}{n} {what}{eg}")
+        return "\n".join(lines)
+
+
+def _compare(
+    expected: Iterable[K],
+    seen: Iterable[K],
+    show: Callable[[K], str],
+    name: str,
+) -> CheckReport:
+    exp = Counter(expected)  # Counter keeps first-insertion order: examples are stable
+    got = Counter(seen)
+    missing = duplicated = unexpected = 0
+    missing_ex: list[str] = []
+    dup_ex: list[str] = []
+    unexp_ex: list[str] = []
+    for key, e in exp.items():
+        s = got.get(key, 0)
+        if s < e:
+            missing += e - s
+            if len(missing_ex) < _EXAMPLES:
+                missing_ex.append(show(key) if e - s == 1 else f"{show(key)} x{e - s}")
+    for key, s in got.items():
+        e = exp.get(key, 0)
+        if e == 0:
+            unexpected += 1
+            duplicated += s - 1
+            if len(unexp_ex) < _EXAMPLES:
+                unexp_ex.append(show(key) if s == 1 else f"{show(key)} x{s}")
+        elif s > e:
+            duplicated += s - e
+            if len(dup_ex) < _EXAMPLES:
+                dup_ex.append(f"{show(key)} x{s}")
+    return CheckReport(
+        expected=sum(exp.values()),
+        seen=sum(got.values()),
+        unique=len(got),
+        duplicated=duplicated,
+        missing=missing,
+        unexpected=unexpected,
+        duplicated_examples=tuple(dup_ex),
+        missing_examples=tuple(missing_ex),
+        unexpected_examples=tuple(unexp_ex),
+        name=name,
+    )
+
+
+def compare(expected_ids: Iterable[str], seen_ids: Iterable[str]) -> CheckReport:
+    """Compare the ids read with the ids expected, as multisets.
+
+    Pure. An id expected once and read three times counts 2 ``duplicated``;
+    an id never read counts 1 ``missing``; an id read but not expected counts
+    1 ``unexpected`` (and its extra copies ``duplicated``).
+    """
+    return _compare(expected_ids, seen_ids, str, "output")
+
+
+def _preview(value: bytes | None) -> str:
+    if value is None:
+        return "null value"
+    text = repr(value[:_PREVIEW])
+    return text + ("..." if len(value) > _PREVIEW else "") + f" ({len(value)} bytes)"
+
+
+def _id_of(value: bytes | None, id_field: str) -> tuple[str | None, str]:
+    """The id of an output record, or ``(None, why not)``."""
+    if value is None:
+        return None, "null value"
+    try:
+        obj = json.loads(value)
+    except (UnicodeDecodeError, ValueError):
+        return None, "not JSON"
+    if not isinstance(obj, dict):
+        return None, f"JSON {type(obj).__name__}, not an object"
+    ident = obj.get(id_field)
+    if not valid_id(ident):
+        return None, f"{id_field}={ident!r}" if id_field in obj else f"no {id_field!r}"
+    return ident, ""
+
+
+def check_output(
+    expected_ids: Iterable[str], records: Iterable[ConsumedRecord], id_field: str = "id"
+) -> CheckReport:
+    """Check a dedup job's output records: each expected id once, nothing else.
+
+    Pure. Records without a valid id (not JSON, not an object, id missing,
+    null, empty or not a string) count as ``invalid``.
+    """
+    ids: list[str] = []
+    invalid = 0
+    invalid_ex: list[str] = []
+    for rec in records:
+        ident, why = _id_of(rec.value, id_field)
+        if ident is not None:
+            ids.append(ident)
+            continue
+        invalid += 1
+        if len(invalid_ex) < _EXAMPLES:
+            invalid_ex.append(f"{rec.partition}@{rec.offset} {why}: {_preview(rec.value)}")
+    report = compare(expected_ids, ids)
+    return _with_invalid(report, invalid, invalid_ex)
+
+
+def _with_invalid(report: CheckReport, invalid: int, examples: list[str]) -> CheckReport:
+    return replace(
+        report, seen=report.seen + invalid, invalid=invalid, invalid_examples=tuple(examples)
+    )
+
+
+def _dead_letter_digest(value: bytes | None) -> tuple[bytes | None, bytes | None, str]:
+    """``(sha256 of the original, original if known, why not)`` of a DLQ record."""
+    if value is None:
+        return None, None, "null value"
+    try:
+        obj = json.loads(value)
+    except (UnicodeDecodeError, ValueError):
+        return None, None, "not JSON"
+    if not isinstance(obj, dict):
+        return None, None, "not a JSON object"
+    b64 = obj.get("original_b64")
+    if isinstance(b64, str):
+        try:
+            original = base64.b64decode(b64, validate=True)
+        except (binascii.Error, ValueError):
+            return None, None, "original_b64 is not base64"
+        return hashlib.sha256(original).digest(), original, ""
+    # A DLQ may keep only a digest of records too large to copy whole.
+    digest = obj.get("original_sha256")
+    if isinstance(digest, str):
+        try:
+            raw = bytes.fromhex(digest)
+        except ValueError:
+            raw = b""
+        if len(raw) == 32:
+            return raw, None, ""
+        return None, None, "original_sha256 is not a SHA-256 hex digest"
+    return None, None, "no original_b64"
+
+
+def compare_dead_letters(
+    expected_values: list[bytes], dlq_records: Iterable[ConsumedRecord | bytes]
+) -> CheckReport:
+    """Check the dead-letter topic: each malformed input exactly once, nothing else.
+
+    Pure. Each DLQ record value must be a JSON object with ``original_b64``
+    (base64 of the original record's bytes) or, for an original too large to
+    copy, ``original_sha256`` (hex); originals are matched by content, as a
+    multiset. A DLQ record with neither counts as ``invalid``.
+
+    :param expected_values: the malformed inputs (``Expectation.malformed_values``).
+    :param dlq_records: the DLQ records, or just their values.
+    """
+    names: dict[bytes, bytes] = {}
+    expected: list[bytes] = []
+    for v in expected_values:
+        key = hashlib.sha256(v).digest()
+        names.setdefault(key, v)
+        expected.append(key)
+    seen: list[bytes] = []
+    invalid = 0
+    invalid_ex: list[str] = []
+    for rec in dlq_records:
+        value = rec if isinstance(rec, bytes) else rec.value
+        digest, original, why = _dead_letter_digest(value)
+        if digest is None:
+            invalid += 1
+            if len(invalid_ex) < _EXAMPLES:
+                where = "" if isinstance(rec, bytes) else f"{rec.partition}@{rec.offset} "
+                invalid_ex.append(f"{where}{why}: {_preview(value)}")
+            continue
+        if original is not None:
+            names.setdefault(digest, original)
+        seen.append(digest)
+
+    def show(digest: bytes) -> str:
+        original = names.get(digest)
+        return _preview(original) if original is not None else f"sha256:{digest.hex()[:16]}"
+
+    report = _compare(expected, seen, show, "dead letters")
+    return _with_invalid(report, invalid, invalid_ex)
+
+
+# ------------------------------------------------------------------------ CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``onceflow check`` options to ``parser``."""
+    parser.add_argument(
+        "--bootstrap",
+        default=os.environ.get("KAFKA_BOOTSTRAP", DEFAULT_BOOTSTRAP),
+        help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP or %(default)s)",
+    )
+    parser.add_argument("--topic", required=True, help="output topic of the job")
+    parser.add_argument(
+        "--expect",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="expectation written by `onceflow produce --expect`",
+    )
+    parser.add_argument(
+        "--dlq-topic",
+        default=None,
+        help="also check this dead-letter topic against the expected malformed records",
+    )
+    parser.add_argument("--id-field", default="id", help="JSON field of the id (%(default)s)")
+    parser.add_argument(
+        "--quiet-ms",
+        type=int,
+        default=3000,
+        help="drained once nothing new arrived for this long (%(default)s)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="give up reading a topic after this long (%(default)s)",
+    )
+    parser.add_argument(
+        "--isolation",
+        choices=("read_committed", "read_uncommitted"),
+        default="read_committed",
+        help="consumer isolation level (%(default)s)",
+    )
+    parser.add_argument(
+        "--json", type=Path, default=None, metavar="FILE", help="write reports here"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``onceflow check``.
+
+    :returns: 0 if every check passed, 1 if any anomaly was found.
+    :raises OnceflowError: (exit 2 in the CLI) if the check could not be made:
+        expectation unreadable, broker unreachable, topic missing, not drained in time.
+    """
+    try:
+        exp = Expectation.load(args.expect)
+    except (OSError, ValueError, KeyError) as exc:
+        raise OnceflowError(
+            f"cannot read the expectation {args.expect}: {exc}; pass the file written by "
+            "`onceflow produce --expect`"
+        ) from exc
+    reports: dict[str, CheckReport] = {}
+    read: Mapping[str, Any] = {
+        "quiet_ms": args.quiet_ms,
+        "timeout_s": args.timeout,
+        "progress": not args.no_progress,
+        "isolation_level": args.isolation,
+    }
+    try:
+        out = read_committed(args.bootstrap, args.topic, **read)
+        reports["output"] = check_output(exp.unique_ids, out, args.id_field)
+        if args.dlq_topic:
+            dlq = read_committed(args.bootstrap, args.dlq_topic, **read)
+            reports["dead_letters"] = compare_dead_letters(exp.malformed_values, dlq)
+    except KafkaError as exc:
+        raise OnceflowError(
+            f"reading from {args.bootstrap} failed: {exc!r}; is the broker running "
+            "(`onceflow stack up`) and --bootstrap / $KAFKA_BOOTSTRAP right?"
+        ) from exc
+    ok = all(r.ok for r in reports.values())
+    for report in reports.values():
+        print(report.render())
+    if args.json is not None:
+        doc = {
+            "ok": ok,
+            "isolation_level": args.isolation,
+            "topics": {"output": args.topic, "dead_letters": args.dlq_topic},
+            "reports": {k: r.to_dict() for k, r in reports.items()},
+        }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(doc, indent=2) + "\n")
+    return 0 if ok else 1

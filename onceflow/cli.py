@@ -1,0 +1,117 @@
+"""The ``onceflow`` command: local stack lifecycle, data tools, demo, verifier.
+
+Every problem the user can fix ends as one line ``error: ...`` and exit code 2;
+checks that find anomalies exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from onceflow.errors import OnceflowError
+
+__all__ = ["main", "build_parser"]
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _stack(args: argparse.Namespace) -> int:
+    from onceflow.stack import BrokerSettings, LocalKafka
+
+    kafka = LocalKafka(BrokerSettings(port=args.port))
+    if args.action == "up":
+        status = kafka.up(timeout=args.timeout)
+        print(status.render())
+    elif args.action == "down":
+        print("kafka: stopped" if kafka.down() else "kafka: was not running")
+    else:
+        status = kafka.status()
+        print(status.render())
+        from onceflow.cluster import LocalFlinkCluster
+
+        print(LocalFlinkCluster().status().render())
+    return 0
+
+
+def _cluster(args: argparse.Namespace) -> int:
+    from onceflow.cluster import LocalFlinkCluster
+
+    cluster = LocalFlinkCluster(taskmanagers=args.taskmanagers)
+    if args.action == "up":
+        print(cluster.up(timeout=args.timeout).render())
+    elif args.action == "down":
+        cluster.down()
+        print("flink: stopped")
+    elif args.action == "status":
+        print(cluster.status().render())
+    else:
+        if not args.job:
+            raise OnceflowError("cluster submit needs a job file, e.g. jobs/dedup.py")
+        job_args = [a for a in args.job_args if a != "--"]
+        return cluster.submit(args.job, job_args, detached=args.detached)
+    return 0
+
+
+def _add_stack(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from onceflow.stack import default_port
+
+    p = sub.add_parser("stack", help="the local single-node KRaft Kafka broker")
+    p.add_argument("action", choices=["up", "down", "status"])
+    p.add_argument("--port", type=int, default=default_port(), help="client port (9092)")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for ready")
+    p.set_defaults(handler=_stack)
+
+
+def _add_cluster(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("cluster", help="the local standalone Flink cluster")
+    p.add_argument("action", choices=["up", "down", "status", "submit"])
+    p.add_argument("job", nargs="?", help="submit: the job file (jobs/<name>.py)")
+    p.add_argument("job_args", nargs=argparse.REMAINDER, help="submit: the job's arguments")
+    p.add_argument("--taskmanagers", type=int, default=1)
+    p.add_argument("--timeout", type=float, default=120.0)
+    p.add_argument("--detached", action="store_true", help="submit: return once submitted")
+    p.set_defaults(handler=_cluster)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="onceflow", description="Exactly-once stream processing on Apache Flink"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_stack(sub)
+    _add_cluster(sub)
+    for name, module, text in _TOOLS:
+        mod = __import__(module, fromlist=["add_arguments", "run"])
+        p = sub.add_parser(name, help=text)
+        mod.add_arguments(p)
+        p.set_defaults(handler=mod.run)
+    return parser
+
+
+# (subcommand, module with add_arguments(parser) and run(args) -> int, help)
+_TOOLS: list[tuple[str, str, str]] = []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except OnceflowError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

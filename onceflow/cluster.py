@@ -1,0 +1,247 @@
+"""The local standalone Flink cluster, from the pip-installed Flink distribution.
+
+``up`` renders ``flink-conf/config.yaml`` (placeholders expanded) with the
+distribution's log4j files into ``run/flink/conf``, points ``FLINK_CONF_DIR`` at
+it, and starts one JobManager and N TaskManagers with the distribution's own
+daemon scripts (pids and logs under ``run/flink``). It returns once the REST API
+on localhost:8081 reports every TaskManager registered. The TaskManagers inherit
+a ``PYTHONPATH`` with the venv's site-packages, so thread mode (PEMJA) works.
+
+``submit`` runs ``flink run -py <job>`` against it with the same configuration,
+so a job file runs unchanged on the mini-cluster and on this cluster.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from onceflow.errors import OnceflowError
+from onceflow.flinkenv import expand_placeholders, prepare_python_path
+from onceflow.java import java_executable
+from onceflow.paths import flink_home, project_root, run_dir
+
+__all__ = ["LocalFlinkCluster", "ClusterStatus", "rest_get"]
+
+log = logging.getLogger(__name__)
+
+
+def rest_get(url: str, path: str, timeout: float = 5.0) -> Any:
+    """GET ``url + path`` from Flink's REST API as JSON."""
+    with urllib.request.urlopen(f"{url}{path}", timeout=timeout) as response:
+        return json.load(response)
+
+
+@dataclass(frozen=True)
+class ClusterStatus:
+    """What the REST API says: None fields when it does not answer."""
+
+    rest_url: str
+    taskmanagers: int | None
+    slots_total: int | None
+    jobs_running: int | None
+    log_dir: Path
+
+    @property
+    def running(self) -> bool:
+        return self.taskmanagers is not None
+
+    def render(self) -> str:
+        if not self.running:
+            return f"flink: stopped (web UI would be {self.rest_url}); logs {self.log_dir}"
+        return (
+            f"flink: running at {self.rest_url} ({self.taskmanagers} TaskManagers, "
+            f"{self.slots_total} slots, {self.jobs_running} jobs running); logs {self.log_dir}"
+        )
+
+
+class LocalFlinkCluster:
+    """One JobManager and ``taskmanagers`` TaskManagers on localhost.
+
+    Failure behaviour: ``up`` raises :class:`OnceflowError` naming the log folder
+    when the REST API does not come up or TaskManagers do not register in time.
+    """
+
+    def __init__(self, taskmanagers: int = 1) -> None:
+        if taskmanagers < 1:
+            raise OnceflowError("a cluster needs at least one TaskManager")
+        self.taskmanagers = taskmanagers
+        self.home = run_dir("flink")
+        self.conf_dir = self.home / "conf"
+        self.log_dir = self.home / "log"
+        self.pid_dir = self.home / "pid"
+        self.config = yaml.safe_load(
+            expand_placeholders((project_root() / "flink-conf" / "config.yaml").read_text())
+        )
+        port = self.config.get("rest", {}).get("port", 8081)
+        self.rest_url = f"http://localhost:{port}"
+
+    # Step 1 of up: the rendered configuration -------------------------------------
+    def render_conf(self) -> Path:
+        """Write ``run/flink/conf`` (config.yaml expanded + the distribution's log4j)."""
+        self.conf_dir.mkdir(parents=True, exist_ok=True)
+        dist_conf = flink_home() / "conf"
+        for name in ("log4j.properties", "log4j-console.properties", "log4j-cli.properties"):
+            shutil.copy(dist_conf / name, self.conf_dir / name)
+        config = dict(self.config)
+        config.setdefault("env", {})
+        config["env"]["pid"] = {"dir": str(self.pid_dir)}
+        config["env"]["log"] = {"dir": str(self.log_dir)}
+        (self.conf_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        self._link_lib()
+        return self.conf_dir
+
+    def _link_lib(self) -> None:
+        """``run/flink/lib``: the distribution's lib/ plus opt/flink-python.
+
+        The pip distribution keeps flink-python (the Python operators' runtime) in
+        opt/, so a cluster started on its plain lib/ cannot deserialize a PyFlink job
+        (ClassNotFoundException: EmbeddedPythonProcessOperator).
+        """
+        lib = self.home / "lib"
+        if lib.exists():
+            shutil.rmtree(lib)
+        lib.mkdir(parents=True)
+        dist = flink_home()
+        for jar in [*(dist / "lib").glob("*.jar"), *(dist / "opt").glob("flink-python-*.jar")]:
+            (lib / jar.name).symlink_to(jar)
+
+    def _env(self) -> dict[str, str]:
+        prepare_python_path()
+        env = dict(os.environ)
+        env["FLINK_CONF_DIR"] = str(self.conf_dir)
+        env["FLINK_LOG_DIR"] = str(self.log_dir)
+        env["FLINK_PID_DIR"] = str(self.pid_dir)
+        env["FLINK_LIB_DIR"] = str(self.home / "lib")
+        java = Path(java_executable()).resolve()
+        env.setdefault("JAVA_HOME", str(java.parent.parent))
+        return env
+
+    def _script(self, name: str, *args: str) -> None:
+        script = flink_home() / "bin" / name
+        result = subprocess.run(
+            ["bash", str(script), *args],
+            env=self._env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise OnceflowError(
+                f"{name} {' '.join(args)} failed ({result.returncode}): "
+                f"{(result.stderr or result.stdout).strip()[-400:]}"
+            )
+
+    def status(self) -> ClusterStatus:
+        try:
+            overview = rest_get(self.rest_url, "/overview", timeout=2)
+        except (urllib.error.URLError, OSError, ValueError):
+            return ClusterStatus(self.rest_url, None, None, None, self.log_dir)
+        return ClusterStatus(
+            self.rest_url,
+            int(overview.get("taskmanagers", 0)),
+            int(overview.get("slots-total", 0)),
+            int(overview.get("jobs-running", 0)),
+            self.log_dir,
+        )
+
+    def up(self, timeout: float = 120.0) -> ClusterStatus:
+        """Start the cluster (harmless when it runs) and wait for every TaskManager."""
+        current = self.status()
+        if current.running and (current.taskmanagers or 0) >= self.taskmanagers:
+            return current
+        self.render_conf()
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        if not current.running:
+            self._script("jobmanager.sh", "start")
+        for _ in range((current.taskmanagers or 0), self.taskmanagers):
+            self.start_taskmanager()
+        return self.wait_ready(self.taskmanagers, timeout)
+
+    def wait_ready(self, taskmanagers: int, timeout: float = 120.0) -> ClusterStatus:
+        """Block until ``taskmanagers`` TaskManagers are registered."""
+        deadline = time.monotonic() + timeout
+        status = self.status()
+        while time.monotonic() < deadline:
+            status = self.status()
+            if status.running and (status.taskmanagers or 0) >= taskmanagers:
+                return status
+            time.sleep(0.5)
+        raise OnceflowError(
+            f"the Flink cluster did not report {taskmanagers} TaskManagers at "
+            f"{self.rest_url} within {timeout:.0f} s; see the logs in {self.log_dir}"
+        )
+
+    def start_taskmanager(self) -> None:
+        self._script("taskmanager.sh", "start")
+
+    def taskmanager_pids(self) -> list[int]:
+        """Pids of the TaskManagers started here (the daemon scripts' pid file)."""
+        pids: list[int] = []
+        for pid_file in self.pid_dir.glob("*taskexecutor.pid"):
+            for line in pid_file.read_text().split():
+                with contextlib.suppress(ValueError):
+                    pid = int(line)
+                    if _alive(pid):
+                        pids.append(pid)
+        return pids
+
+    def kill_taskmanager(self, pid: int, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` to one TaskManager (fault injection)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+    def down(self) -> None:
+        """Stop every TaskManager and the JobManager started here."""
+        if not self.conf_dir.exists():
+            return
+        for script in ("taskmanager.sh", "jobmanager.sh"):
+            with contextlib.suppress(OnceflowError):
+                self._script(script, "stop-all")
+
+    def flink_cli(self) -> list[str]:
+        return ["bash", str(flink_home() / "bin" / "flink")]
+
+    def submit(self, job_file: str, job_args: list[str], *, detached: bool = False) -> int:
+        """``flink run -py job_file job_args`` against this cluster; returns its exit code.
+
+        The connector jars travel as the ``pipeline.jars`` the job's environment
+        builder sets (``onceflow.flinkenv``).
+        """
+        if not self.status().running:
+            raise OnceflowError("the Flink cluster is not running; start it with `make cluster-up`")
+        self.render_conf()
+        path = Path(job_file)
+        if not path.is_file():
+            raise OnceflowError(f"job file {job_file} does not exist")
+        cmd = [*self.flink_cli(), "run", "-m", self.rest_url.removeprefix("http://")]
+        if detached:
+            cmd.append("-d")
+        # No -pyfs: the TaskManagers import the project from their PYTHONPATH (see _env).
+        cmd += ["-py", str(path.resolve()), *job_args]
+        log.info("submitting: %s", " ".join(cmd))
+        return subprocess.run(cmd, env=self._env(), cwd=project_root(), check=False).returncode
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,197 @@
+"""One PyFlink environment builder for local runs and cluster submissions.
+
+``create_env(FlinkSettings(...))`` returns a StreamExecutionEnvironment configured
+from ``flink-conf/config.yaml`` (the same file the standalone cluster uses) plus
+per-job overrides, with the connector jars attached. The same job file therefore
+runs as ``python -m jobs.<name>`` (the mini-cluster starts inside this process)
+and as ``flink run -py jobs/<name>.py`` (the cluster's config is the base and the
+job-level keys here are stacked on top).
+
+What it guarantees before a job starts:
+- Python workers use this interpreter (the venv), never ``python`` from PATH;
+- thread mode (PEMJA) can import itself: the venv's site-packages are on the
+  ``PYTHONPATH`` the TaskManager JVM inherits;
+- checkpoints go to a filesystem directory, never the JobManager heap;
+- a bounded restart strategy, so a broken job fails instead of restarting forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import site
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from onceflow.errors import OnceflowError
+from onceflow.paths import jars_dir, project_root, venv_python
+
+if TYPE_CHECKING:
+    from pyflink.datastream import StreamExecutionEnvironment
+
+__all__ = [
+    "FlinkSettings",
+    "load_flink_conf",
+    "job_configuration",
+    "connector_jars",
+    "create_env",
+    "prepare_python_path",
+]
+
+log = logging.getLogger(__name__)
+
+# Keys a job may set for itself; cluster-level keys (memory, ports) stay in the file.
+JOB_LEVEL_PREFIXES = (
+    "execution.",
+    "state.",
+    "restart-strategy",
+    "python.",
+    "parallelism.default",
+    "pipeline.",
+    "table.",
+)
+
+
+@dataclass(frozen=True)
+class FlinkSettings:
+    """Per-job overrides of ``flink-conf/config.yaml``; None keeps the file's value.
+
+    :param parallelism: default operator parallelism.
+    :param checkpoint_interval_ms: checkpoint interval; 0 disables checkpointing
+        (refused by exactly-once sinks).
+    :param execution_mode: ``thread`` (PEMJA, in the JVM) or ``process`` (Beam workers).
+    :param state_backend: ``rocksdb`` or ``hashmap``.
+    :param restart_attempts: fixed-delay restart attempts before the job fails.
+    :param checkpoint_dir: override of ``execution.checkpointing.dir`` (a path or URI).
+    :param extra: any further Flink keys, e.g. ``python.fn-execution.bundle.size``.
+    """
+
+    parallelism: int | None = None
+    checkpoint_interval_ms: int | None = None
+    execution_mode: str | None = None
+    state_backend: str | None = None
+    restart_attempts: int | None = None
+    checkpoint_dir: str | None = None
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.parallelism is not None and self.parallelism < 1:
+            raise OnceflowError(f"parallelism must be >= 1, got {self.parallelism}")
+        if self.checkpoint_interval_ms is not None and self.checkpoint_interval_ms < 0:
+            raise OnceflowError("checkpoint interval must be >= 0 ms (0 = off)")
+        if self.execution_mode not in (None, "thread", "process"):
+            raise OnceflowError(
+                f"execution mode {self.execution_mode!r} is not 'thread' or 'process'"
+            )
+        if self.state_backend not in (None, "rocksdb", "hashmap"):
+            raise OnceflowError(f"state backend {self.state_backend!r} is not rocksdb/hashmap")
+
+    def overrides(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        if self.parallelism is not None:
+            out["parallelism.default"] = str(self.parallelism)
+        if self.checkpoint_interval_ms is not None:
+            # Flink 2.x treats a missing or zero interval as "checkpointing off".
+            out["execution.checkpointing.interval"] = f"{self.checkpoint_interval_ms}ms"
+        if self.execution_mode is not None:
+            out["python.execution-mode"] = self.execution_mode
+        if self.state_backend is not None:
+            out["state.backend.type"] = self.state_backend
+        if self.restart_attempts is not None:
+            out["restart-strategy.type"] = "fixed-delay"
+            out["restart-strategy.fixed-delay.attempts"] = str(self.restart_attempts)
+        if self.checkpoint_dir is not None:
+            d = self.checkpoint_dir
+            out["execution.checkpointing.dir"] = d if "://" in d else Path(d).resolve().as_uri()
+        out.update(self.extra)
+        return out
+
+
+def _flatten(prefix: str, node: Any, out: dict[str, str]) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            _flatten(f"{prefix}.{key}" if prefix else str(key), value, out)
+    elif isinstance(node, list):
+        out[prefix] = ";".join(str(v) for v in node)
+    elif isinstance(node, bool):
+        out[prefix] = "true" if node else "false"
+    elif node is not None:
+        out[prefix] = str(node)
+
+
+def expand_placeholders(text: str) -> str:
+    """Replace ``${ONCEFLOW_HOME}`` and ``${ONCEFLOW_PYTHON}`` in a config text."""
+    return text.replace("${ONCEFLOW_HOME}", str(project_root())).replace(
+        "${ONCEFLOW_PYTHON}", venv_python()
+    )
+
+
+def load_flink_conf(path: Path | None = None) -> dict[str, str]:
+    """``flink-conf/config.yaml`` as flat ``key: value`` strings, placeholders expanded."""
+    conf_file = path or project_root() / "flink-conf" / "config.yaml"
+    try:
+        raw = yaml.safe_load(expand_placeholders(conf_file.read_text())) or {}
+    except FileNotFoundError as exc:
+        raise OnceflowError(f"{conf_file} is missing; it holds onceflow's Flink settings") from exc
+    flat: dict[str, str] = {}
+    _flatten("", raw, flat)
+    return flat
+
+
+def connector_jars() -> list[str]:
+    """``file://`` URLs of the resolved connector jars (Kafka, Parquet, Hadoop client)."""
+    folder = jars_dir("flink")
+    jars = sorted(folder.glob("*.jar"))
+    if not jars:
+        raise OnceflowError(
+            f"no connector jars in {folder}: run `make jars` (KafkaSource/KafkaSink "
+            "and the Parquet writer are not part of the PyFlink distribution)"
+        )
+    return [j.resolve().as_uri() for j in jars]
+
+
+def job_configuration(settings: FlinkSettings | None = None) -> dict[str, str]:
+    """The job-level Flink keys: the file's, then ``settings``' overrides, then jars."""
+    settings = settings or FlinkSettings()
+    conf = {k: v for k, v in load_flink_conf().items() if k.startswith(JOB_LEVEL_PREFIXES)}
+    conf.update(settings.overrides())
+    jars = connector_jars()
+    existing = [j for j in conf.get("pipeline.jars", "").split(";") if j]
+    conf["pipeline.jars"] = ";".join(dict.fromkeys([*existing, *jars]))
+    return conf
+
+
+def prepare_python_path() -> None:
+    """Put the venv's site-packages on PYTHONPATH for JVMs started from here.
+
+    Thread mode imports ``pemja`` and ``pyflink`` inside the TaskManager JVM; that
+    interpreter searches PYTHONPATH, not the venv, and fails with
+    ``No module named 'pemja'`` otherwise. The project root goes there too, so the
+    ``jobs``/``operators``/``sinks`` packages resolve in Python workers.
+    """
+    wanted = [*site.getsitepackages(), str(project_root())]
+    current = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    merged = list(dict.fromkeys([*wanted, *current]))
+    os.environ["PYTHONPATH"] = os.pathsep.join(merged)
+
+
+def create_env(settings: FlinkSettings | None = None) -> StreamExecutionEnvironment:
+    """A StreamExecutionEnvironment with onceflow's settings (see the module docstring).
+
+    Must run before anything else starts the PyFlink gateway in this process, so
+    the JVM inherits the prepared PYTHONPATH.
+    """
+    from pyflink.common import Configuration
+    from pyflink.datastream import StreamExecutionEnvironment
+
+    prepare_python_path()
+    config = Configuration()
+    for key, value in job_configuration(settings).items():
+        config.set_string(key, value)
+    env = StreamExecutionEnvironment.get_execution_environment(config)
+    log.debug("flink env configured: %s", config.to_dict())
+    return env

@@ -1,0 +1,350 @@
+"""Write a deterministic workload (:mod:`onceflow.workload`) to a Kafka topic.
+
+``onceflow produce`` feeds the dedup job: it creates the input topic if it is
+missing, writes the records with an idempotent producer and saves the
+:class:`~onceflow.workload.Expectation` that ``onceflow check`` later compares
+the job's output with.
+
+Delivery guarantee: every record is written exactly once and, per key, in
+generation order -- ``acks=all`` plus the idempotent producer (KIP-98) make
+the producer's internal retries neither duplicate nor reorder a batch. The
+producer is *not* transactional: the input topic needs no read_committed
+reader. Valid records are keyed by their id, so a duplicate lands in the same
+partition as its original, after it; malformed records have no key.
+
+Failure behaviour: a record the broker refuses (topic too small for an
+oversize record, authorisation, timeout) fails the whole run with
+:class:`ProduceError`; the expectation is saved only when every record has
+been acknowledged, so a saved expectation always describes the topic's
+content (for a topic that was empty before).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+from kafka import KafkaProducer
+from kafka.admin import KafkaAdminClient
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+from tqdm import tqdm
+
+from onceflow.errors import OnceflowError
+from onceflow.workload import Expectation, WorkloadSpec, generate
+
+__all__ = [
+    "DEFAULT_BOOTSTRAP",
+    "ProduceError",
+    "add_arguments",
+    "ensure_topic",
+    "produce",
+    "run",
+]
+
+log = logging.getLogger(__name__)
+
+#: Bootstrap servers when neither ``--bootstrap`` nor ``KAFKA_BOOTSTRAP`` is given.
+DEFAULT_BOOTSTRAP = "localhost:9092"
+
+_KAFKA_MAX_MESSAGE_BYTES = 1_048_588  # broker default message.max.bytes / topic max.message.bytes
+_PRODUCER_MAX_REQUEST_SIZE = 1_048_576  # kafka-python default max_request_size
+_RECORD_OVERHEAD = 4_096  # headroom for the record batch header, key and headers
+_ERROR_CHECK_EVERY = 1_024  # records between two looks at the error counter
+_PROGRESS_EVERY = 512  # records between two progress-bar updates
+
+
+class ProduceError(OnceflowError):
+    """Some records were refused or never acknowledged: the topic is incomplete."""
+
+
+class _Errors:
+    """Counts failed sends; called from the producer's I/O thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.count = 0
+        self.first: BaseException | None = None
+
+    def __call__(self, exc: BaseException) -> None:
+        with self._lock:
+            self.count += 1
+            if self.first is None:
+                self.first = exc
+
+
+def _max_record_bytes(spec: WorkloadSpec) -> int:
+    """Largest record the workload holds, plus headroom."""
+    largest = spec.payload_bytes
+    if spec.oversize > 0:
+        largest = max(largest, spec.oversize_bytes)
+    return largest + _RECORD_OVERHEAD
+
+
+def ensure_topic(
+    bootstrap: str,
+    topic: str,
+    partitions: int | None = None,
+    *,
+    max_message_bytes: int | None = None,
+    timeout_ms: int = 30_000,
+) -> bool:
+    """Create ``topic`` (replication factor 1) unless it exists.
+
+    :param partitions: partition count of a new topic (default 1). An existing
+        topic is left alone; a different partition count is logged as a warning.
+    :param max_message_bytes: if above Kafka's default, set the new topic's
+        ``max.message.bytes`` so records that large are accepted.
+    :returns: ``True`` if the topic was created, ``False`` if it existed.
+    :raises kafka.errors.KafkaError: if the broker cannot be reached or refuses
+        the creation for another reason than the topic existing.
+    """
+    n = partitions or 1
+    configs: dict[str, str] = {}
+    if max_message_bytes is not None and max_message_bytes > _KAFKA_MAX_MESSAGE_BYTES:
+        configs["max.message.bytes"] = str(max_message_bytes)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms)
+    try:
+        try:
+            admin.create_topics(
+                {topic: {"num_partitions": n, "replication_factor": 1, "configs": configs}},
+                timeout_ms=timeout_ms,
+                wait_for_metadata=True,
+            )
+            log.info("created topic %s (%d partitions, %s)", topic, n, configs or "default configs")
+            return True
+        except TopicAlreadyExistsError:
+            described = admin.describe_topics([topic])
+            have = len(described[0].get("partitions") or []) if described else 0
+            if partitions is not None and have != partitions:
+                log.warning(
+                    "topic %s already exists with %d partitions, not the %d asked for: "
+                    "writing to it as it is (delete it first to change the partition count)",
+                    topic,
+                    have,
+                    partitions,
+                )
+            else:
+                log.info("topic %s already exists (%d partitions)", topic, have)
+            return False
+    finally:
+        admin.close()
+
+
+def produce(
+    bootstrap: str,
+    topic: str,
+    spec: WorkloadSpec,
+    expectation_path: Path | None,
+    partitions: int | None = None,
+    progress: bool = True,
+    rate: float | None = None,
+) -> Expectation:
+    """Write the workload of ``spec`` to ``topic`` and return (and save) its expectation.
+
+    Protocol:
+
+    1. Create the topic if missing (``partitions`` default 1, replication 1).
+    2. Send every record through an idempotent ``acks=all`` producer, keyed by
+       id (malformed: no key), at most ``rate`` records/s if given; failed sends
+       are counted by an errback, not by waiting on each future.
+    3. Flush, then fail if any send failed.
+    4. Save the expectation to ``expectation_path`` (if given).
+
+    :param bootstrap: Kafka bootstrap servers, ``host:port[,host:port]``.
+    :param expectation_path: where to save the expectation (``.gz`` compresses).
+    :param progress: show a progress bar on stderr (only on a terminal).
+    :param rate: steady feeding rate in records/s; ``None`` is as fast as possible.
+    :raises ProduceError: if a record was refused or not acknowledged in time.
+        Records sent before the failure may be in the topic; no expectation is saved.
+    :raises kafka.errors.KafkaError: if the broker cannot be reached.
+    """
+    if rate is not None and rate <= 0:
+        raise ValueError(f"rate must be > 0 records/s, got {rate}")
+    max_record = _max_record_bytes(spec)
+
+    # Step 1. The topic.
+    ensure_topic(bootstrap, topic, partitions, max_message_bytes=max_record)
+
+    # Step 2. Send.
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap,
+        # Exactly-once writes of the input: no duplicates from retries, no
+        # reordering within a partition (duplicates must follow their original).
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=20,
+        batch_size=512 * 1024,
+        # The topic was created above; a typo must not create another one.
+        allow_auto_create_topics=False,
+        max_request_size=max(_PRODUCER_MAX_REQUEST_SIZE, max_record),
+    )
+    errors = _Errors()
+    expectation = Expectation(spec=spec.to_dict())
+    bar = tqdm(
+        total=spec.count,
+        unit="rec",
+        unit_scale=True,
+        desc=f"produce {topic}",
+        file=sys.stderr,
+        disable=None if progress else True,  # None: off when stderr is not a terminal
+        mininterval=0.5,
+    )
+    started = time.monotonic()
+    sent = 0
+    try:
+        for item in generate(spec):
+            if rate is not None:
+                ahead = started + sent / rate - time.monotonic()
+                if ahead > 0.001:
+                    time.sleep(ahead)
+            key = item.ident.encode("utf-8") if item.ident is not None else None
+            producer.send(topic, value=item.value, key=key).add_errback(errors)
+            expectation.add(item)
+            sent += 1
+            if sent % _PROGRESS_EVERY == 0:
+                bar.update(_PROGRESS_EVERY)
+            if sent % _ERROR_CHECK_EVERY == 0 and errors.count:
+                break  # fail fast: the topic is misconfigured or unreachable
+        # Step 3. Flush and account for every record.
+        producer.flush()
+        bar.update(sent - bar.n)
+    finally:
+        bar.close()
+        producer.close(timeout=10)
+    elapsed = time.monotonic() - started
+    if errors.count or sent != spec.count:
+        raise ProduceError(
+            f"{errors.count} of {sent} records sent to {topic} failed "
+            f"({spec.count - sent} not sent); first error: {errors.first!r}. "
+            "The topic holds an incomplete workload: delete it (or use a new topic) "
+            "and produce again"
+        )
+    log.info(
+        "produced %d records to %s in %.1f s (%.0f records/s): %d unique, %d duplicates, "
+        "%d malformed",
+        sent,
+        topic,
+        elapsed,
+        sent / elapsed if elapsed else float("inf"),
+        len(expectation.unique_ids),
+        expectation.duplicates,
+        expectation.malformed,
+    )
+
+    # Step 4. The expectation.
+    if expectation_path is not None:
+        expectation.save(expectation_path)
+    return expectation
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``onceflow produce`` options to ``parser``."""
+    parser.add_argument(
+        "--bootstrap",
+        default=os.environ.get("KAFKA_BOOTSTRAP", DEFAULT_BOOTSTRAP),
+        help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP or %(default)s)",
+    )
+    parser.add_argument("--topic", required=True, help="topic to write (created if missing)")
+    parser.add_argument("--count", type=int, default=100_000, help="records in total (%(default)s)")
+    parser.add_argument(
+        "--duplicates",
+        type=float,
+        default=0.3,
+        metavar="RATIO",
+        help="share of duplicate records (%(default)s)",
+    )
+    parser.add_argument(
+        "--malformed",
+        type=float,
+        default=0.01,
+        metavar="RATIO",
+        help="share of malformed records (%(default)s)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="generator seed (%(default)s)")
+    parser.add_argument(
+        "--partitions",
+        type=int,
+        default=None,
+        help="partitions of a new topic (default 1; an existing topic is kept)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        metavar="RECORDS_PER_S",
+        help="steady feeding rate (default: as fast as possible)",
+    )
+    parser.add_argument(
+        "--expect",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="write the expectation for `onceflow check` here (.gz compresses)",
+    )
+    parser.add_argument("--id-field", default="id", help="JSON field of the id (%(default)s)")
+    parser.add_argument(
+        "--payload-bytes", type=int, default=200, help="approximate record size (%(default)s)"
+    )
+    parser.add_argument(
+        "--keys",
+        type=int,
+        default=None,
+        help="duplicates repeat one of the last KEYS unique ids (default 10000)",
+    )
+    parser.add_argument(
+        "--oversize-bytes",
+        type=int,
+        default=1_000_000,
+        help="size an oversize malformed record exceeds (%(default)s)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``onceflow produce``.
+
+    :returns: 0 once every record is acknowledged and the expectation saved.
+    :raises OnceflowError: (exit 2 in the CLI) on an invalid workload, an
+        unreachable broker or refused records.
+    """
+    try:
+        spec = WorkloadSpec(
+            count=args.count,
+            duplicate_ratio=args.duplicates,
+            malformed_ratio=args.malformed,
+            seed=args.seed,
+            id_field=args.id_field,
+            payload_bytes=args.payload_bytes,
+            keys=args.keys,
+            oversize_bytes=args.oversize_bytes,
+        )
+    except ValueError as exc:
+        raise OnceflowError(f"invalid workload: {exc}") from exc
+    try:
+        exp = produce(
+            args.bootstrap,
+            args.topic,
+            spec,
+            args.expect,
+            partitions=args.partitions,
+            progress=not args.no_progress,
+            rate=args.rate,
+        )
+    except KafkaError as exc:
+        raise OnceflowError(
+            f"producing to {args.topic} at {args.bootstrap} failed: {exc!r}; is the broker "
+            "running (`onceflow stack up`) and --bootstrap / $KAFKA_BOOTSTRAP right?"
+        ) from exc
+    except ValueError as exc:
+        raise OnceflowError(str(exc)) from exc
+    where = f"; expectation in {args.expect}" if args.expect else ""
+    print(
+        f"produced {exp.total} records to {args.topic}: {len(exp.unique_ids)} unique, "
+        f"{exp.duplicates} duplicates, {exp.malformed} malformed{where}"
+    )
+    return 0

@@ -1,0 +1,347 @@
+"""The local Kafka broker: one KRaft node on localhost, configured for transactions.
+
+``onceflow stack up`` formats the storage once, starts ``kafka.Kafka`` from the jars
+that ``make jars`` resolved, and returns only when a transactional producer has
+committed a transaction, so a caller can run an exactly-once job right away.
+Data, config and logs live in ``run/kafka-<port>/`` (git-ignored). The broker runs
+in its own process group; ``down`` stops it by the pid it recorded.
+
+Single-node settings that transactions need (a default broker refuses them):
+the transaction state log and offsets topic with replication factor 1 and min ISR 1,
+and ``transaction.max.timeout.ms`` at least Flink KafkaSink's default
+``transaction.timeout.ms`` (1 h), or every transaction of a default sink is refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from onceflow.errors import OnceflowError
+from onceflow.java import classpath, java_executable, run_java_main
+from onceflow.paths import run_dir
+
+__all__ = ["BrokerSettings", "LocalKafka", "BrokerStatus", "default_port"]
+
+log = logging.getLogger(__name__)
+
+READY_TOPIC = "onceflow-stack-ready"
+
+
+def default_port() -> int:
+    """``$ONCEFLOW_KAFKA_PORT`` or 9092."""
+    return int(os.environ.get("ONCEFLOW_KAFKA_PORT", "9092"))
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    """What the local broker listens on and how big it is.
+
+    :param port: client (PLAINTEXT) port on 127.0.0.1.
+    :param controller_port: KRaft controller port; ``port + 1`` when None.
+    :param heap: JVM heap (-Xmx and -Xms).
+    :param transaction_max_timeout_ms: the broker's ``transaction.max.timeout.ms``;
+        the largest ``transaction.timeout.ms`` a producer may ask for.
+    """
+
+    port: int = 9092
+    controller_port: int | None = None
+    heap: str = "1g"
+    transaction_max_timeout_ms: int = 3_600_000
+
+    def __post_init__(self) -> None:
+        if not 0 < self.port < 65536:
+            raise OnceflowError(f"broker port {self.port} is not a TCP port (1-65535)")
+
+    @property
+    def controller(self) -> int:
+        return self.controller_port if self.controller_port is not None else self.port + 1
+
+    @property
+    def bootstrap(self) -> str:
+        return f"localhost:{self.port}"
+
+
+@dataclass(frozen=True)
+class BrokerStatus:
+    """What ``status`` found: the recorded pid, whether it lives, whether the port answers."""
+
+    pid: int | None
+    alive: bool
+    listening: bool
+    bootstrap: str
+    log_file: Path
+
+    @property
+    def running(self) -> bool:
+        return self.alive and self.listening
+
+    def render(self) -> str:
+        if self.running:
+            return f"kafka: running (pid {self.pid}) at {self.bootstrap}; log {self.log_file}"
+        if self.alive:
+            return f"kafka: starting or unhealthy (pid {self.pid}); log {self.log_file}"
+        return f"kafka: stopped ({self.bootstrap}); log {self.log_file}"
+
+
+def _port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child (killed but not reaped) still answers kill(0): ask /proc.
+    with contextlib.suppress(OSError):
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        if state in ("Z", "X"):
+            return False
+    return True
+
+
+class LocalKafka:
+    """A single-node KRaft Kafka broker owned by this checkout.
+
+    Failure behaviour: ``up`` raises :class:`OnceflowError` with one line that says
+    what to do when the JDK or the jars are missing, a port is taken by another
+    process, or the broker does not become transaction-ready within the timeout
+    (the message names the broker log).
+    """
+
+    def __init__(self, settings: BrokerSettings | None = None) -> None:
+        self.settings = settings or BrokerSettings(port=default_port())
+        self.home = run_dir(f"kafka-{self.settings.port}")
+        self.data_dir = self.home / "data"
+        self.config_file = self.home / "server.properties"
+        self.log4j_file = self.home / "log4j2.properties"
+        self.log_file = self.home / "server.log"
+        self.stdout_file = self.home / "kafka.out"
+        self.pid_file = self.home / "kafka.pid"
+
+    @property
+    def bootstrap(self) -> str:
+        return self.settings.bootstrap
+
+    # Step 1 of up: configuration ---------------------------------------------------
+    def _write_config(self) -> None:
+        s = self.settings
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@127.0.0.1:{s.controller}",
+            "listeners": f"PLAINTEXT://127.0.0.1:{s.port},CONTROLLER://127.0.0.1:{s.controller}",
+            "advertised.listeners": f"PLAINTEXT://localhost:{s.port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": str(self.data_dir),
+            # One node: internal topics cannot have more replicas than brokers.
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "4",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.num.partitions": "4",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            # Flink's KafkaSink asks for transaction.timeout.ms = 1 h by default.
+            "transaction.max.timeout.ms": str(s.transaction_max_timeout_ms),
+            "num.partitions": "1",
+            "default.replication.factor": "1",
+            "min.insync.replicas": "1",
+            "auto.create.topics.enable": "true",
+            "group.initial.rebalance.delay.ms": "0",
+            "log.retention.hours": "24",
+            "log.segment.bytes": str(256 * 1024 * 1024),
+        }
+        self.config_file.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        self.log4j_file.write_text(
+            "status = warn\n"
+            "appender.file.type = File\n"
+            "appender.file.name = FILE\n"
+            f"appender.file.fileName = {self.log_file}\n"
+            "appender.file.layout.type = PatternLayout\n"
+            "appender.file.layout.pattern = [%d] %p %m (%c)%n\n"
+            "rootLogger.level = INFO\n"
+            "rootLogger.appenderRef.file.ref = FILE\n"
+            "logger.kafka.name = kafka\n"
+            "logger.kafka.level = INFO\n"
+            "logger.state.name = state.change.logger\n"
+            "logger.state.level = WARN\n"
+        )
+
+    # Step 2 of up: format the storage once ------------------------------------------
+    def _format_storage(self) -> None:
+        if (self.data_dir / "meta.properties").is_file():
+            return
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        result = run_java_main(
+            "kafka.tools.StorageTool",
+            ["format", "-t", cluster_id, "-c", str(self.config_file)],
+            jvm_opts=("-Xmx256m", f"-Dlog4j2.configurationFile=file:{self.log4j_file}"),
+        )
+        if result.returncode != 0:
+            raise OnceflowError(
+                f"formatting the broker storage in {self.data_dir} failed: "
+                f"{(result.stderr or result.stdout).strip()[-400:]}"
+            )
+
+    def status(self) -> BrokerStatus:
+        pid = self._read_pid()
+        alive = pid is not None and _pid_alive(pid)
+        return BrokerStatus(
+            pid=pid,
+            alive=alive,
+            listening=_port_open(self.settings.port),
+            bootstrap=self.bootstrap,
+            log_file=self.log_file,
+        )
+
+    def _read_pid(self) -> int | None:
+        try:
+            return int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def up(self, timeout: float = 120.0) -> BrokerStatus:
+        """Start the broker (harmless when it runs) and wait until transactions commit.
+
+        :param timeout: seconds to wait for a committed transaction.
+        :raises OnceflowError: JDK/jars missing, port in use, or not ready in time.
+        """
+        current = self.status()
+        if current.running:
+            log.info("broker already running (pid %s)", current.pid)
+            self.wait_ready(timeout)
+            return current
+        if current.alive:
+            # Started earlier and still coming up: wait for it rather than start a second.
+            self.wait_ready(timeout)
+            return self.status()
+        java = java_executable()
+        cp = classpath("kafka")
+        for port in (self.settings.port, self.settings.controller):
+            if _port_open(port):
+                raise OnceflowError(
+                    f"port {port} is already in use by another process; stop it or choose "
+                    f"another broker port (--port / ONCEFLOW_KAFKA_PORT)"
+                )
+        self._write_config()
+        self._format_storage()
+        cmd = [
+            java,
+            f"-Xmx{self.settings.heap}",
+            f"-Xms{self.settings.heap}",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile=file:{self.log4j_file}",
+            f"-Dkafka.logs.dir={self.home}",
+            "-cp",
+            cp,
+            "kafka.Kafka",
+            str(self.config_file),
+        ]
+        with open(self.stdout_file, "ab") as out:
+            proc = subprocess.Popen(
+                cmd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        self.pid_file.write_text(f"{proc.pid}\n")
+        log.info("started broker pid %s, log %s", proc.pid, self.log_file)
+        self.wait_ready(timeout, proc=proc)
+        return self.status()
+
+    def wait_ready(self, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+        """Block until a transactional producer commits on the broker.
+
+        :raises OnceflowError: the process died or the deadline passed.
+        """
+        deadline = time.monotonic() + timeout
+        last_error: Exception | None = None
+        while time.monotonic() < deadline:
+            if proc is not None and proc.poll() is not None:
+                raise OnceflowError(
+                    f"the broker exited with code {proc.returncode} while starting; "
+                    f"see {self.log_file} and {self.stdout_file}"
+                )
+            if _port_open(self.settings.port):
+                try:
+                    commit_probe_transaction(self.bootstrap)
+                    return
+                except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
+                    last_error = exc
+            time.sleep(0.5)
+        raise OnceflowError(
+            f"the broker at {self.bootstrap} could not commit a transaction within "
+            f"{timeout:.0f} s (last error: {last_error}); see {self.log_file}"
+        )
+
+    def down(self, timeout: float = 30.0) -> bool:
+        """Stop the broker by its recorded pid: SIGTERM, then SIGKILL after ``timeout``.
+
+        :returns: True when a running broker was stopped.
+        """
+        pid = self._read_pid()
+        if pid is None or not _pid_alive(pid):
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        self.kill(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _pid_alive(pid):
+            time.sleep(0.2)
+        if _pid_alive(pid):
+            self.kill(signal.SIGKILL)
+            while _pid_alive(pid):
+                time.sleep(0.1)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    def kill(self, sig: int) -> None:
+        """Send ``sig`` to the broker's process group (fault injection uses SIGKILL)."""
+        pid = self._read_pid()
+        if pid is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, sig)
+
+
+def commit_probe_transaction(bootstrap: str) -> None:
+    """Commit one transaction with a kafka-python transactional producer.
+
+    :raises Exception: whatever kafka-python raises while the broker is not ready.
+    """
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap,
+        transactional_id="onceflow-stack-ready",
+        enable_idempotence=True,
+        request_timeout_ms=10_000,
+        max_block_ms=10_000,
+    )
+    try:
+        producer.init_transactions()
+        producer.begin_transaction()
+        producer.send(READY_TOPIC, b"ready")
+        producer.commit_transaction()
+    finally:
+        producer.close(timeout=5)

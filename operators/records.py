@@ -1,0 +1,472 @@
+"""Parse and validate raw Kafka record values; build dead-letter records.
+
+Every record a job reads goes through :func:`parse_object` first. The outcome is
+either :class:`Parsed` or :class:`Rejected`; nothing in this module raises on
+bad *input* (arbitrary bytes, hostile JSON), only on bad *arguments* (a
+programming error). That matters for exactly-once: an exception inside an
+operator fails the job, Flink restores the last checkpoint, replays the same
+record and fails again, a restart loop on a poison record. A rejected record is
+instead routed to a dead-letter topic (DLQ) through the same transactional sink,
+so it is written exactly once together with the checkpoint that consumed it.
+
+Rejection reasons are stable, machine-readable strings (the ``REASON`` constants
+below, all listed in :data:`REASONS`); dashboards and DLQ consumers may match on
+them. The human-readable ``detail`` may change between releases.
+
+JSON is parsed strictly: ``NaN``, ``Infinity`` and numbers that overflow a
+double (``1e400``) are rejected as :data:`NOT_JSON`, because they are not JSON
+(RFC 8259) and a Java consumer of the output would refuse them. An object with a
+repeated name keeps the last value (Python's ``json`` behaviour).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import hashlib
+import json
+import logging
+import math
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Final, TypedDict
+
+__all__ = [
+    "BAD_OP",
+    "DEFAULT_MAX_DEPTH",
+    "EMPTY_FIELD",
+    "MISSING",
+    "MISSING_FIELD",
+    "NOT_JSON",
+    "NOT_OBJECT",
+    "NULL_FIELD",
+    "OUT_OF_RANGE",
+    "OVERSIZE",
+    "REASONS",
+    "TOO_DEEP",
+    "WRONG_TYPE",
+    "DeadLetter",
+    "Parsed",
+    "Rejected",
+    "canonical_json",
+    "dead_letter",
+    "get_path",
+    "parse_dead_letter",
+    "parse_object",
+    "require_field",
+    "split_path",
+    "stable_hash",
+]
+
+_log = logging.getLogger(__name__)
+
+NOT_JSON: Final = "not_json"
+"""The value is ``None``, not UTF-8, or not strict JSON."""
+NOT_OBJECT: Final = "not_object"
+"""The value is JSON but not an object (an array, a string, a number...)."""
+OVERSIZE: Final = "oversize"
+"""The value is longer than ``max_bytes``; checked before any decoding."""
+TOO_DEEP: Final = "too_deep"
+"""The JSON nests arrays/objects deeper than ``max_depth``."""
+MISSING_FIELD: Final = "missing_field"
+"""A required field (dotted path) is absent."""
+NULL_FIELD: Final = "null_field"
+"""A required field is JSON ``null``."""
+EMPTY_FIELD: Final = "empty_field"
+"""A required string field is the empty string."""
+WRONG_TYPE: Final = "wrong_type"
+"""A field has a JSON type that is not allowed (``true`` is never an integer)."""
+OUT_OF_RANGE: Final = "out_of_range"
+"""An integer field has the right type but an invalid value (negative version...)."""
+BAD_OP: Final = "bad_op"
+"""A change event's ``op`` is a string but not a known operation."""
+
+REASONS: Final = (
+    NOT_JSON,
+    NOT_OBJECT,
+    OVERSIZE,
+    TOO_DEEP,
+    MISSING_FIELD,
+    NULL_FIELD,
+    EMPTY_FIELD,
+    WRONG_TYPE,
+    OUT_OF_RANGE,
+    BAD_OP,
+)
+"""Every rejection reason this package emits."""
+
+DEFAULT_MAX_DEPTH: Final = 100
+"""Default nesting limit: far above real payloads, far below the recursion limit.
+
+An explicit limit makes acceptance deterministic; without it, whether a deeply
+nested record parses (and whether canonical JSON of it can be produced later)
+would depend on how deep the Python stack happens to be in the Flink worker.
+"""
+
+
+class _Missing(Enum):
+    MISSING = "MISSING"
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Final = _Missing.MISSING
+"""Returned by :func:`get_path` when the path does not exist (distinct from ``None``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """A record value that decoded to a JSON object.
+
+    :param value: the decoded object.
+    :param size: the length of the raw value in bytes.
+    """
+
+    value: dict[str, Any]
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A record that cannot be processed and belongs in the dead-letter topic.
+
+    :param reason: one of :data:`REASONS`; stable, for machines.
+    :param detail: what exactly is wrong, for humans; may change between releases.
+    """
+
+    reason: str
+    detail: str
+
+
+class _NonFinite(ValueError):
+    pass
+
+
+def _reject_constant(name: str) -> Any:
+    # json.loads accepts NaN/Infinity/-Infinity by default; strict JSON does not.
+    raise _NonFinite(f"{name} is not a JSON number")
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        # 1e400 silently becomes inf, which canonical JSON could not write back.
+        raise _NonFinite(f"number {text[:40]} overflows a double")
+    return value
+
+
+def _depth_exceeds(value: object, max_depth: int) -> bool:
+    # Iterative on purpose: a recursive walk would hit the limit we guard against.
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth + 1 > max_depth:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def parse_object(
+    raw: bytes | None, max_bytes: int, *, max_depth: int = DEFAULT_MAX_DEPTH
+) -> Parsed | Rejected:
+    """Decode a Kafka record value into a JSON object.
+
+    Never raises on any ``raw``: every failure is returned as :class:`Rejected`.
+    Checks, in order: ``None`` (a Kafka tombstone) -> :data:`NOT_JSON` with
+    detail ``"null record value"``; ``len(raw) > max_bytes`` ->
+    :data:`OVERSIZE` (before decoding, so an oversized record costs no parsing);
+    invalid UTF-8 or invalid/non-strict JSON -> :data:`NOT_JSON`; nesting deeper
+    than ``max_depth`` -> :data:`TOO_DEEP`; a JSON value that is not an object
+    -> :data:`NOT_OBJECT`.
+
+    :param raw: the record value as read from Kafka.
+    :param max_bytes: the largest accepted value in bytes (positive).
+    :param max_depth: the deepest accepted nesting of arrays/objects (positive).
+    :return: :class:`Parsed` or :class:`Rejected`.
+    :raises ValueError: if ``max_bytes`` or ``max_depth`` is not a positive int.
+    """
+    _check_positive("max_bytes", max_bytes)
+    _check_positive("max_depth", max_depth)
+    if raw is None:
+        return Rejected(NOT_JSON, "null record value")
+    size = len(raw)
+    if size > max_bytes:
+        return Rejected(OVERSIZE, f"record value is {size} bytes, limit is {max_bytes}")
+    try:
+        text = bytes(raw).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Rejected(NOT_JSON, f"invalid UTF-8 at byte {exc.start}: {exc.reason}")
+    try:
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_parse_float)
+    except RecursionError:
+        return Rejected(TOO_DEEP, "nesting exceeds the JSON parser's recursion limit")
+    except _NonFinite as exc:
+        return Rejected(NOT_JSON, f"non-finite number: {exc}")
+    except json.JSONDecodeError as exc:
+        return Rejected(NOT_JSON, f"invalid JSON: {exc.msg} at line {exc.lineno} col {exc.colno}")
+    except ValueError as exc:
+        # e.g. an integer literal longer than sys.get_int_max_str_digits().
+        return Rejected(NOT_JSON, f"invalid JSON: {exc}")
+    if _depth_exceeds(value, max_depth):
+        return Rejected(TOO_DEEP, f"nesting is deeper than {max_depth}")
+    if not isinstance(value, dict):
+        return Rejected(NOT_OBJECT, f"expected a JSON object, got {_json_type(value)}")
+    return Parsed(value, size)
+
+
+def split_path(path: str) -> tuple[str, ...]:
+    """Split a dotted field path (``"meta.msg_id"``) into its segments.
+
+    Names that contain a dot cannot be addressed; that is a documented limit.
+
+    :param path: a non-empty dotted path without empty segments.
+    :return: the segments.
+    :raises ValueError: if the path is empty or has an empty segment (``"a..b"``).
+    """
+    if not isinstance(path, str) or not path:
+        raise ValueError(f"field path must be a non-empty string, got {path!r}")
+    parts = tuple(path.split("."))
+    if any(not p for p in parts):
+        raise ValueError(
+            f"field path {path!r} has an empty segment; use dotted names like 'meta.msg_id'"
+        )
+    return parts
+
+
+def get_path(obj: dict[str, Any], path: str) -> object:
+    """Follow a dotted path through nested objects.
+
+    :param obj: a decoded JSON object.
+    :param path: a dotted path such as ``"meta.msg_id"``.
+    :return: the value (which may be ``None`` for JSON ``null``), or
+        :data:`MISSING` if a segment is absent or an intermediate value is not
+        an object (arrays are not indexed).
+    :raises ValueError: if ``path`` is malformed (see :func:`split_path`).
+    """
+    node: object = obj
+    for part in split_path(path):
+        if not isinstance(node, dict) or part not in node:
+            return MISSING
+        node = node[part]
+    return node
+
+
+def require_field(obj: dict[str, Any], path: str, types: tuple[type, ...]) -> object | Rejected:
+    """Fetch a required field and check its type.
+
+    Checks, in order: absent -> :data:`MISSING_FIELD`; ``null`` ->
+    :data:`NULL_FIELD`; a type not in ``types`` -> :data:`WRONG_TYPE`; the
+    empty string (when ``str`` is allowed) -> :data:`EMPTY_FIELD`. A JSON
+    boolean is :data:`WRONG_TYPE` unless ``bool`` itself is in ``types``
+    (Python's ``bool`` subclasses ``int``, JSON's ``true`` is not a number), and
+    an ``int`` is not accepted where only ``float`` is listed.
+
+    :param obj: a decoded JSON object.
+    :param path: a dotted path.
+    :param types: the accepted Python types (``str``, ``int``, ``float``,
+        ``bool``, ``dict``, ``list``).
+    :return: the value, or :class:`Rejected`.
+    :raises ValueError: if ``path`` is malformed or ``types`` is empty.
+    """
+    if not types:
+        raise ValueError("require_field needs at least one accepted type")
+    value = get_path(obj, path)
+    if value is MISSING:
+        return Rejected(MISSING_FIELD, f"field {path!r} is absent")
+    if value is None:
+        return Rejected(NULL_FIELD, f"field {path!r} is null")
+    # A bool passes only if bool itself is allowed, never as an int.
+    ok = bool in types if isinstance(value, bool) else isinstance(value, types)
+    if not ok:
+        allowed = " or ".join(_type_name(t) for t in types)
+        return Rejected(WRONG_TYPE, f"field {path!r} is {_json_type(value)}, expected {allowed}")
+    if value == "":
+        return Rejected(EMPTY_FIELD, f"field {path!r} is an empty string")
+    return value
+
+
+def canonical_json(value: object) -> bytes:
+    """Serialise a JSON value canonically: sorted keys, no spaces, UTF-8.
+
+    Equal JSON documents (up to object member order) give equal bytes. Numbers
+    keep their Python type: ``1`` and ``1.0`` serialise differently. Lone
+    surrogates (legal as ``\\ud800`` escapes in JSON text) are encoded with
+    ``surrogatepass`` so hashing never fails on them.
+
+    :param value: a JSON-compatible value.
+    :return: the canonical bytes.
+    :raises ValueError: on NaN/infinity (never produced by :func:`parse_object`).
+    :raises TypeError: on values that are not JSON-compatible.
+    """
+    text = json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+    return text.encode("utf-8", "surrogatepass")
+
+
+def stable_hash(value: object) -> str:
+    """Return a stable 128-bit hash (32 hex chars) of ``value``'s canonical JSON.
+
+    Stable across processes, restarts and Python versions (SHA-256 of
+    :func:`canonical_json`), unlike ``hash()``; safe to keep in checkpointed state.
+
+    :param value: a JSON-compatible value.
+    :return: 32 lowercase hex characters.
+    """
+    return hashlib.sha256(canonical_json(value)).hexdigest()[:32]
+
+
+class _Source(TypedDict):
+    topic: str
+    partition: int
+    offset: int
+
+
+class DeadLetter(TypedDict):
+    """A decoded dead-letter record (see :func:`parse_dead_letter`)."""
+
+    reason: str
+    detail: str
+    source: _Source
+    original_bytes: bytes | None
+    original: str | None
+
+
+def dead_letter(
+    raw: bytes | None,
+    reason: str,
+    detail: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    *,
+    include_text: bool = True,
+) -> bytes:
+    """Build the value of a dead-letter record for a rejected input record.
+
+    The result is a UTF-8 JSON object::
+
+        {"reason": ..., "detail": ..., "source": {"topic", "partition", "offset"},
+         "original": <text, only if the input is valid UTF-8>,
+         "original_b64": <base64 of the input bytes, null for a null value>}
+
+    ``original_b64`` carries the input exactly, even when it is not UTF-8; the
+    ``original`` text is a convenience for people reading the topic. The output
+    is deterministic (same input -> same bytes), so a replay after failover
+    writes an identical record. Size: about 1.33x the input, 2.33x with the
+    text; the DLQ topic's ``max.message.bytes`` must allow that for the largest
+    input up to ``max_bytes``, or the sink fails the job. Pass
+    ``include_text=False`` to keep only the base64 copy.
+
+    :param raw: the rejected record value (``None`` for a Kafka null value).
+    :param reason: the rejection reason, one of :data:`REASONS`.
+    :param detail: the human-readable detail.
+    :param topic: the source topic.
+    :param partition: the source partition.
+    :param offset: the source offset.
+    :param include_text: whether to add ``original`` when the input is UTF-8.
+    :return: the dead-letter record value.
+    """
+    doc: dict[str, Any] = {
+        "reason": reason,
+        "detail": detail,
+        "source": {"topic": topic, "partition": partition, "offset": offset},
+    }
+    if raw is not None and include_text:
+        # Not text: original_b64 alone carries it.
+        with contextlib.suppress(UnicodeDecodeError):
+            doc["original"] = bytes(raw).decode("utf-8")
+    doc["original_b64"] = None if raw is None else base64.b64encode(raw).decode("ascii")
+    try:
+        return json.dumps(doc, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate in a caller's detail cannot be UTF-8; escape everything.
+        _log.debug("dead letter for %s/%s@%s needs ASCII escaping", topic, partition, offset)
+        return json.dumps(doc, ensure_ascii=True).encode("ascii")
+
+
+def parse_dead_letter(data: bytes) -> DeadLetter:
+    """Decode and check a value built by :func:`dead_letter` (for tests and checkers).
+
+    :param data: a dead-letter record value.
+    :return: the fields, with ``original_bytes`` decoded from base64 and
+        ``original`` set to ``None`` when the record has no text copy.
+    :raises ValueError: if the value is not a well-formed dead letter, or its
+        ``original`` text disagrees with ``original_b64``.
+    """
+    doc = json.loads(data)
+    if not isinstance(doc, dict):
+        raise ValueError(f"dead letter must be a JSON object, got {_json_type(doc)}")
+    missing = {"reason", "detail", "source", "original_b64"} - doc.keys()
+    if missing:
+        raise ValueError(f"dead letter lacks {sorted(missing)}")
+    source = doc["source"]
+    if not isinstance(source, dict) or {"topic", "partition", "offset"} - source.keys():
+        raise ValueError(f"dead letter source must have topic/partition/offset, got {source!r}")
+    b64 = doc["original_b64"]
+    original_bytes: bytes | None
+    if b64 is None:
+        original_bytes = None
+    else:
+        try:
+            original_bytes = base64.b64decode(b64, validate=True)
+        except (binascii.Error, TypeError) as exc:
+            raise ValueError(f"dead letter original_b64 is not base64: {exc}") from exc
+    original = doc.get("original")
+    if original is not None and (
+        not isinstance(original, str)
+        or original_bytes is None
+        or original.encode("utf-8", "surrogatepass") != original_bytes
+    ):
+        raise ValueError("dead letter 'original' text does not match 'original_b64'")
+    return DeadLetter(
+        reason=doc["reason"],
+        detail=doc["detail"],
+        source=_Source(
+            topic=source["topic"], partition=source["partition"], offset=source["offset"]
+        ),
+        original_bytes=original_bytes,
+        original=original,
+    )
+
+
+def _check_positive(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def _type_name(t: type) -> str:
+    return {
+        str: "string",
+        int: "integer",
+        float: "number",
+        bool: "boolean",
+        dict: "object",
+        list: "array",
+    }.get(t, t.__name__)
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__

@@ -1,0 +1,3 @@
+"""Validated factories over Flink's Java two-phase-commit sinks (Kafka, files)."""
+
+__all__: list[str] = []

@@ -1,0 +1,94 @@
+"""Fixtures shared by the three tiers.
+
+- ``kafka_bootstrap`` (session): the project's own KRaft broker, started for the
+  session and stopped after it (or left alone when it was already running); a
+  broker that cannot start fails the run, it never skips. ``KAFKA_BOOTSTRAP``
+  points the suite at a broker you already run instead.
+- ``topic_factory`` / ``unique_name``: per-test topics, groups and transactional
+  id prefixes (``it_<test>_<uuid>``) so tests never see each other's data.
+
+Markers follow the folders: tests/unit -> unit, tests/plan -> plan, tests/it -> it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+TIERS = ("unit", "plan", "it")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = Path(str(item.fspath)).parts
+        for tier in TIERS:
+            if tier in parts:
+                item.add_marker(getattr(pytest.mark, tier))
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")[:40]
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """A transaction-ready broker: ``$KAFKA_BOOTSTRAP`` or the project's own."""
+    external = os.environ.get("KAFKA_BOOTSTRAP")
+    if external:
+        from onceflow.stack import commit_probe_transaction
+
+        commit_probe_transaction(external)  # fails the run loudly if unusable
+        yield external
+        return
+    from onceflow.stack import LocalKafka
+
+    broker = LocalKafka()
+    was_running = broker.status().running
+    broker.up(timeout=180)
+    yield broker.bootstrap
+    if not was_running:
+        broker.down()
+
+
+@pytest.fixture
+def unique_name(request: pytest.FixtureRequest) -> Callable[[str], str]:
+    """``unique_name("out")`` -> ``it_<test>_out_<uuid8>``: topics, groups, prefixes."""
+    test = _slug(request.node.name)
+
+    def make(hint: str) -> str:
+        return f"it_{test}_{_slug(hint)}_{uuid.uuid4().hex[:8]}"
+
+    return make
+
+
+@pytest.fixture
+def topic_factory(
+    kafka_bootstrap: str, unique_name: Callable[[str], str]
+) -> Iterator[Callable[..., str]]:
+    """``topic_factory("in", partitions=1)`` creates a fresh topic and returns its name."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+
+    def create(hint: str, partitions: int = 1, config: dict[str, str] | None = None) -> str:
+        name = unique_name(hint)
+        admin.create_topics(
+            [
+                NewTopic(
+                    name,
+                    num_partitions=partitions,
+                    replication_factor=1,
+                    topic_configs=config or {},
+                )
+            ]
+        )
+        return name
+
+    yield create
+    admin.close()
