@@ -56,6 +56,7 @@ K = TypeVar("K", bound=Hashable)
 _EXAMPLES = 5  # examples kept per anomaly
 _PREVIEW = 60  # bytes of a value shown in an example
 _END_CHECK_INTERVAL_S = 0.5  # between two ListOffsets requests once quiet
+_INVALID = {"output": "without a valid id", "dead letters": "not dead letters"}
 
 
 # --------------------------------------------------------------------- reading
@@ -165,7 +166,6 @@ def read_committed(
 
         last_record = time.monotonic()
         last_end_check = 0.0
-        lag: dict[int, int] = {tp.partition: -1 for tp in tps}
         while True:
             # Step 2. Poll until quiet.
             batch = consumer.poll(timeout_ms=200)
@@ -185,17 +185,17 @@ def read_committed(
             ):
                 # Step 3. Quiet: has every partition's position reached its end?
                 last_end_check = now
-                ends = consumer.end_offsets(tps)
-                lag = {tp.partition: ends[tp] - consumer.position(tp) for tp in tps}
-                if all(v <= 0 for v in lag.values()):
+                if all(v <= 0 for v in _lag(consumer, tps).values()):
                     _warn_open_transactions(consumer, tps, isolation_level)
                     break
             if now >= deadline:
-                behind = {p: v for p, v in lag.items() if v != 0}
+                lag = _lag(consumer, tps)
                 raise DrainTimeout(
-                    f"{topic} not drained after {timeout_s:.0f} s ({len(records)} records read; "
-                    f"partitions still behind their end offset: {behind or 'unknown'}): "
-                    "a producer may still be writing; raise --timeout or stop the writer",
+                    f"{topic} not drained after {timeout_s:g} s: {len(records)} records read, "
+                    f"the last {now - last_record:.1f} s ago; offsets left per partition: "
+                    f"{lag}. A producer may still be writing (a steady feed is never quiet "
+                    "for --quiet-ms) or a partition is unavailable: raise --timeout, lower "
+                    "--quiet-ms, or stop the writer",
                     records,
                     lag,
                 )
@@ -211,6 +211,12 @@ def read_committed(
         time.monotonic() - started,
     )
     return records
+
+
+def _lag(consumer: KafkaConsumer, tps: list[TopicPartition]) -> dict[int, int]:
+    """``end offset - position`` per partition (the end is the LSO under read_committed)."""
+    ends = consumer.end_offsets(tps)
+    return {tp.partition: ends[tp] - consumer.position(tp) for tp in tps}
 
 
 def _partitions(consumer: KafkaConsumer, topic: str, deadline: float) -> set[int]:
@@ -310,7 +316,7 @@ class CheckReport:
             ("duplicated", self.duplicated, "extra copies", self.duplicated_examples),
             ("missing", self.missing, "never read", self.missing_examples),
             ("unexpected", self.unexpected, "not expected", self.unexpected_examples),
-            ("invalid", self.invalid, "without a key", self.invalid_examples),
+            ("invalid", self.invalid, _INVALID.get(self.name, "unusable"), self.invalid_examples),
         ):
             if n:
                 eg = f", e.g. {'; '.join(examples)}" if examples else ""
@@ -379,19 +385,31 @@ def _preview(value: bytes | None) -> str:
 
 
 def _id_of(value: bytes | None, id_field: str) -> tuple[str | None, str]:
-    """The id of an output record, or ``(None, why not)``."""
+    """The id of an output record, or ``(None, why not)``.
+
+    The reasons are those of :mod:`operators.records`; ``id_field`` may be a
+    dotted path into nested objects.
+    """
     if value is None:
-        return None, "null value"
+        return None, "not_json (null value)"
     try:
-        obj = json.loads(value)
+        node: object = json.loads(value)
     except (UnicodeDecodeError, ValueError):
-        return None, "not JSON"
-    if not isinstance(obj, dict):
-        return None, f"JSON {type(obj).__name__}, not an object"
-    ident = obj.get(id_field)
-    if not valid_id(ident):
-        return None, f"{id_field}={ident!r}" if id_field in obj else f"no {id_field!r}"
-    return ident, ""
+        return None, "not_json"
+    if not isinstance(node, dict):
+        return None, f"not_object ({type(node).__name__})"
+    for part in id_field.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None, f"missing_field {id_field!r}"
+        node = node[part]
+    if node is None:
+        return None, f"null_field {id_field!r}"
+    if node == "":
+        return None, f"empty_field {id_field!r}"
+    if not valid_id(node):
+        return None, f"wrong_type {id_field}={node!r}"
+    assert isinstance(node, str)
+    return node, ""
 
 
 def check_output(
@@ -400,7 +418,8 @@ def check_output(
     """Check a dedup job's output records: each expected id once, nothing else.
 
     Pure. Records without a valid id (not JSON, not an object, id missing,
-    null, empty or not a string) count as ``invalid``.
+    null, empty or not a string) count as ``invalid``; ``id_field`` may be a
+    dotted path (``meta.msg_id``).
     """
     ids: list[str] = []
     invalid = 0
@@ -423,34 +442,29 @@ def _with_invalid(report: CheckReport, invalid: int, examples: list[str]) -> Che
     )
 
 
-def _dead_letter_digest(value: bytes | None) -> tuple[bytes | None, bytes | None, str]:
-    """``(sha256 of the original, original if known, why not)`` of a DLQ record."""
+_NULL_ORIGINAL = b"null"  # key of a dead letter for a null value; never a SHA-256 digest
+
+
+def _dead_letter_key(value: bytes | None) -> tuple[bytes | None, bytes | None, str]:
+    """``(key, original, why not)`` of a DLQ record; the key is the original's SHA-256."""
     if value is None:
         return None, None, "null value"
     try:
         obj = json.loads(value)
     except (UnicodeDecodeError, ValueError):
         return None, None, "not JSON"
-    if not isinstance(obj, dict):
-        return None, None, "not a JSON object"
-    b64 = obj.get("original_b64")
-    if isinstance(b64, str):
-        try:
-            original = base64.b64decode(b64, validate=True)
-        except (binascii.Error, ValueError):
-            return None, None, "original_b64 is not base64"
-        return hashlib.sha256(original).digest(), original, ""
-    # A DLQ may keep only a digest of records too large to copy whole.
-    digest = obj.get("original_sha256")
-    if isinstance(digest, str):
-        try:
-            raw = bytes.fromhex(digest)
-        except ValueError:
-            raw = b""
-        if len(raw) == 32:
-            return raw, None, ""
-        return None, None, "original_sha256 is not a SHA-256 hex digest"
-    return None, None, "no original_b64"
+    if not isinstance(obj, dict) or "original_b64" not in obj:
+        return None, None, "no original_b64"
+    b64 = obj["original_b64"]
+    if b64 is None:  # the rejected record had a null value
+        return _NULL_ORIGINAL, None, ""
+    if not isinstance(b64, str):
+        return None, None, "original_b64 is not a string"
+    try:
+        original = base64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError):
+        return None, None, "original_b64 is not base64"
+    return hashlib.sha256(original).digest(), original, ""
 
 
 def compare_dead_letters(
@@ -459,9 +473,9 @@ def compare_dead_letters(
     """Check the dead-letter topic: each malformed input exactly once, nothing else.
 
     Pure. Each DLQ record value must be a JSON object with ``original_b64``
-    (base64 of the original record's bytes) or, for an original too large to
-    copy, ``original_sha256`` (hex); originals are matched by content, as a
-    multiset. A DLQ record with neither counts as ``invalid``.
+    (base64 of the original record's bytes, ``null`` for a null value: the
+    format of :func:`operators.records.dead_letter`); originals are matched by
+    content, as a multiset. A DLQ record without it counts as ``invalid``.
 
     :param expected_values: the malformed inputs (``Expectation.malformed_values``).
     :param dlq_records: the DLQ records, or just their values.
@@ -469,28 +483,27 @@ def compare_dead_letters(
     names: dict[bytes, bytes] = {}
     expected: list[bytes] = []
     for v in expected_values:
-        key = hashlib.sha256(v).digest()
-        names.setdefault(key, v)
-        expected.append(key)
+        digest = hashlib.sha256(v).digest()
+        names.setdefault(digest, v)
+        expected.append(digest)
     seen: list[bytes] = []
     invalid = 0
     invalid_ex: list[str] = []
     for rec in dlq_records:
         value = rec if isinstance(rec, bytes) else rec.value
-        digest, original, why = _dead_letter_digest(value)
-        if digest is None:
+        key, original, why = _dead_letter_key(value)
+        if key is None:
             invalid += 1
             if len(invalid_ex) < _EXAMPLES:
                 where = "" if isinstance(rec, bytes) else f"{rec.partition}@{rec.offset} "
                 invalid_ex.append(f"{where}{why}: {_preview(value)}")
             continue
         if original is not None:
-            names.setdefault(digest, original)
-        seen.append(digest)
+            names.setdefault(key, original)
+        seen.append(key)
 
-    def show(digest: bytes) -> str:
-        original = names.get(digest)
-        return _preview(original) if original is not None else f"sha256:{digest.hex()[:16]}"
+    def show(key: bytes) -> str:
+        return _preview(names.get(key))  # None (a null original) shows as "null value"
 
     report = _compare(expected, seen, show, "dead letters")
     return _with_invalid(report, invalid, invalid_ex)

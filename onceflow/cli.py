@@ -93,7 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # (subcommand, module with add_arguments(parser) and run(args) -> int, help)
-_TOOLS: list[tuple[str, str, str]] = []
+_TOOLS: list[tuple[str, str, str]] = [
+    ("produce", "onceflow.produce", "write a deterministic JSON workload to a topic"),
+    ("check", "onceflow.check", "read a topic read_committed and compare with the expectation"),
+]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -299,7 +299,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--oversize-bytes",
         type=int,
-        default=1_000_000,
+        default=600_000,
         help="size an oversize malformed record exceeds (%(default)s)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -329,8 +329,17 @@ def commit_probe_transaction(bootstrap: str) -> None:
 
     :raises Exception: whatever kafka-python raises while the broker is not ready.
     """
-    from kafka import KafkaProducer
+    from kafka import KafkaAdminClient, KafkaProducer
+    from kafka.errors import TopicAlreadyExistsError
 
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    try:
+        # Brokers with auto.create.topics.enable=false need the topic made first.
+        admin.create_topics({READY_TOPIC: {"num_partitions": 1, "replication_factor": 1}})
+    except TopicAlreadyExistsError:
+        pass
+    finally:
+        admin.close()
     producer = KafkaProducer(
         bootstrap_servers=bootstrap,
         transactional_id="onceflow-stack-ready",

@@ -48,13 +48,15 @@ DEFAULT_DUPLICATE_WINDOW = 10_000
 
 #: Reasons a record is malformed, in the order the generator rotates through
 #: them (``oversize`` is placed separately, see :attr:`WorkloadSpec.oversize_every`).
+#: They are the rejection reasons of :mod:`operators.records` (the id field is
+#: the "field"), so a dead letter's ``reason`` can be compared with them.
 MALFORMED_REASONS: tuple[str, ...] = (
     "not_json",
     "not_object",
-    "missing_id",
-    "null_id",
-    "empty_id",
-    "wrong_type_id",
+    "missing_field",
+    "null_field",
+    "empty_field",
+    "wrong_type",
     "oversize",
 )
 _ROTATING_REASONS = MALFORMED_REASONS[:-1]
@@ -85,18 +87,19 @@ class WorkloadSpec:
     :param malformed_ratio: share of malformed records; exactly
         ``round(count * malformed_ratio)`` of them.
     :param seed: seed of the generator; same spec, same bytes.
-    :param id_field: JSON field that carries the id.
+    :param id_field: JSON field that carries the id; a dotted path
+        (``"meta.msg_id"``) puts it in nested objects.
     :param payload_bytes: approximate size of a valid record, in bytes.
     :param keys: duplicates repeat one of the most recent ``keys`` unique ids
         (the key set a dedup must remember); ``None`` means
         :data:`DEFAULT_DUPLICATE_WINDOW`.
     :param oversize_bytes: an ``oversize`` malformed record is larger than this
-        (by a few bytes). The default, 1,000,000, is over a job's default
-        1 MiB-ish limit on record size yet under Kafka's default
-        ``max.message.bytes`` (1,048,588), so the record can be produced.
+        (by a few bytes). The default, 600,000, is over the dedup job's default
+        ``max_record_bytes`` (512 KiB), and both the record and its base64 dead
+        letter (~800 KB) stay under Kafka's default ``max.message.bytes`` (1,048,588).
     :param oversize_every: one malformed record in this many is ``oversize``
         (index ``oversize_every // 2``, then every ``oversize_every``); 0 turns
-        oversize records off. Kept rare because each one costs a megabyte.
+        oversize records off. Kept rare because each one costs over half a megabyte.
     :raises ValueError: on a negative count, a ratio outside [0, 1], ratios
         adding up to more than the count, or duplicates with no unique record
         to repeat.
@@ -109,7 +112,7 @@ class WorkloadSpec:
     id_field: str = "id"
     payload_bytes: int = 200
     keys: int | None = None
-    oversize_bytes: int = 1_000_000
+    oversize_bytes: int = 600_000
     oversize_every: int = 100
 
     def __post_init__(self) -> None:
@@ -129,8 +132,8 @@ class WorkloadSpec:
                 f"{self.duplicates} duplicates but no unique record for them to repeat: "
                 "lower duplicate_ratio or malformed_ratio"
             )
-        if not self.id_field:
-            raise ValueError("id_field must be a non-empty string")
+        if not self.id_field or "" in self.id_field.split("."):
+            raise ValueError(f"id_field must be a non-empty dotted path, got {self.id_field!r}")
         if self.keys is not None and self.keys < 1:
             raise ValueError(f"keys must be >= 1 (or None), got {self.keys}")
         if self.payload_bytes < 0 or self.oversize_bytes < 0 or self.oversize_every < 0:
@@ -248,6 +251,12 @@ def _dumps(obj: object) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=True).encode("ascii")
 
 
+def _with_field(path: str, value: object) -> dict[str, object]:
+    """``{"a": {"b": value}}`` for the dotted path ``"a.b"``."""
+    head, _, rest = path.partition(".")
+    return {head: _with_field(rest, value) if rest else value}
+
+
 def _fill(filler: str, start: int, n: int) -> str:
     start %= _FILLER_LEN
     out = filler[start : start + n]
@@ -259,7 +268,11 @@ def _fill(filler: str, start: int, n: int) -> str:
 def _valid_record(
     spec: WorkloadSpec, ident: str, seq: int, filler: str, rng: random.Random
 ) -> bytes:
-    record: dict[str, object] = {spec.id_field: ident, "seq": seq, "ts": seq * _TS_STEP_MS}
+    record: dict[str, object] = {
+        **_with_field(spec.id_field, ident),
+        "seq": seq,
+        "ts": seq * _TS_STEP_MS,
+    }
     record["payload"] = ""
     pad = max(0, spec.payload_bytes - len(_dumps(record)))
     record["payload"] = _fill(filler, rng.randrange(_FILLER_LEN), pad)
@@ -279,18 +292,25 @@ def _malformed_record(spec: WorkloadSpec, reason: str, seq: int, n: int, filler:
         ][variant % 3]
     if reason == "not_object":
         return [_dumps([1, 2, seq]), _dumps(f"str-{seq}"), _dumps(seq)][variant % 3]
-    if reason == "missing_id":
-        return _dumps(base)
-    if reason == "null_id":
-        return _dumps({fid: None, **base})
-    if reason == "empty_id":
-        return _dumps({fid: "", **base})
-    if reason == "wrong_type_id":
+    if reason == "missing_field":
+        # For a dotted id field, the parent object is there and only the leaf is absent.
+        parent = fid.rpartition(".")[0]
+        return _dumps({**_with_field(parent, {}), **base} if parent else base)
+    if reason == "null_field":
+        return _dumps({**_with_field(fid, None), **base})
+    if reason == "empty_field":
+        return _dumps({**_with_field(fid, ""), **base})
+    if reason == "wrong_type":
+        # Never an integer: a job may accept integer ids; a boolean is never one.
         wrong: list[object] = [[f"m-{seq:08d}"], seq + 0.5, True, {"v": seq}]
-        return _dumps({fid: wrong[variant % len(wrong)], **base})
+        return _dumps({**_with_field(fid, wrong[variant % len(wrong)]), **base})
     if reason == "oversize":
         # A well-formed record with a fresh, never-expected id: only its size is wrong.
-        record: dict[str, object] = {fid: f"oversize-{seq:08d}", **base, "payload": ""}
+        record: dict[str, object] = {
+            **_with_field(fid, f"oversize-{seq:08d}"),
+            **base,
+            "payload": "",
+        }
         pad = spec.oversize_bytes + 1 - len(_dumps(record))
         record["payload"] = _fill(filler, seq, max(0, pad))
         return _dumps(record)

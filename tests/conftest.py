@@ -72,22 +72,13 @@ def topic_factory(
 ) -> Iterator[Callable[..., str]]:
     """``topic_factory("in", partitions=1)`` creates a fresh topic and returns its name."""
     from kafka import KafkaAdminClient
-    from kafka.admin import NewTopic
 
     admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
 
     def create(hint: str, partitions: int = 1, config: dict[str, str] | None = None) -> str:
         name = unique_name(hint)
-        admin.create_topics(
-            [
-                NewTopic(
-                    name,
-                    num_partitions=partitions,
-                    replication_factor=1,
-                    topic_configs=config or {},
-                )
-            ]
-        )
+        options = {"num_partitions": partitions, "replication_factor": 1, "configs": config or {}}
+        admin.create_topics({name: options}, wait_for_metadata=True)
         return name
 
     yield create

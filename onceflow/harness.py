@@ -1,0 +1,190 @@
+"""Running a job as a real process and watching it: the recovery tests' harness.
+
+A :class:`JobProcess` is ``python -m jobs.<name> ...`` in its own process group,
+with its log in a file and the mini-cluster's REST API on a port of its own, so
+the harness can read checkpoint and restart counts while it injects faults.
+:func:`count_values` reads a topic with a chosen isolation level to see what a
+sink has written (read_uncommitted) or committed (read_committed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from onceflow.errors import OnceflowError
+from onceflow.paths import project_root
+
+__all__ = ["JobProcess", "free_port", "count_values", "wait_until"]
+
+log = logging.getLogger(__name__)
+
+
+def free_port() -> int:
+    """A TCP port on localhost that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(
+    what: str, condition: Callable[[], bool], timeout: float, interval: float = 0.5
+) -> None:
+    """Poll ``condition`` until true; :class:`OnceflowError` naming ``what`` on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(interval)
+    raise OnceflowError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def count_values(
+    bootstrap: str, topic: str, isolation: str = "read_committed", timeout_s: float = 5.0
+) -> list[bytes | None]:
+    """Every value of ``topic`` readable now with ``isolation`` (a quick snapshot)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        isolation_level=isolation,
+        enable_auto_commit=False,
+        consumer_timeout_ms=int(timeout_s * 1000),
+    )
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        end = consumer.end_offsets(tps)
+        values: list[bytes | None] = []
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            batch = consumer.poll(timeout_ms=200, max_records=10_000)
+            for records in batch.values():
+                values.extend(r.value for r in records)
+            if all(consumer.position(tp) >= end[tp] for tp in tps):
+                break
+        return values
+    finally:
+        consumer.close()
+
+
+class JobProcess:
+    """One job on its own mini-cluster, in a child process group.
+
+    :param module: the job module, e.g. ``jobs.dedup``.
+    :param args: the job's command-line flags.
+    :param log_file: where its stdout and stderr go.
+    :param rest_port: REST port of its mini-cluster (a free one when None).
+    """
+
+    def __init__(
+        self,
+        module: str,
+        args: Sequence[str],
+        log_file: Path,
+        rest_port: int | None = None,
+    ) -> None:
+        self.module = module
+        self.rest_port = rest_port or free_port()
+        self.args = [*args, "--flink-option", f"rest.port={self.rest_port}"]
+        self.log_file = log_file
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://localhost:{self.rest_port}"
+
+    def start(self) -> JobProcess:
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_file, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", self.module, *self.args],
+                cwd=project_root(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        log.info("started %s (pid %s), log %s", self.module, self.proc.pid, self.log_file)
+        return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait(self, timeout: float) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM the process group, SIGKILL what is left after ``timeout``."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=timeout)
+
+    def log_tail(self, chars: int = 4000) -> str:
+        try:
+            return self.log_file.read_text(errors="replace")[-chars:]
+        except FileNotFoundError:
+            return ""
+
+    # REST views of the mini-cluster ---------------------------------------------------
+    def _get(self, path: str) -> Any:
+        from onceflow.cluster import rest_get
+
+        return rest_get(self.rest_url, path, timeout=3)
+
+    def job_id(self) -> str | None:
+        """The id of the job on this mini-cluster, once it is submitted."""
+        try:
+            jobs = self._get("/jobs/overview").get("jobs", [])
+        except (OSError, ValueError):
+            return None
+        return jobs[0]["jid"] if jobs else None
+
+    def checkpoint_counts(self) -> dict[str, int]:
+        """``completed``, ``failed``, ``restored``... from ``/jobs/<id>/checkpoints``."""
+        jid = self.job_id()
+        if jid is None:
+            return {}
+        try:
+            counts = self._get(f"/jobs/{jid}/checkpoints").get("counts", {})
+        except (OSError, ValueError):
+            return {}
+        return {k: int(v) for k, v in counts.items()}
+
+    def completed_checkpoints(self) -> int:
+        return self.checkpoint_counts().get("completed", 0)
+
+    def restarts(self) -> int:
+        """How often the job restarted (the ``numRestarts`` job metric)."""
+        jid = self.job_id()
+        if jid is None:
+            return 0
+        try:
+            metrics = self._get(f"/jobs/{jid}/metrics?get=numRestarts")
+        except (OSError, ValueError):
+            return 0
+        for metric in metrics:
+            if metric.get("id") == "numRestarts":
+                return int(float(metric.get("value", 0)))
+        return 0
