@@ -96,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
 _TOOLS: list[tuple[str, str, str]] = [
     ("produce", "onceflow.produce", "write a deterministic JSON workload to a topic"),
     ("check", "onceflow.check", "read a topic read_committed and compare with the expectation"),
+    ("demo", "onceflow.demo", "produce, run the dedup job end to end, check, summarise"),
 ]
 
 
@@ -106,6 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # kafka-python logs every connection at INFO: keep the command's output readable.
+    logging.getLogger("kafka").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     handler: Handler = args.handler
     try:
         return handler(args)

@@ -195,11 +195,13 @@ def test_reasons_match_the_jobs_rejection_reasons() -> None:
     assert set(MALFORMED_REASONS) <= set(REASONS)
 
 
-def test_default_oversize_record_is_just_over_a_megabyte_and_rare() -> None:
+def test_default_oversize_record_exceeds_the_dedup_limit_and_is_rare() -> None:
+    from jobs.dedup import DedupConfig
+
     s = WorkloadSpec(1_000, 0.0, 0.1, seed=3)  # 100 malformed -> one oversize by default
     big = [i.value for i in generate(s) if i.malformed_reason == "oversize"]
     assert s.oversize == len(big) == 1
-    assert 1_000_000 < len(big[0]) <= 1_000_100
+    assert DedupConfig.max_record_bytes < 600_000 < len(big[0]) <= 600_100
     assert WorkloadSpec(1_000, 0.0, 0.1, seed=3, oversize_every=0).oversize == 0
 
 
