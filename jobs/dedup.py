@@ -53,8 +53,10 @@ class DedupConfig(RuntimeConfig):
     :param fingerprint_fields: the fields hashed (empty: the whole record).
     :param ttl_ms: dedup horizon in processing-time ms; 0 = remember forever.
     :param max_record_bytes: larger records go to the DLQ as ``oversize``.
-    :param fail_on_id: inject one failure when this id arrives (tests, verifier).
-    :param fail_marker: file recording that the failure fired (default under run/).
+    :param fail_on_ids: inject one failure when each of these ids arrives (tests,
+        verifier).
+    :param fail_marker_dir: folder of ``<id>.fired`` markers (default under run/faults).
+    :param job_name: the Flink job name.
     """
 
     input_topic: str = ""
@@ -67,8 +69,9 @@ class DedupConfig(RuntimeConfig):
     # Dead letters carry the original as base64 (x1.33): 512 KiB stays under
     # Kafka's default 1 MB max.message.bytes of the DLQ topic.
     max_record_bytes: int = 512 * 1024
-    fail_on_id: str | None = None
-    fail_marker: str | None = None
+    fail_on_ids: tuple[str, ...] = field(default_factory=tuple)
+    fail_marker_dir: str | None = None
+    job_name: str = "onceflow-dedup"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -97,13 +100,12 @@ class DedupConfig(RuntimeConfig):
             return IdentitySpec.by_fingerprint(tuple(self.fingerprint_fields) or None)
         return IdentitySpec.by_id(self.id_field)
 
-    def failure_marker(self) -> str | None:
-        if self.fail_on_id is None:
+    def failure_markers(self) -> str | None:
+        if not self.fail_on_ids:
             return None
-        if self.fail_marker:
-            return self.fail_marker
-        name = f"{self.transactional_id_prefix or 'dedup'}-{self.fail_on_id}.fired"
-        return str(run_dir("faults") / name)
+        if self.fail_marker_dir:
+            return self.fail_marker_dir
+        return str(run_dir("faults", self.transactional_id_prefix or "dedup"))
 
     def sink_specs(self) -> dict[str, KafkaSinkSpec]:
         return {
@@ -126,7 +128,7 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: DedupConfig) -> None:
     deduped = (
         identified.key_by(lambda row: row[0], key_type=_string_type())
         .process(
-            DedupFunction(cfg.ttl_ms or None, cfg.fail_on_id, cfg.failure_marker()),
+            DedupFunction(cfg.ttl_ms or None, cfg.fail_on_ids, cfg.failure_markers()),
             routed_type(),
         )
         .name("dedup")
@@ -157,12 +159,19 @@ def parse_config(argv: Sequence[str] | None = None) -> DedupConfig:
     )
     g.add_argument("--ttl-ms", type=int, help="dedup horizon (0 = forever; default 24 h)")
     g.add_argument("--max-record-bytes", type=int, help="larger records go to the DLQ")
-    g.add_argument("--fail-on-id", help="inject one failure when this id arrives (tests)")
-    g.add_argument("--fail-marker", help="file recording the injected failure fired")
+    g.add_argument(
+        "--fail-on-id",
+        dest="fail_on_ids",
+        action="append",
+        help="inject one failure when this id arrives (repeatable; tests, verifier)",
+    )
+    g.add_argument("--fail-marker-dir", help="folder recording injected failures that fired")
+    g.add_argument("--job-name", help="Flink job name (onceflow-dedup)")
     add_runtime_arguments(parser)
     options = merged_options(parser.parse_args(argv))
-    if "fingerprint_fields" in options:
-        options["fingerprint_fields"] = tuple(options["fingerprint_fields"])
+    for key in ("fingerprint_fields", "fail_on_ids"):
+        if key in options:
+            options[key] = tuple(options[key])
     return build_config(DedupConfig, options)
 
 
@@ -184,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("starting dedup job: %r", cfg)
     env = create_env(cfg.flink_settings())
     build_pipeline(env, cfg)
-    env.execute("onceflow-dedup")
+    env.execute(cfg.job_name)
     return 0
 
 

@@ -97,6 +97,7 @@ _TOOLS: list[tuple[str, str, str]] = [
     ("produce", "onceflow.produce", "write a deterministic JSON workload to a topic"),
     ("check", "onceflow.check", "read a topic read_committed and compare with the expectation"),
     ("demo", "onceflow.demo", "produce, run the dedup job end to end, check, summarise"),
+    ("verify", "onceflow.verify.command", "inject real faults into the dedup job and check"),
 ]
 
 

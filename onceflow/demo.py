@@ -25,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from onceflow.check import ConsumedRecord
 from onceflow.errors import OnceflowError
 from onceflow.paths import project_root, run_dir
 
@@ -85,7 +86,7 @@ def _run_job(args: list[str], log_file: Path) -> float:
     return time.monotonic() - start
 
 
-def _write_span_s(records: list) -> float:  # type: ignore[type-arg]
+def _write_span_s(records: list[ConsumedRecord]) -> float:
     stamps = [r.timestamp for r in records]
     return (max(stamps) - min(stamps)) / 1000 if len(stamps) > 1 else 0.0
 

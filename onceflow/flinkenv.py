@@ -94,8 +94,7 @@ class FlinkSettings:
         out: dict[str, str] = {}
         if self.parallelism is not None:
             out["parallelism.default"] = str(self.parallelism)
-        if self.checkpoint_interval_ms is not None:
-            # Flink 2.x treats a missing or zero interval as "checkpointing off".
+        if self.checkpoint_interval_ms:
             out["execution.checkpointing.interval"] = f"{self.checkpoint_interval_ms}ms"
         if self.execution_mode is not None:
             out["python.execution-mode"] = self.execution_mode
@@ -159,6 +158,9 @@ def job_configuration(settings: FlinkSettings | None = None) -> dict[str, str]:
     settings = settings or FlinkSettings()
     conf = {k: v for k, v in load_flink_conf().items() if k.startswith(JOB_LEVEL_PREFIXES)}
     conf.update(settings.overrides())
+    if settings.checkpoint_interval_ms == 0:
+        # Flink 2.x refuses an interval of 0; checkpointing is off when the key is absent.
+        conf.pop("execution.checkpointing.interval", None)
     jars = connector_jars()
     existing = [j for j in conf.get("pipeline.jars", "").split(";") if j]
     conf["pipeline.jars"] = ";".join(dict.fromkeys([*existing, *jars]))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any
 
 from pyflink.common import Row, Types
@@ -51,7 +52,7 @@ DLQ_TEXT_LIMIT = 64 * 1024
 
 
 class InjectedFailure(RuntimeError):
-    """Raised on purpose by ``fail_on_id`` (recovery tests and the verifier)."""
+    """Raised on purpose by ``fail_on_ids`` (recovery tests and the verifier)."""
 
 
 def identified_type() -> Any:
@@ -102,12 +103,19 @@ class IdentifyRecord(MapFunction):
         return Row(DLQ_KEY, "dlq", key, letter)
 
 
-def inject_failure_once(marker: str | None, what: str) -> None:
-    """Raise :class:`InjectedFailure` unless ``marker`` exists; create it first."""
-    if marker is None or os.path.exists(marker):
+def inject_failure_once(marker_dir: str | None, what: str) -> None:
+    """Raise :class:`InjectedFailure` unless ``<marker_dir>/<what>.fired`` exists.
+
+    The marker is written before raising, so the replay after the restart passes.
+    """
+    if marker_dir is None:
         return
+    marker = os.path.join(marker_dir, f"{what}.fired")
+    if os.path.exists(marker):
+        return
+    os.makedirs(marker_dir, exist_ok=True)
     with open(marker, "w") as f:
-        f.write(f"{what}\n")
+        f.write(f"{time.time()}\n")
     raise InjectedFailure(f"injected failure at {what!r}")
 
 
@@ -133,19 +141,23 @@ class DedupFunction(KeyedProcessFunction):
 
     :param ttl_ms: the horizon in processing-time ms; None remembers forever
         (state then grows with the number of distinct identities).
-    :param fail_on_id: raise :class:`InjectedFailure` the first time this id
-        (the raw id) arrives; replays after the restart pass. For recovery tests.
-    :param fail_marker: file that records the injected failure happened (the
-        attempt number is not available to Python in thread mode), so it fires
-        once per marker even across restarts.
+    :param fail_on_ids: raise :class:`InjectedFailure` the first time one of these
+        ids (raw ids) arrives; replays after the restart pass. For recovery tests
+        and the verifier.
+    :param fail_marker_dir: folder of marker files ``<id>.fired`` recording that
+        a failure happened (the attempt number is not available to Python in
+        thread mode), so each fires once even across restarts and redeploys.
     """
 
     def __init__(
-        self, ttl_ms: int | None, fail_on_id: str | None = None, fail_marker: str | None = None
+        self,
+        ttl_ms: int | None,
+        fail_on_ids: tuple[str, ...] = (),
+        fail_marker_dir: str | None = None,
     ) -> None:
         self.ttl_ms = ttl_ms
-        self.fail_on_id = fail_on_id
-        self.fail_marker = fail_marker
+        self.fail_on_ids = frozenset(fail_on_ids)
+        self.fail_marker_dir = fail_marker_dir
         self.core = DedupCore(ttl_ms)
 
     def open(self, runtime_context: RuntimeContext) -> None:
@@ -172,8 +184,8 @@ class DedupFunction(KeyedProcessFunction):
             self.dlq.inc()
             yield Row(route, key, raw)
             return
-        if self.fail_on_id is not None and ident[2:] == self.fail_on_id:
-            inject_failure_once(self.fail_marker, self.fail_on_id)
+        if self.fail_on_ids and ident[2:] in self.fail_on_ids:
+            inject_failure_once(self.fail_marker_dir, ident[2:])
         if self.core.process(self.store, ctx.timer_service().current_processing_time()):
             self.passed.inc()
             yield Row(route, key, raw)

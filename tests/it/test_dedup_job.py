@@ -125,12 +125,12 @@ def _recovery(
         "4000",
         "--fail-on-id",
         poison_id,
-        "--fail-marker",
-        str(tmp_path / "failure.fired"),
+        "--fail-marker-dir",
+        str(tmp_path / "faults"),
     ]
     job = JobProcess("jobs.dedup", args, tmp_path / "job.log")
     story = run_kill_and_recover(job, bootstrap, topics["in"], topics["out"], phases)
-    assert (tmp_path / "failure.fired").exists(), "the injected failure never fired"
+    assert (tmp_path / "faults" / f"{poison_id}.fired").exists(), "the failure never fired"
     assert story.restarts >= 1, story.render()
     return _reports(bootstrap, topics, exp), story
 

@@ -1,0 +1,318 @@
+"""Versioned upsert job: Kafka change events -> per-key version order -> compacted topic + Parquet.
+
+Input records are JSON change events
+``{"key", "version", "op": "upsert"|"delete", "payload": {...}[, "expected_version"]}``.
+
+Pipeline (every stateful operator and sink has a stable uid):
+
+1. ``KafkaSource`` (read_committed, offsets in checkpoints, committed on checkpoint);
+2. ``parse-change``: parse and validate; malformed records (bad JSON, missing
+   key/version, non-integer version, unknown op, ...) become dead letters with
+   the reason and source topic/partition/offset;
+3. ``versioned-update``: keyed by entity key, :class:`VersionedUpdateCore`
+   decides applied / stale / conflict / repeat (``--mode newer_wins`` or
+   ``compare_and_set``, optional ``--ttl-ms``);
+4. outputs, all committed on the same checkpoints:
+
+   - ``--applied-topic``: one record per applied change, key = entity key,
+     value = payload JSON, or a tombstone (null value) for a delete. Meant to be
+     a *compacted* topic (``cleanup.policy=compact``): it converges to the
+     latest version of every live entity, and tombstones remove deleted ones.
+     ``--create-topics`` creates it compacted; an existing topic without
+     compaction is reported at start. Until the log cleaner runs, readers see
+     every applied change and must take the last record per key.
+   - ``--changes-path``: the Parquet log of applied changes (key, version, op,
+     payload JSON, expected/replaced version, source position, processing
+     time), written by Flink's ``FileSink``: part files appear under their
+     final names only when a checkpoint completes (exactly-once regardless of
+     ``--guarantee``, which applies to the Kafka outputs).
+   - ``--stale-topic`` / ``--conflict-topic``: the event, the stored version
+     and the reason, keyed by entity key; repeats are dropped (counted);
+   - ``--dlq-topic``: dead letters, keyed by source position.
+
+The job never fails on bad input. Run locally (mini-cluster)::
+
+    python -m jobs.versioned_upsert --input-topic changes --applied-topic entities \\
+        --stale-topic stale --conflict-topic conflicts --dlq-topic dlq \\
+        --changes-path run/changes --transactional-id-prefix versioned-prod-1 --create-topics
+
+or on a cluster with ``flink run -py jobs/versioned_upsert.py`` and the same flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from onceflow.errors import OnceflowError
+from onceflow.jobconfig import RuntimeConfig, add_runtime_arguments, build_config, merged_options
+from onceflow.paths import run_dir
+from onceflow.pipeline import read_kafka, routed_type, table_env, validate_sinks, write_routes
+from operators.versioned.core import MODES, NEWER_WINS
+from operators.versioned.output import CHANGE_COLUMNS
+from sinks.files import FileSinkSpec, RecordSchema, validate_file_sink
+from sinks.kafka import KafkaSinkSpec
+
+if TYPE_CHECKING:
+    from pyflink.datastream import StreamExecutionEnvironment
+
+__all__ = ["VersionedUpsertConfig", "build_pipeline", "parse_config", "main", "prepare_topics"]
+
+log = logging.getLogger(__name__)
+
+CHANGES_SINK_UID = "changes-files"
+
+
+@dataclass(frozen=True, repr=False)
+class VersionedUpsertConfig(RuntimeConfig):
+    """The versioned upsert job's settings (plus the shared :class:`RuntimeConfig`).
+
+    :param input_topic: JSON change events.
+    :param applied_topic: latest value per entity (compacted; tombstones for deletes).
+    :param stale_topic: events older than the stored version.
+    :param conflict_topic: same version with other content, or a failed compare-and-set.
+    :param dlq_topic: dead letters (malformed input) with the reason.
+    :param changes_path: directory or URI of the Parquet log of applied changes.
+    :param mode: ``newer_wins`` or ``compare_and_set``.
+    :param ttl_ms: processing-time TTL of a key's state; 0 = keep forever. A TTL
+        shorter than the input's out-of-orderness lets late updates resurrect
+        deleted entities or roll back newer versions.
+    :param max_record_bytes: larger records go to the DLQ as ``oversize``.
+    :param changes_bucketing: ``datetime`` (hourly folders, UTC) or ``none``.
+    :param changes_bucket_format: DateTimeFormatter pattern of the folders.
+    :param changes_part_prefix: name prefix of committed Parquet files.
+    :param changes_compression: Parquet codec (SNAPPY, ZSTD, GZIP, LZ4_RAW, UNCOMPRESSED).
+    :param create_topics: create missing output topics (the applied one compacted).
+    :param fail_on_key: inject one failure when a change of this key arrives (tests).
+    :param fail_on_version: narrows ``fail_on_key`` to one version.
+    :param fail_marker_dir: folder of ``<key>@<version>.fired`` markers recording
+        that the failure fired (default under run/faults).
+    """
+
+    input_topic: str = ""
+    applied_topic: str = ""
+    stale_topic: str = ""
+    conflict_topic: str = ""
+    dlq_topic: str = ""
+    changes_path: str = ""
+    mode: str = NEWER_WINS
+    ttl_ms: int = 0
+    # Dead letters carry the original as base64 (x1.33): 512 KiB stays under
+    # Kafka's default 1 MB max.message.bytes of the DLQ topic.
+    max_record_bytes: int = 512 * 1024
+    changes_bucketing: str = "datetime"
+    changes_bucket_format: str = "yyyy-MM-dd--HH"
+    changes_part_prefix: str = "changes"
+    changes_compression: str = "SNAPPY"
+    create_topics: bool = False
+    fail_on_key: str | None = None
+    fail_on_version: int | None = None
+    fail_marker_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        missing = [
+            flag
+            for flag, value in (
+                ("--input-topic", self.input_topic),
+                ("--applied-topic", self.applied_topic),
+                ("--stale-topic", self.stale_topic),
+                ("--conflict-topic", self.conflict_topic),
+                ("--dlq-topic", self.dlq_topic),
+                ("--changes-path", self.changes_path),
+            )
+            if not value
+        ]
+        if missing:
+            raise OnceflowError(f"set {', '.join(missing)}")
+        outputs = [self.applied_topic, self.stale_topic, self.conflict_topic, self.dlq_topic]
+        if self.input_topic in outputs:
+            raise OnceflowError(
+                f"--input-topic {self.input_topic!r} is also an output topic: the job would "
+                "read its own output; use separate topics"
+            )
+        if self.applied_topic in outputs[1:]:
+            raise OnceflowError(
+                f"--applied-topic {self.applied_topic!r} is also the stale, conflict or DLQ "
+                "topic: its latest value per key would mix reports with entity values"
+            )
+        if self.mode not in MODES:
+            raise OnceflowError(f"--mode {self.mode!r}: use one of {', '.join(MODES)}")
+        if self.ttl_ms < 0:
+            raise OnceflowError("--ttl-ms must be >= 0 (0 = keep every key's version forever)")
+        if self.max_record_bytes <= 0:
+            raise OnceflowError("--max-record-bytes must be positive")
+        if self.fail_on_version is not None and self.fail_on_key is None:
+            raise OnceflowError("--fail-on-version needs --fail-on-key")
+        self.changes_spec()  # raises OnceflowError on a bad path, bucketing or codec
+
+    def failure_markers(self) -> str | None:
+        if self.fail_on_key is None:
+            return None
+        if self.fail_marker_dir:
+            return self.fail_marker_dir
+        return str(run_dir("faults", self.transactional_id_prefix or "versioned"))
+
+    def sink_specs(self) -> dict[str, KafkaSinkSpec]:
+        """Route -> Kafka sink; each has its own transactional id prefix."""
+        return {
+            "applied": self.sink_spec(self.applied_topic, "applied"),
+            "stale": self.sink_spec(self.stale_topic, "stale"),
+            "conflict": self.sink_spec(self.conflict_topic, "conflict"),
+            "dlq": self.sink_spec(self.dlq_topic, "dlq"),
+        }
+
+    def changes_spec(self) -> FileSinkSpec:
+        return FileSinkSpec(
+            base_path=self.changes_path,
+            format="parquet",
+            schema=RecordSchema.of(*CHANGE_COLUMNS),
+            bucketing=self.changes_bucketing,
+            bucket_format=self.changes_bucket_format,
+            part_prefix=self.changes_part_prefix,
+            compression=self.changes_compression,
+        )
+
+
+def build_pipeline(env: StreamExecutionEnvironment, cfg: VersionedUpsertConfig) -> None:
+    """Attach source -> parse -> versioned update -> (Kafka routes, Parquet log) to ``env``."""
+    from operators.versioned.flink import (
+        ParseChange,
+        VersionedUpdateFunction,
+        changes_tag,
+        parsed_type,
+    )
+    from sinks.files import attach_file_sink
+
+    tenv = table_env(env)
+    rows = read_kafka(tenv, cfg.source_spec(cfg.input_topic))
+    parsed = (
+        rows.map(ParseChange(cfg.max_record_bytes), parsed_type())
+        .name("parse-change")
+        .uid("parse-change")
+    )
+    tag = changes_tag()
+    updated = (
+        parsed.key_by(lambda row: row[0], key_type=_string_type())
+        .process(
+            VersionedUpdateFunction(
+                cfg.mode,
+                cfg.ttl_ms or None,
+                tag,
+                cfg.fail_on_key,
+                cfg.fail_on_version,
+                cfg.failure_markers(),
+            ),
+            routed_type(),
+        )
+        .name("versioned-update")
+        .uid("versioned-update")
+    )
+    # The DataStream FileSink and the table-connector Kafka sinks run in one job and
+    # commit on the same checkpoints (write_routes attaches its statement set to env).
+    attach_file_sink(env, updated.get_side_output(tag), cfg.changes_spec(), uid=CHANGES_SINK_UID)
+    write_routes(tenv, updated, cfg.sink_specs())
+
+
+def _string_type() -> Any:
+    from pyflink.common import Types
+
+    return Types.STRING()
+
+
+def prepare_topics(cfg: VersionedUpsertConfig) -> None:
+    """Create missing outputs (``--create-topics``) and check the applied topic is compacted."""
+    from onceflow.topics import cleanup_policy, ensure_topics, partition_count
+
+    if cfg.create_topics:
+        # Same partition count as the input keeps each entity's records in one partition.
+        partitions = partition_count(cfg.bootstrap, cfg.input_topic) or 1
+        ensure_topics(
+            cfg.bootstrap,
+            {
+                # Compaction keeps the latest value per key; tombstones remove deleted keys.
+                cfg.applied_topic: {"cleanup.policy": "compact"},
+                cfg.stale_topic: {},
+                cfg.conflict_topic: {},
+                cfg.dlq_topic: {},
+            },
+            partitions,
+        )
+    policy = cleanup_policy(cfg.bootstrap, cfg.applied_topic)
+    if policy is not None and "compact" not in policy:
+        log.warning(
+            "applied topic %s has cleanup.policy=%s: retention will delete entities' only "
+            "record and readers rebuilding the table will lose them; set cleanup.policy=compact",
+            cfg.applied_topic,
+            policy,
+        )
+
+
+def parse_config(argv: Sequence[str] | None = None) -> VersionedUpsertConfig:
+    parser = argparse.ArgumentParser(
+        prog="jobs.versioned_upsert", description=__doc__.splitlines()[0]
+    )
+    g = parser.add_argument_group("versioned upsert")
+    g.add_argument("--input-topic")
+    g.add_argument("--applied-topic", help="compacted topic: latest value per entity key")
+    g.add_argument("--stale-topic")
+    g.add_argument("--conflict-topic")
+    g.add_argument("--dlq-topic")
+    g.add_argument("--changes-path", help="directory/URI of the Parquet log of applied changes")
+    g.add_argument("--mode", choices=list(MODES))
+    g.add_argument("--ttl-ms", type=int, help="state TTL per key (0 = forever, the default)")
+    g.add_argument("--max-record-bytes", type=int, help="larger records go to the DLQ")
+    g.add_argument("--changes-bucketing", choices=["datetime", "none"])
+    g.add_argument("--changes-bucket-format", help="DateTimeFormatter pattern of bucket folders")
+    g.add_argument("--changes-part-prefix")
+    g.add_argument("--changes-compression")
+    g.add_argument(
+        "--create-topics",
+        action="store_true",
+        default=None,
+        help="create missing output topics (the applied topic with cleanup.policy=compact)",
+    )
+    g.add_argument("--fail-on-key", help="inject one failure when this key arrives (tests)")
+    g.add_argument("--fail-on-version", type=int, help="...at this version only")
+    g.add_argument("--fail-marker-dir", help="folder recording injected failures that fired")
+    add_runtime_arguments(parser)
+    return build_config(VersionedUpsertConfig, merged_options(parser.parse_args(argv)))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from onceflow.flinkenv import create_env
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    try:
+        # Step 1. Refuse unsafe settings before anything starts.
+        cfg = parse_config(argv)
+        validate_sinks(
+            cfg.sink_specs(),
+            checkpoint_interval_ms=cfg.checkpoint_interval_ms,
+            restart_budget_ms=cfg.restart_budget_ms,
+        )
+        validate_file_sink(cfg.changes_spec(), checkpoint_interval_ms=cfg.checkpoint_interval_ms)
+        # Step 2. Outputs exist (if asked) and the applied topic compacts.
+        prepare_topics(cfg)
+    except OnceflowError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    log.info("starting versioned upsert job: %r", cfg)
+    # Step 3. Compile and run; attach_file_sink re-checks the environment's checkpointing.
+    env = create_env(cfg.flink_settings())
+    try:
+        build_pipeline(env, cfg)
+    except OnceflowError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    env.execute("onceflow-versioned-upsert")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""The ``onceflow verify`` subcommand: run, print the summary, write JSON and PNG."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from pathlib import Path
+
+from onceflow.paths import run_dir
+from onceflow.verify.faults import PROFILES
+
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="short")
+    parser.add_argument(
+        "--guarantee", choices=["exactly-once", "at-least-once"], default="exactly-once"
+    )
+    parser.add_argument("--seed", type=int, default=1, help="workload and fault schedule")
+    parser.add_argument("--records", type=int, help="override the profile's record count")
+    parser.add_argument("--rate", type=float, help="override the profile's feed rate")
+    parser.add_argument("--faults", type=int, help="override the profile's fault count")
+    parser.add_argument("--out", type=Path, help="results folder (run/verify)")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    from onceflow.verify.report import plot, summary
+    from onceflow.verify.runner import VerifySettings, verify
+
+    profile = PROFILES[args.profile]
+    overrides = {
+        k: v
+        for k, v in (("records", args.records), ("rate", args.rate), ("faults", args.faults))
+        if v is not None
+    }
+    profile = dataclasses.replace(profile, **overrides)
+    settings = VerifySettings(
+        profile=profile,
+        guarantee=args.guarantee,
+        seed=args.seed,
+        out_dir=args.out or run_dir("verify"),
+    )
+    started = time.strftime("%H:%M:%S")
+    print(
+        f"{started} verifying the dedup job ({args.guarantee}): {profile.records:,} records "
+        f"at {profile.rate:,.0f}/s, {profile.faults} faults",
+        flush=True,
+    )
+    result = verify(settings, progress=not args.no_progress)
+    out_dir = Path(result.settings["out_dir"])
+    (out_dir / "result.json").write_text(result.to_json())
+    png = plot(result, out_dir / "verify.png")
+    print(summary(result))
+    print(f"\nresult {out_dir / 'result.json'}\nplot   {png}")
+    return 0 if result.ok else 1

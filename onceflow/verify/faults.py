@@ -1,0 +1,98 @@
+"""The faults the verifier injects, and their seeded schedule (pure: no I/O).
+
+Kinds, each a way real deployments lose processes or state:
+
+- ``tm-kill``: SIGKILL of a TaskManager, then a new one is started;
+- ``operator-exception``: the dedup operator raises at a chosen record (armed
+  at submission with ``--fail-on-id``; fires when that record arrives);
+- ``broker-term`` / ``broker-kill``: the Kafka broker stopped with SIGTERM
+  (controlled shutdown) or SIGKILL, then started again;
+- ``cancel-resume``: the job is cancelled and resubmitted from its latest
+  retained checkpoint (``flink run -s``);
+- ``savepoint-resume``: stop-with-savepoint, then resubmission from it.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+__all__ = ["FAULT_KINDS", "Fault", "Profile", "PROFILES", "schedule"]
+
+FAULT_KINDS = (
+    "tm-kill",
+    "operator-exception",
+    "broker-term",
+    "broker-kill",
+    "cancel-resume",
+    "savepoint-resume",
+)
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One fault: what, and when (seconds after feeding starts)."""
+
+    at_s: float
+    kind: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {self.kind!r}; one of {FAULT_KINDS}")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A verification run's size: records, feed rate and number of faults.
+
+    :param records: input records (30% duplicates, 1% malformed).
+    :param rate: records/s the feeder writes.
+    :param faults: faults injected; every kind at least once when >= 6.
+    """
+
+    records: int
+    rate: float
+    faults: int
+
+    @property
+    def feed_seconds(self) -> float:
+        return self.records / self.rate
+
+
+PROFILES = {
+    # `make test`: every kind once, a couple of minutes.
+    "ci": Profile(records=60_000, rate=1_500, faults=6),
+    # `make verify`: every kind once, 2-3 minutes.
+    "short": Profile(records=150_000, rate=2_000, faults=6),
+    # `make verify-long`: >= 20 faults over 1M records.
+    "long": Profile(records=1_000_000, rate=2_500, faults=24),
+}
+
+
+def schedule(
+    seed: int, count: int, feed_seconds: float, kinds: tuple[str, ...] = FAULT_KINDS
+) -> list[Fault]:
+    """``count`` faults spread over the feeding time, in a seeded random order.
+
+    Every kind appears once before any repeats (when ``count >= len(kinds)``);
+    faults are evenly spaced from 15% to 85% of the feeding time with seeded
+    jitter, so each one meets a running job with input still arriving.
+    """
+    if count < 0:
+        raise ValueError("fault count must be >= 0")
+    rng = random.Random(seed)
+    order: list[str] = []
+    while len(order) < count:
+        batch = list(kinds)
+        rng.shuffle(batch)
+        order.extend(batch)
+    order = order[:count]
+    if count == 0:
+        return []
+    start, end = 0.15 * feed_seconds, 0.85 * feed_seconds
+    step = (end - start) / max(count - 1, 1)
+    faults = []
+    for i, kind in enumerate(order):
+        jitter = rng.uniform(-0.2, 0.2) * step
+        faults.append(Fault(at_s=round(max(0.0, start + i * step + jitter), 2), kind=kind))
+    return faults

@@ -1,0 +1,555 @@
+"""The verifier: run the dedup job on the local cluster, inject real faults, check.
+
+Protocol (numbered as in :func:`verify`):
+
+1. Bring up the broker and a standalone cluster of 1 JobManager and 2
+   TaskManagers; create fresh topics (input with 4 partitions).
+2. Submit the dedup job (parallelism 2, detached), armed with the ids at which
+   the ``operator-exception`` faults fire.
+3. Feed the deterministic workload at a steady rate from a background thread.
+4. Inject the scheduled faults; each waits until the job runs again and has
+   completed a checkpoint since the previous fault, so every fault meets a job
+   that has something to lose. A sampler records the committed output offsets,
+   checkpoints and restarts every second.
+5. When the input is fed and the output has caught up, stop the job with a
+   savepoint (its last transactions commit; nothing is left open).
+6. Check the output and the DLQ with read_committed (lost, duplicate,
+   unexpected, nonmonotonic), compare with a read_uncommitted reader (aborted
+   records exist only if faults happened; aborted-read), and ask Kafka's own
+   ``kafka-transactions find-hanging`` for hanging transactions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import signal
+import subprocess
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from onceflow.cluster import LocalFlinkCluster, rest_get
+from onceflow.errors import OnceflowError
+from onceflow.paths import project_root, run_dir
+from onceflow.stack import LocalKafka
+from onceflow.verify.faults import Fault, Profile, schedule
+from onceflow.workload import Expectation, WorkloadSpec, generate
+
+__all__ = ["VerifySettings", "VerifyResult", "verify"]
+
+log = logging.getLogger(__name__)
+
+JOB_FILE = "jobs/dedup.py"
+
+
+@dataclass(frozen=True)
+class VerifySettings:
+    """One verification run.
+
+    :param profile: records, rate and fault count.
+    :param guarantee: the job's delivery guarantee (at-least-once is the control).
+    :param seed: seeds the workload and the fault schedule.
+    :param out_dir: where the JSON result, the plot and the logs go.
+    :param checkpoint_interval_ms: the job's checkpoint interval.
+    """
+
+    profile: Profile
+    guarantee: str = "exactly-once"
+    seed: int = 1
+    out_dir: Path = field(default_factory=lambda: run_dir("verify"))
+    checkpoint_interval_ms: int = 2000
+    parallelism: int = 2
+    taskmanagers: int = 2
+
+
+@dataclass
+class VerifyResult:
+    """Everything the report shows; ``anomalies`` empty means the guarantee held."""
+
+    settings: dict[str, Any]
+    faults: list[dict[str, Any]] = field(default_factory=list)
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    checkpoints: list[dict[str, Any]] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    anomalies: dict[str, int] = field(default_factory=dict)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+    hanging_transactions: list[str] = field(default_factory=list)
+    jobs: list[dict[str, Any]] = field(default_factory=list)
+    duration_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not any(self.anomalies.values()) and not self.hanging_transactions
+
+    def to_json(self) -> str:
+        return json.dumps({**self.__dict__, "ok": self.ok}, indent=2, default=str)
+
+
+class _Sampler(threading.Thread):
+    """Every second: committed output end offsets, job state, checkpoints, restarts."""
+
+    def __init__(self, bootstrap: str, topic: str, probe: _JobProbe, t0: float) -> None:
+        super().__init__(daemon=True)
+        self.bootstrap, self.topic, self.probe, self.t0 = bootstrap, topic, probe, t0
+        self.samples: list[dict[str, Any]] = []
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        from kafka import KafkaConsumer, TopicPartition
+
+        consumer = None
+        while not self.stop_event.wait(1.0):
+            sample: dict[str, Any] = {"t": round(time.monotonic() - self.t0, 2)}
+            try:
+                if consumer is None:
+                    consumer = KafkaConsumer(
+                        bootstrap_servers=self.bootstrap,
+                        isolation_level="read_committed",
+                        request_timeout_ms=3000,
+                    )
+                parts = consumer.partitions_for_topic(self.topic) or set()
+                tps = [TopicPartition(self.topic, p) for p in parts]
+                # read_committed end offsets are the last stable offsets: committed data.
+                sample["committed_offsets"] = sum(consumer.end_offsets(tps).values())
+            except Exception as exc:  # noqa: BLE001 - broker down during a fault: no sample
+                log.debug("no output sample at %.1fs: %r", sample["t"], exc)
+                if consumer is not None:
+                    with contextlib.suppress(Exception):
+                        consumer.close()
+                consumer = None
+            sample.update(self.probe.snapshot())
+            self.samples.append(sample)
+        if consumer is not None:
+            consumer.close()
+
+
+class _JobProbe:
+    """REST views of the job that is current (its id changes on resubmission)."""
+
+    def __init__(self, cluster: LocalFlinkCluster, name: str) -> None:
+        self.cluster, self.name = cluster, name
+        self.job_id: str | None = None
+        self.checkpoints: dict[tuple[str, int], dict[str, Any]] = {}
+
+    def find(self, timeout: float = 120) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError, ValueError):
+                jobs = rest_get(self.cluster.rest_url, "/jobs/overview")["jobs"]
+                live = [
+                    j
+                    for j in jobs
+                    if j["name"] == self.name
+                    and j["state"] not in ("CANCELED", "FINISHED", "FAILED")
+                ]
+                if live:
+                    self.job_id = str(live[0]["jid"])
+                    return self.job_id
+            time.sleep(0.5)
+        raise OnceflowError(f"job {self.name} did not appear on {self.cluster.rest_url}")
+
+    def get(self, path: str) -> Any:
+        return rest_get(self.cluster.rest_url, path, timeout=3)
+
+    def state(self) -> str:
+        if self.job_id is None:
+            return "NONE"
+        try:
+            return str(self.get(f"/jobs/{self.job_id}")["state"])
+        except (OSError, ValueError, KeyError):
+            return "UNKNOWN"
+
+    def snapshot(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"state": self.state()}
+        if self.job_id is None:
+            return out
+        out["job"] = self.job_id
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            stats = self.get(f"/jobs/{self.job_id}/checkpoints")
+            out["completed"] = int(stats["counts"]["completed"])
+            for cp in stats.get("history", []):
+                if cp.get("status") == "COMPLETED":
+                    self.checkpoints[(self.job_id, int(cp["id"]))] = {
+                        "job": self.job_id,
+                        "id": int(cp["id"]),
+                        "trigger_ms": int(cp["trigger_timestamp"]),
+                        "duration_ms": int(cp["end_to_end_duration"]),
+                    }
+        with contextlib.suppress(OSError, ValueError, KeyError, IndexError):
+            metrics = self.get(f"/jobs/{self.job_id}/metrics?get=numRestarts")
+            out["restarts"] = int(float(metrics[0]["value"]))
+        return out
+
+    def completed(self) -> int:
+        return int(self.snapshot().get("completed", 0))
+
+    def latest_checkpoint_path(self) -> str | None:
+        assert self.job_id is not None
+        stats = self.get(f"/jobs/{self.job_id}/checkpoints")
+        latest = (stats.get("latest") or {}).get("completed") or {}
+        path = latest.get("external_path")
+        return str(path) if path else None
+
+    def wait_running_with_checkpoint(self, since: int, timeout: float = 180) -> None:
+        """Until the job is RUNNING and has completed a checkpoint after ``since``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            snap = self.snapshot()
+            if snap.get("state") == "RUNNING" and int(snap.get("completed", 0)) > since:
+                return
+            time.sleep(0.5)
+        raise OnceflowError(f"job {self.job_id} did not recover within {timeout:.0f} s")
+
+
+def _job_args(
+    settings: VerifySettings, topics: dict[str, str], stamp: str, fail_ids: list[str], markers: Path
+) -> list[str]:
+    args = [
+        "--bootstrap", "localhost:9092",
+        "--input-topic", topics["in"],
+        "--output-topic", topics["out"],
+        "--dlq-topic", topics["dlq"],
+        "--transactional-id-prefix", f"verify-{stamp}",
+        "--group-id", f"verify-{stamp}",
+        "--guarantee", settings.guarantee,
+        "--parallelism", str(settings.parallelism),
+        "--checkpoint-interval-ms", str(settings.checkpoint_interval_ms),
+        # Faults come one after another: keep restarting instead of giving up.
+        "--restart-attempts", "1000",
+        "--job-name", f"verify-{stamp}",
+        "--fail-marker-dir", str(markers),
+    ]  # fmt: skip
+    for ident in fail_ids:
+        args += ["--fail-on-id", ident]
+    return args
+
+
+def _submit(
+    cluster: LocalFlinkCluster, args: list[str], savepoint: str | None, log_file: Path
+) -> None:
+    cmd = [*cluster.flink_cli(), "run", "-d", "-m", cluster.rest_url.removeprefix("http://")]
+    if savepoint:
+        cmd += ["-s", savepoint]
+    cmd += ["-py", str(project_root() / JOB_FILE), *args]
+    with open(log_file, "ab") as out:
+        result = subprocess.run(
+            cmd, env=cluster._env(), cwd=project_root(), stdout=out, stderr=subprocess.STDOUT,
+            timeout=300, check=False,
+        )  # fmt: skip
+    if result.returncode != 0:
+        raise OnceflowError(f"flink run failed ({result.returncode}); see {log_file}")
+
+
+def _cancel(cluster: LocalFlinkCluster, job_id: str) -> None:
+    request = urllib.request.Request(
+        f"{cluster.rest_url}/jobs/{job_id}?mode=cancel", method="PATCH"
+    )
+    urllib.request.urlopen(request, timeout=10).close()
+
+
+def _stop_with_savepoint(cluster: LocalFlinkCluster, job_id: str, log_file: Path) -> str:
+    target = run_dir("savepoints").as_uri()
+    cmd = [*cluster.flink_cli(), "stop", "-m", cluster.rest_url.removeprefix("http://"),
+           "--savepointPath", target, job_id]  # fmt: skip
+    result = subprocess.run(
+        cmd, env=cluster._env(), capture_output=True, text=True, timeout=300, check=False
+    )
+    with open(log_file, "a") as out:
+        out.write(result.stdout + result.stderr)
+    match = re.search(r"Savepoint completed\. Path: (\S+)", result.stdout)
+    if result.returncode != 0 or not match:
+        raise OnceflowError(f"stop-with-savepoint of {job_id} failed; see {log_file}")
+    return match.group(1)
+
+
+def _wait_gone(probe: _JobProbe, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if probe.state() in ("CANCELED", "FINISHED", "FAILED"):
+            return
+        time.sleep(0.5)
+    raise OnceflowError(f"job {probe.job_id} did not stop within {timeout:.0f} s")
+
+
+def _find_hanging(bootstrap: str) -> list[str]:
+    from onceflow.java import run_java_main
+
+    result = run_java_main(
+        "org.apache.kafka.tools.TransactionsCommand",
+        ["--bootstrap-server", bootstrap, "find-hanging", "--broker-id", "1"],
+        jvm_opts=("-Xmx256m", "-Dlog4j2.level=WARN"),
+    )
+    if result.returncode != 0:
+        raise OnceflowError(f"kafka-transactions find-hanging failed: {result.stderr[-400:]}")
+    lines = [ln for ln in result.stdout.splitlines() if ln.strip() and not ln.startswith("SLF4J")]
+    return lines[1:]  # the first line is the header
+
+
+def verify(settings: VerifySettings, progress: bool = True) -> VerifyResult:
+    """Run the protocol of the module docstring; see :class:`VerifyResult`."""
+    from onceflow.check import check_output, compare_dead_letters, read_committed
+    from onceflow.produce import ensure_topic, produce
+
+    profile = settings.profile
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out_dir = settings.out_dir / stamp
+    out_dir.mkdir(parents=True, exist_ok=True)
+    job_log = out_dir / "flink-client.log"
+    result = VerifyResult(
+        settings={**settings.__dict__, "profile": profile.__dict__, "out_dir": str(out_dir)}
+    )
+    started = time.monotonic()
+
+    # Step 1.
+    broker = LocalKafka()
+    broker.up()
+    bootstrap = broker.bootstrap
+    cluster = LocalFlinkCluster(taskmanagers=settings.taskmanagers)
+    cluster.up()
+    topics = {k: f"verify-{stamp}-{k}" for k in ("in", "out", "dlq")}
+    ensure_topic(bootstrap, topics["in"], 4)
+    ensure_topic(bootstrap, topics["out"], 2)
+    ensure_topic(bootstrap, topics["dlq"], 1)
+    spec = WorkloadSpec(
+        count=profile.records, duplicate_ratio=0.3, malformed_ratio=0.01, seed=settings.seed,
+        oversize_every=0,
+    )  # fmt: skip
+    items = list(generate(spec))
+    expectation = Expectation.collect(items, spec)
+    faults = schedule(settings.seed, profile.faults, profile.feed_seconds)
+    fail_ids = []
+    for fault in faults:
+        if fault.kind == "operator-exception":
+            index = int(fault.at_s * profile.rate)
+            ident = next(
+                it.ident for it in items[index:] if it.kind == "unique" and it.ident not in fail_ids
+            )
+            assert ident is not None
+            fail_ids.append(ident)
+    markers = out_dir / "fired"
+    args = _job_args(settings, topics, stamp, fail_ids, markers)
+
+    probe = _JobProbe(cluster, f"verify-{stamp}")
+    sampler: _Sampler | None = None
+    feeder_error: list[BaseException] = []
+    try:
+        # Step 2.
+        _submit(cluster, args, None, job_log)
+        probe.find()
+        probe.wait_running_with_checkpoint(since=0)
+        result.jobs.append({"job": probe.job_id, "submitted_at": 0.0, "from": None})
+        # Step 3.
+        t0 = time.monotonic()
+
+        def feed() -> None:
+            try:
+                produce(bootstrap, topics["in"], spec, None, progress=False, rate=profile.rate)
+            except BaseException as exc:  # noqa: BLE001 - reported after the run
+                feeder_error.append(exc)
+
+        feeder = threading.Thread(target=feed, daemon=True)
+        feeder.start()
+        sampler = _Sampler(bootstrap, topics["out"], probe, t0)
+        sampler.start()
+        # Step 4.
+        last_completed = probe.completed()
+        for n, fault in enumerate(faults, 1):
+            while time.monotonic() - t0 < fault.at_s:
+                _progress(progress, t0, profile, sampler, n - 1, len(faults))
+                time.sleep(1)
+            if fault.kind != "operator-exception":
+                probe.wait_running_with_checkpoint(since=last_completed)
+            at = time.monotonic() - t0
+            detail = _inject(fault, broker, cluster, probe, args, job_log, result, at)
+            result.faults.append({"kind": fault.kind, "at_s": round(at, 2), "detail": detail})
+            log.info("fault %d/%d at %.1fs: %s (%s)", n, len(faults), at, fault.kind, detail)
+            probe.wait_running_with_checkpoint(since=0 if fault.kind.endswith("resume") else -1)
+            last_completed = probe.completed()
+        feeder.join()
+        if feeder_error:
+            raise OnceflowError(f"feeding the input failed: {feeder_error[0]!r}")
+        # Step 5: caught up when the committed output stops growing for a while.
+        _wait_caught_up(progress, t0, profile, sampler, len(faults), probe)
+        assert probe.job_id is not None
+        _stop_with_savepoint(cluster, probe.job_id, job_log)
+        _wait_gone(probe)
+    finally:
+        if sampler is not None:
+            sampler.stop_event.set()
+            sampler.join(timeout=10)
+            result.samples = sampler.samples
+        result.checkpoints = sorted(probe.checkpoints.values(), key=lambda c: c["trigger_ms"])
+        with contextlib.suppress(OnceflowError):
+            if probe.state() == "RUNNING" and probe.job_id:
+                _cancel(cluster, probe.job_id)
+        cluster.down()
+
+    # Step 6.
+    fired = sorted(p.stem for p in markers.glob("*.fired"))
+    for record in result.faults:
+        if record["kind"] == "operator-exception":
+            record["fired"] = record["detail"] in fired
+    committed = read_committed(bootstrap, topics["out"], quiet_ms=2000, progress=progress)
+    uncommitted = read_committed(
+        bootstrap, topics["out"], quiet_ms=2000, progress=progress,
+        isolation_level="read_uncommitted",
+    )  # fmt: skip
+    dlq = read_committed(bootstrap, topics["dlq"], quiet_ms=2000, progress=progress)
+    output = check_output(expectation.unique_ids, committed)
+    dead = compare_dead_letters(expectation.malformed_values, dlq)
+    seen_uncommitted = {(r.partition, r.offset): r.value for r in uncommitted}
+    aborted_read = sum(
+        1 for r in committed if seen_uncommitted.get((r.partition, r.offset)) != r.value
+    )
+    result.counts = {
+        "input_records": spec.count,
+        "expected_output": len(expectation.unique_ids),
+        "output_committed": len(committed),
+        "output_uncommitted": len(uncommitted),
+        "aborted_records": len(uncommitted) - len(committed),
+        "expected_dead_letters": expectation.malformed,
+        "dead_letters": len(dlq),
+        "faults": len(result.faults),
+        "jobs_submitted": len(result.jobs),
+        "checkpoints_completed": len(result.checkpoints),
+        "restarts": _restarts(result.samples),
+    }
+    result.anomalies = {
+        "lost": output.missing + dead.missing,
+        "duplicate": output.duplicated + dead.duplicated,
+        "unexpected": output.unexpected + dead.unexpected + output.invalid + dead.invalid,
+        "aborted-read": aborted_read,
+        "nonmonotonic": _nonmonotonic(committed),
+    }
+    result.examples = {
+        "lost": list(output.missing_examples + dead.missing_examples),
+        "duplicate": list(output.duplicated_examples + dead.duplicated_examples),
+        "unexpected": list(output.unexpected_examples + dead.unexpected_examples),
+    }
+    result.hanging_transactions = _find_hanging(bootstrap)
+    result.duration_s = round(time.monotonic() - started, 1)
+    return result
+
+
+def _inject(
+    fault: Fault,
+    broker: LocalKafka,
+    cluster: LocalFlinkCluster,
+    probe: _JobProbe,
+    args: list[str],
+    job_log: Path,
+    result: VerifyResult,
+    at: float,
+) -> str:
+    """Carry out one fault; returns what was done (for the report)."""
+    kind = fault.kind
+    if kind == "tm-kill":
+        pids = cluster.taskmanager_pids()
+        if not pids:
+            raise OnceflowError("no TaskManager to kill")
+        victim = pids[int(at * 1000) % len(pids)]
+        cluster.kill_taskmanager(victim, signal.SIGKILL)
+        time.sleep(2)
+        cluster.start_taskmanager()
+        cluster.wait_ready(cluster.taskmanagers)
+        return f"SIGKILL taskmanager pid {victim}, started a new one"
+    if kind == "operator-exception":
+        # Armed at submission: it fires when its record arrives (see fault["fired"]).
+        return _next_fail_id(args, result)
+    if kind in ("broker-term", "broker-kill"):
+        if kind == "broker-term":
+            broker.down()
+        else:
+            broker.kill(signal.SIGKILL)
+            deadline = time.monotonic() + 30
+            while broker.status().alive and time.monotonic() < deadline:
+                time.sleep(0.2)
+        time.sleep(3)
+        broker.up()
+        return f"broker {'SIGTERM' if kind == 'broker-term' else 'SIGKILL'}, down ~3 s, restarted"
+    assert probe.job_id is not None
+    old = probe.job_id
+    if kind == "cancel-resume":
+        _cancel(cluster, old)
+        _wait_gone(probe)
+        path = probe.latest_checkpoint_path()
+        if path is None:
+            raise OnceflowError(f"job {old} has no retained checkpoint to resume from")
+    else:
+        path = _stop_with_savepoint(cluster, old, job_log)
+        _wait_gone(probe)
+    _submit(cluster, args, path, job_log)
+    probe.find()
+    result.jobs.append({"job": probe.job_id, "submitted_at": round(at, 2), "from": path})
+    return f"job {old} {'cancelled' if kind == 'cancel-resume' else 'stopped'}; resumed from {path}"
+
+
+def _next_fail_id(args: list[str], result: VerifyResult) -> str:
+    ids = [args[i + 1] for i, a in enumerate(args) if a == "--fail-on-id"]
+    used = sum(1 for f in result.faults if f["kind"] == "operator-exception")
+    return ids[used] if used < len(ids) else "?"
+
+
+def _restarts(samples: list[dict[str, Any]]) -> int:
+    """Restarts summed over the jobs (each resubmission starts its own count)."""
+    per_job: dict[str, int] = {}
+    for s in samples:
+        if "job" in s:
+            per_job[s["job"]] = max(per_job.get(s["job"], 0), int(s.get("restarts", 0)))
+    return sum(per_job.values())
+
+
+def _nonmonotonic(records: list[Any]) -> int:
+    """Per key, a record whose ``seq`` is lower than an earlier one's (offset order)."""
+    last: dict[bytes, int] = {}
+    bad = 0
+    for rec in sorted(records, key=lambda r: (r.partition, r.offset)):
+        try:
+            seq = int(json.loads(rec.value)["seq"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        key = rec.key or b""
+        if key in last and seq < last[key]:
+            bad += 1
+        last[key] = max(seq, last.get(key, seq))
+    return bad
+
+
+def _progress(
+    enabled: bool, t0: float, profile: Profile, sampler: _Sampler, faults_done: int, faults: int
+) -> None:
+    now = time.monotonic() - t0
+    if not enabled or int(now) % 5:
+        return
+    produced = min(profile.records, int(now * profile.rate))
+    last = sampler.samples[-1] if sampler.samples else {}
+    print(
+        f"  t={now:5.0f}s fed ~{produced:,}/{profile.records:,} ({profile.rate:,.0f}/s) "
+        f"committed offsets {last.get('committed_offsets', '?')} job {last.get('state', '?')} "
+        f"checkpoints {last.get('completed', '?')} faults {faults_done}/{faults}",
+        flush=True,
+    )
+
+
+def _wait_caught_up(
+    progress: bool, t0: float, profile: Profile, sampler: _Sampler, faults: int, probe: _JobProbe
+) -> None:
+    """Until the committed output offsets have not moved across 3 checkpoints."""
+    stable_since: float | None = None
+    last_value = -1
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        _progress(progress, t0, profile, sampler, faults, faults)
+        value = sampler.samples[-1].get("committed_offsets", -1) if sampler.samples else -1
+        if value != last_value:
+            last_value, stable_since = value, time.monotonic()
+        elif stable_since is not None and time.monotonic() - stable_since > 3 * 2.5:
+            return
+        time.sleep(1)
+    raise OnceflowError("the output did not catch up within 10 minutes")

@@ -1,0 +1,115 @@
+"""What the versioned-update operator writes: payload text, outcome reports, change rows.
+
+Pure functions (no pyflink), shared by the PyFlink adapter
+(:mod:`operators.versioned.flink`) and the test oracle (:mod:`onceflow.changes`),
+so both sides encode a payload the same way and a unit test pins the format.
+
+Every encoding is deterministic (sorted members, no spaces): a record replayed
+after a failover is byte-identical to its first attempt, which keeps the
+compacted topic's values stable and makes outputs comparable as multisets.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Final
+
+from operators.versioned.core import DELETE, ChangeEvent, Outcome
+
+__all__ = [
+    "CHANGE_COLUMNS",
+    "applied_value",
+    "change_row",
+    "event_document",
+    "json_text",
+    "outcome_report",
+]
+
+CHANGE_COLUMNS: Final = (
+    ("key", "STRING", False),
+    ("version", "BIGINT", False),
+    ("op", "STRING", False),
+    ("payload_json", "STRING", True),
+    ("expected_version", "BIGINT", True),
+    ("replaced_version", "BIGINT", True),
+    ("source_topic", "STRING", True),
+    ("source_partition", "INT", True),
+    ("source_offset", "BIGINT", True),
+    ("applied_ms", "BIGINT", False),
+)
+"""Columns of the applied-changes log: ``(name, type, nullable)`` for a RecordSchema."""
+
+
+def json_text(value: Any) -> str:
+    """Canonical JSON text (sorted members, no spaces) that always encodes as UTF-8.
+
+    Non-ASCII text is kept as is; a lone surrogate (legal as a ``\\ud800`` escape
+    in JSON input) cannot be UTF-8, so such a value is written with ASCII escapes
+    instead, still deterministically.
+    """
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return text
+
+
+def applied_value(event: ChangeEvent) -> bytes | None:
+    """The compacted topic's value for an applied event: payload JSON, or None (tombstone)."""
+    if event.op == DELETE:
+        return None
+    return json_text(event.payload).encode("utf-8")
+
+
+def event_document(event: ChangeEvent) -> dict[str, Any]:
+    """The event as a JSON object (the normalised fields, not the producer's bytes)."""
+    return {
+        "key": event.key,
+        "version": event.version,
+        "op": event.op,
+        "payload": event.payload,
+        "expected_version": event.expected_version,
+    }
+
+
+def outcome_report(
+    outcome: Outcome, topic: str | None, partition: int | None, offset: int | None
+) -> bytes:
+    """The value of a ``stale`` or ``conflict`` record: event, stored version and reason.
+
+    ``{"outcome", "reason", "stored_version", "expired", "event": {...},
+    "source": {"topic", "partition", "offset"}}`` as UTF-8 JSON.
+    """
+    doc = {
+        "outcome": outcome.kind,
+        "reason": outcome.reason,
+        "stored_version": outcome.stored_version,
+        "expired": outcome.expired,
+        "event": event_document(outcome.event),
+        "source": {"topic": topic, "partition": partition, "offset": offset},
+    }
+    return json_text(doc).encode("utf-8")
+
+
+def change_row(
+    outcome: Outcome,
+    topic: str | None,
+    partition: int | None,
+    offset: int | None,
+    applied_ms: int,
+) -> tuple[Any, ...]:
+    """The applied-changes log row of an applied outcome, in :data:`CHANGE_COLUMNS` order."""
+    event = outcome.event
+    return (
+        event.key,
+        event.version,
+        event.op,
+        None if event.payload is None else json_text(event.payload),
+        event.expected_version,
+        outcome.stored_version,
+        topic,
+        partition,
+        offset,
+        applied_ms,
+    )

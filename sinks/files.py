@@ -1,0 +1,501 @@
+"""Validated factory over Flink's exactly-once ``FileSink`` (Parquet or JSON lines).
+
+PyFlink cannot write a two-phase-commit sink in Python; the 2PC machinery of
+files (FileWriter -> FileSinkCommittable -> FileCommitter) is Java's ``FileSink``.
+This module builds it from a small, typed :class:`FileSinkSpec` and refuses the
+settings under which it could not keep its guarantee.
+
+Formats:
+
+- ``parquet``: ``FileSink.for_bulk_format`` with
+  ``ParquetBulkWriters.for_row_type``; the columns come from a declared
+  :class:`RecordSchema` (names and a few SQL types), which gives both the
+  Parquet ``RowType`` and the ``RowTypeInfo`` the feeding stream must have.
+- ``json-lines``: ``FileSink.for_row_format`` with
+  ``Encoder.simple_string_encoder()`` over a ``STRING`` stream (one JSON
+  document per element; the element's text is written followed by ``\\n``).
+
+Both roll part files on every checkpoint (bulk formats accept nothing else;
+row files use the same policy so that every format publishes at the same
+moment): one part file per subtask and bucket per checkpoint that saw data.
+
+Delivery guarantee (exactly-once, independent of the Kafka sinks' setting):
+
+1. A subtask writes into an *in-progress* file, hidden by a dot prefix:
+   ``.<prefix>-<uuid>-<n><suffix>.inprogress.<uuid>``.
+2. At a checkpoint barrier the file is closed; it becomes *pending* (still the
+   hidden in-progress name) and its committable is part of the checkpoint.
+3. When the checkpoint completes, the committer renames it to its final name
+   ``<prefix>-<uuid>-<n><suffix>``. Committed files therefore appear only after
+   a checkpoint completes, atomically (a rename), and never hold data that a
+   recovery replays: a file is never visible under a final name before that.
+4. On failure, the job restores the last completed checkpoint: its pending
+   files are committed (the rename is idempotent), files opened after it are
+   abandoned (they keep their hidden in-progress names and are never renamed)
+   and the replayed records are written again into new files.
+
+Readers must ignore names starting with ``.`` or ``_``
+(:func:`read_committed_parquet` does; so do Spark and Hive). Abandoned hidden
+files are not deleted by Flink; remove old ones with a housekeeping job if
+disk space matters.
+
+Refused at start (:func:`validate_file_sink`, :func:`attach_file_sink`):
+checkpointing off (files would stay in-progress forever and nothing would
+ever be published); a part prefix or bucket name that readers would take for
+a hidden file; a schema or format that does not match the stream. Paths
+without a scheme (relative ones too) are normalised to absolute ``file://``
+URIs; ``s3://``, ``hdfs://`` etc. are kept as given (Flink then needs the
+matching filesystem plugin).
+
+Bucketing: ``none`` (all files in the base path) or ``datetime``
+(``DateTimeBucketAssigner``: one folder per processing-time period, e.g.
+``2026-01-31--13``). A bucket per *field value* is not available: PyFlink's
+``BucketAssigner`` only wraps the two Java assigners above, and a Python
+``BucketAssigner`` cannot run inside the Java ``FileSink`` writer. To partition
+files by a field, use the Table API ``filesystem`` connector with
+``PARTITIONED BY`` (also exactly-once, same commit protocol).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import unquote, urlparse
+
+from onceflow.errors import OnceflowError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from pyflink.datastream import DataStream, DataStreamSink, StreamExecutionEnvironment
+    from pyflink.datastream.connectors.file_system import FileSink
+
+__all__ = [
+    "BUCKETINGS",
+    "COLUMN_TYPES",
+    "COMPRESSIONS",
+    "FORMATS",
+    "HIDDEN_PREFIXES",
+    "Column",
+    "FileSinkSpec",
+    "RecordSchema",
+    "attach_file_sink",
+    "committed_files",
+    "file_sink",
+    "normalise_base_path",
+    "read_committed_parquet",
+    "validate_file_sink",
+]
+
+log = logging.getLogger(__name__)
+
+FORMATS: Final = ("parquet", "json-lines")
+BUCKETINGS: Final = ("none", "datetime")
+COLUMN_TYPES: Final = ("STRING", "BIGINT", "INT", "BOOLEAN", "DOUBLE", "BYTES")
+COMPRESSIONS: Final = ("UNCOMPRESSED", "SNAPPY", "GZIP", "ZSTD", "LZ4_RAW")
+HIDDEN_PREFIXES: Final = (".", "_")
+"""Names readers skip: Flink's in-progress files start with ``.``, markers with ``_``."""
+
+# Filesystems Flink reaches through plugins; their URIs are passed on unchanged.
+REMOTE_SCHEMES: Final = frozenset(
+    {"s3", "s3a", "s3p", "hdfs", "gs", "abfs", "abfss", "wasb", "wasbs", "oss", "viewfs"}
+)
+_NAME_RE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_DEFAULT_SUFFIX: Final = {"parquet": ".parquet", "json-lines": ".jsonl"}
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a :class:`RecordSchema`.
+
+    :param name: a SQL-style identifier (letters, digits, ``_``).
+    :param type: one of :data:`COLUMN_TYPES` (case-insensitive).
+    :param nullable: whether the column may hold nulls; a null in a
+        non-nullable column fails the writer (and so the job).
+    """
+
+    name: str
+    type: str
+    nullable: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _NAME_RE.match(self.name):
+            raise OnceflowError(
+                f"column name {self.name!r} is not an identifier (letters, digits, '_', "
+                "not starting with a digit)"
+            )
+        kind = str(self.type).upper()
+        if kind not in COLUMN_TYPES:
+            raise OnceflowError(
+                f"column {self.name!r} has type {self.type!r}; use one of {', '.join(COLUMN_TYPES)}"
+            )
+        object.__setattr__(self, "type", kind)
+
+
+@dataclass(frozen=True)
+class RecordSchema:
+    """The declared columns of a Parquet file sink, in order.
+
+    One declaration gives the three views that must agree: the Parquet
+    ``RowType`` (:meth:`row_type`), the ``RowTypeInfo`` of the stream that feeds
+    the sink (:meth:`type_info`) and the Arrow schema readers use
+    (:meth:`arrow_schema`). Rows are matched to columns by position.
+
+    :param columns: at least one column; names must be unique.
+    """
+
+    columns: tuple[Column, ...]
+
+    def __post_init__(self) -> None:
+        cols = tuple(self.columns)
+        if not cols:
+            raise OnceflowError("a record schema needs at least one column")
+        if not all(isinstance(c, Column) for c in cols):
+            raise OnceflowError("record schema columns must be Column instances")
+        names = [c.name for c in cols]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise OnceflowError(f"record schema repeats column names: {', '.join(dupes)}")
+        object.__setattr__(self, "columns", cols)
+
+    @classmethod
+    def of(cls, *columns: tuple[str, str] | tuple[str, str, bool]) -> RecordSchema:
+        """``RecordSchema.of(("key", "STRING", False), ("version", "BIGINT"))``."""
+        return cls(tuple(Column(*spec) for spec in columns))
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def row_type(self) -> Any:
+        """The Flink ``RowType`` for ``ParquetBulkWriters.for_row_type``."""
+        from pyflink.table import DataTypes
+
+        def data_type(column: Column) -> Any:
+            factory = {
+                "STRING": DataTypes.STRING,
+                "BIGINT": DataTypes.BIGINT,
+                "INT": DataTypes.INT,
+                "BOOLEAN": DataTypes.BOOLEAN,
+                "DOUBLE": DataTypes.DOUBLE,
+                "BYTES": DataTypes.BYTES,
+            }[column.type]
+            return factory(nullable=column.nullable)
+
+        return DataTypes.ROW([DataTypes.FIELD(c.name, data_type(c)) for c in self.columns])
+
+    def type_info(self) -> Any:
+        """The ``RowTypeInfo`` a DataStream feeding this sink must be declared with."""
+        from pyflink.common import Types
+
+        infos = {
+            "STRING": Types.STRING,
+            "BIGINT": Types.LONG,
+            "INT": Types.INT,
+            "BOOLEAN": Types.BOOLEAN,
+            "DOUBLE": Types.DOUBLE,
+            "BYTES": lambda: Types.PRIMITIVE_ARRAY(Types.BYTE()),
+        }
+        return Types.ROW_NAMED(self.names, [infos[c.type]() for c in self.columns])
+
+    def arrow_schema(self) -> pa.Schema:
+        """The schema pyarrow reads the files with."""
+        import pyarrow as pa
+
+        arrow = {
+            "STRING": pa.string(),
+            "BIGINT": pa.int64(),
+            "INT": pa.int32(),
+            "BOOLEAN": pa.bool_(),
+            "DOUBLE": pa.float64(),
+            "BYTES": pa.binary(),
+        }
+        return pa.schema([pa.field(c.name, arrow[c.type], c.nullable) for c in self.columns])
+
+
+def normalise_base_path(path: str) -> str:
+    """An absolute URI for ``path``: plain and relative paths become ``file://`` URIs.
+
+    :raises OnceflowError: for an empty path, a ``file:`` URI naming another host,
+        or a scheme Flink has no filesystem for.
+    """
+    if not isinstance(path, str) or not path.strip():
+        raise OnceflowError("the file sink needs a base path (a directory or URI)")
+    parsed = urlparse(path)
+    # A one-letter "scheme" is a Windows drive letter, not a URI.
+    if len(parsed.scheme) <= 1:
+        return Path(path).expanduser().resolve().as_uri()
+    scheme = parsed.scheme.lower()
+    if scheme == "file":
+        if parsed.netloc not in ("", "localhost"):
+            raise OnceflowError(
+                f"{path!r} names host {parsed.netloc!r}; a file: URI is local "
+                "(write file:///abs/path)"
+            )
+        return Path(unquote(parsed.path)).expanduser().resolve().as_uri()
+    if scheme in REMOTE_SCHEMES:
+        if not parsed.netloc and not parsed.path.strip("/"):
+            raise OnceflowError(f"{path!r} has no bucket or path")
+        return path.rstrip("/")
+    raise OnceflowError(
+        f"{path!r} uses scheme {scheme!r}, which Flink has no filesystem for; use a local "
+        f"path, a file:// URI or one of {', '.join(sorted(REMOTE_SCHEMES))}"
+    )
+
+
+@dataclass(frozen=True)
+class FileSinkSpec:
+    """One file output of a job (validated at construction; see the module docstring).
+
+    :param base_path: directory or URI; normalised by :func:`normalise_base_path`.
+    :param format: ``parquet`` (needs ``schema``) or ``json-lines`` (a STRING stream).
+    :param schema: the Parquet columns; must be None for ``json-lines``.
+    :param bucketing: ``none`` or ``datetime`` (processing-time folders).
+    :param bucket_format: Java ``DateTimeFormatter`` pattern of ``datetime`` folders.
+    :param bucket_timezone: Java ``ZoneId`` of the ``datetime`` folders.
+    :param part_prefix: first part of committed file names (not ``.``/``_``).
+    :param part_suffix: file name suffix; default ``.parquet`` or ``.jsonl``.
+    :param compression: Parquet codec, one of :data:`COMPRESSIONS` (default SNAPPY);
+        must be None for ``json-lines`` (row files are written uncompressed).
+    """
+
+    base_path: str
+    format: str = "parquet"
+    schema: RecordSchema | None = None
+    bucketing: str = "none"
+    bucket_format: str = "yyyy-MM-dd--HH"
+    bucket_timezone: str = "UTC"
+    part_prefix: str = "part"
+    part_suffix: str | None = None
+    compression: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "base_path", normalise_base_path(self.base_path))
+        if self.format not in FORMATS:
+            raise OnceflowError(f"file format {self.format!r} is not one of {', '.join(FORMATS)}")
+        if self.format == "parquet" and self.schema is None:
+            raise OnceflowError("a parquet file sink needs a RecordSchema for its columns")
+        if self.format == "json-lines" and self.schema is not None:
+            raise OnceflowError(
+                "a json-lines file sink writes a STRING stream as is; drop the schema"
+            )
+        if self.bucketing not in BUCKETINGS:
+            raise OnceflowError(
+                f"bucketing {self.bucketing!r} is not one of {', '.join(BUCKETINGS)}; a bucket "
+                "per field value is not available from PyFlink (its BucketAssigner wraps only "
+                "the Java base-path and date-time assigners, and a Python assigner cannot run "
+                "in the Java FileSink writer): use datetime buckets, or the Table API "
+                "filesystem connector with PARTITIONED BY"
+            )
+        if self.bucketing == "datetime":
+            first = self.bucket_format.lstrip("'")[:1]
+            if not self.bucket_format or first in HIDDEN_PREFIXES:
+                raise OnceflowError(
+                    f"bucket format {self.bucket_format!r} would name folders starting with "
+                    f"{first!r}, which readers skip as hidden; start it with a date field"
+                )
+            if not self.bucket_timezone:
+                raise OnceflowError("datetime buckets need a time zone (e.g. UTC)")
+        _check_file_name_part("part prefix", self.part_prefix, allow_empty=False)
+        if self.part_prefix.startswith(HIDDEN_PREFIXES):
+            raise OnceflowError(
+                f"part prefix {self.part_prefix!r} starts with '.' or '_': committed files "
+                "would look like in-progress files and readers would skip them"
+            )
+        if self.part_suffix is None:
+            object.__setattr__(self, "part_suffix", _DEFAULT_SUFFIX[self.format])
+        else:
+            _check_file_name_part("part suffix", self.part_suffix, allow_empty=True)
+        if self.format == "json-lines" and self.compression is not None:
+            raise OnceflowError("json-lines files are written uncompressed; drop the compression")
+        if self.format == "parquet":
+            codec = (self.compression or "SNAPPY").upper()
+            if codec not in COMPRESSIONS:
+                raise OnceflowError(
+                    f"parquet compression {self.compression!r} is not one of "
+                    f"{', '.join(COMPRESSIONS)}"
+                )
+            object.__setattr__(self, "compression", codec)
+
+
+def _check_file_name_part(what: str, value: str, *, allow_empty: bool) -> None:
+    if not isinstance(value, str) or (not value and not allow_empty):
+        raise OnceflowError(f"the {what} must be a non-empty string")
+    if "/" in value or "\\" in value or "\x00" in value:
+        raise OnceflowError(f"the {what} {value!r} may not contain '/', '\\' or NUL")
+
+
+def validate_file_sink(spec: FileSinkSpec, *, checkpoint_interval_ms: int) -> None:
+    """Refuse a file sink that could never publish.
+
+    :param checkpoint_interval_ms: the job's checkpoint interval (<= 0: off).
+    :raises OnceflowError: with what to change.
+    """
+    if checkpoint_interval_ms <= 0:
+        raise OnceflowError(
+            f"the file sink to {spec.base_path} needs checkpointing: part files are "
+            "committed only when a checkpoint completes, so without it they stay hidden "
+            "in-progress files forever; set a checkpoint interval (e.g. "
+            "--checkpoint-interval-ms 2000)"
+        )
+
+
+def file_sink(spec: FileSinkSpec) -> FileSink:
+    """Build the Java ``FileSink`` of ``spec`` (validated already by the spec)."""
+    from pyflink.common import Configuration
+    from pyflink.common.serialization import Encoder
+    from pyflink.datastream.connectors.file_system import (
+        BucketAssigner,
+        FileSink,
+        OutputFileConfig,
+        RollingPolicy,
+    )
+    from pyflink.datastream.formats.parquet import ParquetBulkWriters
+
+    names = (
+        OutputFileConfig.builder()
+        .with_part_prefix(spec.part_prefix)
+        .with_part_suffix(spec.part_suffix)
+        .build()
+    )
+    if spec.bucketing == "datetime":
+        try:
+            buckets = BucketAssigner.date_time_bucket_assigner(
+                spec.bucket_format, spec.bucket_timezone
+            )
+        except Exception as exc:  # noqa: BLE001 - Py4J wraps Java's DateTimeException
+            raise OnceflowError(
+                f"datetime buckets {spec.bucket_format!r} in {spec.bucket_timezone!r} are "
+                f"refused by Java: {exc}"
+            ) from exc
+    else:
+        buckets = BucketAssigner.base_path_bucket_assigner()
+    if spec.format == "parquet":
+        assert spec.schema is not None and spec.compression is not None  # __post_init__
+        hadoop = Configuration()
+        # Read by Parquet's writer builder (ParquetOutputFormat.COMPRESSION).
+        hadoop.set_string("parquet.compression", spec.compression)
+        writer = ParquetBulkWriters.for_row_type(spec.schema.row_type(), hadoop_config=hadoop)
+        bulk = FileSink.for_bulk_format(spec.base_path, writer)
+        # Bulk writers cannot resume a half-written file: they may only roll on checkpoint.
+        bulk.with_rolling_policy(RollingPolicy.on_checkpoint_rolling_policy())
+        return bulk.with_bucket_assigner(buckets).with_output_file_config(names).build()
+    rows = FileSink.for_row_format(spec.base_path, Encoder.simple_string_encoder())
+    # Same publication moment as Parquet: a file per checkpoint, nothing rolled in between.
+    rows.with_rolling_policy(RollingPolicy.on_checkpoint_rolling_policy())
+    built: FileSink = rows.with_bucket_assigner(buckets).with_output_file_config(names).build()
+    return built
+
+
+def attach_file_sink(
+    env: StreamExecutionEnvironment,
+    stream: DataStream,
+    spec: FileSinkSpec,
+    *,
+    uid: str,
+    name: str | None = None,
+) -> DataStreamSink:
+    """Write ``stream`` into the file sink of ``spec`` with a stable uid and name.
+
+    The uid names the sink's writer (its state: in-progress and pending files)
+    and, suffixed by Flink, its committer; keep it stable across deployments.
+
+    :param env: the job's environment; its checkpointing must be on.
+    :param stream: a stream of ``spec.schema.type_info()`` rows (parquet) or of
+        ``Types.STRING()`` (json-lines).
+    :raises OnceflowError: if checkpointing is off or the stream's type does not
+        match the spec.
+    """
+    from pyflink.common import Types
+    from pyflink.common.typeinfo import RowTypeInfo
+
+    # Step 1. Refuse what could never publish: the environment's checkpointing is the truth.
+    checkpoints = env.get_checkpoint_config()
+    interval = (
+        checkpoints.get_checkpoint_interval() if checkpoints.is_checkpointing_enabled() else 0
+    )
+    validate_file_sink(spec, checkpoint_interval_ms=interval)
+    # Step 2. The stream must carry what the writer expects (rows map to columns by position).
+    actual = stream.get_type()
+    if spec.format == "parquet":
+        assert spec.schema is not None
+        # RowTypeInfo equality ignores field names: compare both.
+        if (
+            not isinstance(actual, RowTypeInfo)
+            or actual.get_field_names() != spec.schema.names
+            or actual != spec.schema.type_info()
+        ):
+            raise OnceflowError(
+                f"the stream into {spec.base_path} has type {actual}, but the parquet schema "
+                f"has columns {spec.schema.names} typed {spec.schema.type_info()}; declare the "
+                "stream with spec.schema.type_info()"
+            )
+    elif actual != Types.STRING():
+        raise OnceflowError(
+            f"a json-lines file sink needs a STRING stream, got {actual}; map the elements "
+            "to JSON text first"
+        )
+    # Step 3. Build and attach; the uid/name go on the sink transformation (writer+committer).
+    attached = stream.sink_to(file_sink(spec)).uid(uid).name(name or uid)
+    log.info(
+        "file sink %s: %s, buckets %s, parts %s*%s",
+        uid,
+        spec.format,
+        spec.bucketing,
+        spec.part_prefix,
+        spec.part_suffix,
+    )
+    return attached
+
+
+def _local_or_uri(path: str | Path) -> str:
+    text = str(path)
+    parsed = urlparse(text)
+    if parsed.scheme.lower() == "file":
+        return unquote(parsed.path)
+    return text
+
+
+def committed_files(path: str | Path) -> list[str]:
+    """The committed part files under ``path`` (recursively), sorted.
+
+    Hidden names (``.`` or ``_`` first, in any folder level) are in-progress,
+    pending or abandoned files and markers: never committed data.
+    """
+    import pyarrow.dataset as ds
+
+    dataset = ds.dataset(
+        _local_or_uri(path), format="parquet", ignore_prefixes=list(HIDDEN_PREFIXES)
+    )
+    return sorted(dataset.files)
+
+
+def read_committed_parquet(
+    path: str | Path, schema: RecordSchema | None = None, columns: Sequence[str] | None = None
+) -> pa.Table:
+    """Read only the committed Parquet part files under ``path`` as one table.
+
+    ``pyarrow.dataset`` discovery skips names starting with ``.`` or ``_`` by
+    default (``selector_ignore_prefixes``; checked against pyarrow 16.1); the
+    prefixes are passed explicitly anyway, because this function's whole
+    point is that in-progress files are never read as data.
+
+    :param path: the sink's base path (a local path, a ``file://`` URI or any
+        URI pyarrow can open).
+    :param schema: the declared schema: gives an empty table of the right
+        columns when nothing is committed yet, and checks the files against it.
+    :param columns: read only these columns.
+    :returns: every committed row (file order is not meaningful).
+    """
+    import pyarrow.dataset as ds
+
+    dataset = ds.dataset(
+        _local_or_uri(path),
+        format="parquet",
+        schema=schema.arrow_schema() if schema is not None else None,
+        ignore_prefixes=list(HIDDEN_PREFIXES),
+    )
+    return dataset.to_table(columns=list(columns) if columns is not None else None)
