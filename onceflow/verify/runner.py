@@ -337,6 +337,7 @@ def verify(settings: VerifySettings, progress: bool = True) -> VerifyResult:
 
     probe = _JobProbe(cluster, f"verify-{stamp}")
     sampler: _Sampler | None = None
+    t0_wall = time.time()
     feeder_error: list[BaseException] = []
     try:
         # Step 2.
@@ -345,7 +346,7 @@ def verify(settings: VerifySettings, progress: bool = True) -> VerifyResult:
         probe.wait_running_with_checkpoint(since=0)
         result.jobs.append({"job": probe.job_id, "submitted_at": 0.0, "from": None})
         # Step 3.
-        t0 = time.monotonic()
+        t0, t0_wall = time.monotonic(), time.time()
 
         def feed() -> None:
             try:
@@ -391,10 +392,14 @@ def verify(settings: VerifySettings, progress: bool = True) -> VerifyResult:
         cluster.down()
 
     # Step 6.
-    fired = sorted(p.stem for p in markers.glob("*.fired"))
+    # An operator exception fires when its record arrives: report when that was.
+    fired = {p.stem: float(p.read_text().strip() or 0) for p in markers.glob("*.fired")}
     for record in result.faults:
         if record["kind"] == "operator-exception":
             record["fired"] = record["detail"] in fired
+            if record["fired"]:
+                record["at_s"] = round(fired[record["detail"]] - t0_wall, 2)
+    result.faults.sort(key=lambda f: float(f["at_s"]))
     committed = read_committed(bootstrap, topics["out"], quiet_ms=2000, progress=progress)
     uncommitted = read_committed(
         bootstrap, topics["out"], quiet_ms=2000, progress=progress,

@@ -1,0 +1,44 @@
+"""The verifier's shortened profile: every fault kind once, on a real cluster.
+
+Exactly-once must hold; the same faults with an at-least-once sink must be
+reported as duplicates (proof that the verifier can fail).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from onceflow.verify.faults import FAULT_KINDS, PROFILES
+from onceflow.verify.report import plot, summary
+from onceflow.verify.runner import VerifyResult, VerifySettings, verify
+
+
+def _run(guarantee: str, tmp_path: Path, kafka_bootstrap: str) -> tuple[VerifyResult, str]:
+    assert kafka_bootstrap  # the session broker is up (the verifier restarts it)
+    result = verify(
+        VerifySettings(profile=PROFILES["ci"], guarantee=guarantee, seed=4, out_dir=tmp_path),
+        progress=False,
+    )
+    png = plot(result, tmp_path / "verify.png")
+    assert png.stat().st_size > 10_000
+    return result, summary(result)
+
+
+def test_exactly_once_holds_under_every_fault_kind(kafka_bootstrap: str, tmp_path: Path) -> None:
+    result, text = _run("exactly-once", tmp_path, kafka_bootstrap)
+    assert {f["kind"] for f in result.faults} == set(FAULT_KINDS), text
+    assert all(f.get("fired", True) for f in result.faults), text
+    assert result.ok, text
+    counts = result.counts
+    assert counts["output_committed"] == counts["expected_output"], text
+    assert counts["jobs_submitted"] == 3 and counts["checkpoints_completed"] > 0, text
+
+
+def test_at_least_once_under_the_same_faults_is_reported_as_duplicates(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    result, text = _run("at-least-once", tmp_path, kafka_bootstrap)
+    anomalies = result.anomalies
+    assert anomalies["duplicate"] > 0, text
+    assert anomalies["lost"] == 0, text
+    assert not result.ok
