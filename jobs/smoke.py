@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from onceflow.errors import OnceflowError
 from onceflow.jobconfig import RuntimeConfig, add_runtime_arguments, build_config, merged_options
+from onceflow.jobrun import run_job
 from onceflow.pipeline import read_kafka, routed_type, table_env, validate_sinks, write_routes
 from sinks.kafka import KafkaSinkSpec
 
@@ -71,25 +72,17 @@ def parse_config(argv: Sequence[str] | None) -> SmokeConfig:
     return build_config(SmokeConfig, merged_options(parser.parse_args(argv)))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from onceflow.flinkenv import create_env
+def check(cfg: SmokeConfig) -> None:
+    """Refuse unsafe sink settings before the job starts."""
+    validate_sinks(
+        cfg.sink_specs(),
+        checkpoint_interval_ms=cfg.checkpoint_interval_ms,
+        restart_budget_ms=cfg.restart_budget_ms,
+    )
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    try:
-        cfg = parse_config(argv)
-        validate_sinks(
-            cfg.sink_specs(),
-            checkpoint_interval_ms=cfg.checkpoint_interval_ms,
-            restart_budget_ms=cfg.restart_budget_ms,
-        )
-    except OnceflowError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    log.info("starting smoke job: %r", cfg)
-    env = create_env(cfg.flink_settings())
-    build_pipeline(env, cfg)
-    env.execute("onceflow-smoke")
-    return 0
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_job(argv, parse_config, check, build_pipeline, lambda cfg: "onceflow-smoke")
 
 
 if __name__ == "__main__":

@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 
 from onceflow.errors import OnceflowError
 from onceflow.jobconfig import RuntimeConfig, add_runtime_arguments, build_config, merged_options
+from onceflow.jobrun import run_job
 from onceflow.paths import run_dir
 from onceflow.pipeline import read_kafka, routed_type, table_env, validate_sinks, write_routes
 from operators.versioned.core import MODES, NEWER_WINS
@@ -283,35 +284,23 @@ def parse_config(argv: Sequence[str] | None = None) -> VersionedUpsertConfig:
     return build_config(VersionedUpsertConfig, merged_options(parser.parse_args(argv)))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from onceflow.flinkenv import create_env
+def check(cfg: VersionedUpsertConfig) -> None:
+    """Refuse unsafe settings before anything starts; create outputs if asked."""
+    validate_sinks(
+        cfg.sink_specs(),
+        checkpoint_interval_ms=cfg.checkpoint_interval_ms,
+        restart_budget_ms=cfg.restart_budget_ms,
+    )
+    validate_file_sink(cfg.changes_spec(), checkpoint_interval_ms=cfg.checkpoint_interval_ms)
+    # The outputs exist (with --create-topics) and the applied topic compacts.
+    prepare_topics(cfg)
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    logging.getLogger("kafka").setLevel(logging.WARNING)
-    try:
-        # Step 1. Refuse unsafe settings before anything starts.
-        cfg = parse_config(argv)
-        validate_sinks(
-            cfg.sink_specs(),
-            checkpoint_interval_ms=cfg.checkpoint_interval_ms,
-            restart_budget_ms=cfg.restart_budget_ms,
-        )
-        validate_file_sink(cfg.changes_spec(), checkpoint_interval_ms=cfg.checkpoint_interval_ms)
-        # Step 2. Outputs exist (if asked) and the applied topic compacts.
-        prepare_topics(cfg)
-    except OnceflowError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    log.info("starting versioned upsert job: %r", cfg)
-    # Step 3. Compile and run; attach_file_sink re-checks the environment's checkpointing.
-    env = create_env(cfg.flink_settings())
-    try:
-        build_pipeline(env, cfg)
-    except OnceflowError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    env.execute("onceflow-versioned-upsert")
-    return 0
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # build_pipeline re-checks the environment's checkpointing (attach_file_sink).
+    return run_job(
+        argv, parse_config, check, build_pipeline, lambda cfg: "onceflow-versioned-upsert"
+    )
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from onceflow.errors import OnceflowError
 from onceflow.flinkenv import expand_placeholders, prepare_python_path
 from onceflow.java import java_executable
 from onceflow.paths import flink_home, project_root, run_dir
+from onceflow.processes import pid_alive
 
 __all__ = ["LocalFlinkCluster", "ClusterStatus", "rest_get"]
 
@@ -196,7 +197,7 @@ class LocalFlinkCluster:
             for line in pid_file.read_text().split():
                 with contextlib.suppress(ValueError):
                     pid = int(line)
-                    if _alive(pid):
+                    if pid_alive(pid):
                         pids.append(pid)
         return pids
 
@@ -235,13 +236,3 @@ class LocalFlinkCluster:
         cmd += ["-py", str(path.resolve()), *job_args]
         log.info("submitting: %s", " ".join(cmd))
         return subprocess.run(cmd, env=self._env(), cwd=project_root(), check=False).returncode
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -19,7 +19,6 @@ import contextlib
 import logging
 import os
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -29,6 +28,7 @@ from pathlib import Path
 from onceflow.errors import OnceflowError
 from onceflow.java import classpath, java_executable, run_java_main
 from onceflow.paths import run_dir
+from onceflow.processes import pid_alive, port_open
 
 __all__ = ["BrokerSettings", "LocalKafka", "BrokerStatus", "default_port"]
 
@@ -91,27 +91,6 @@ class BrokerStatus:
         if self.alive:
             return f"kafka: starting or unhealthy (pid {self.pid}); log {self.log_file}"
         return f"kafka: stopped ({self.bootstrap}); log {self.log_file}"
-
-
-def _port_open(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((host, port)) == 0
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child (killed but not reaped) still answers kill(0): ask /proc.
-    with contextlib.suppress(OSError):
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        if state in ("Z", "X"):
-            return False
-    return True
 
 
 class LocalKafka:
@@ -203,11 +182,11 @@ class LocalKafka:
 
     def status(self) -> BrokerStatus:
         pid = self._read_pid()
-        alive = pid is not None and _pid_alive(pid)
+        alive = pid is not None and pid_alive(pid)
         return BrokerStatus(
             pid=pid,
             alive=alive,
-            listening=_port_open(self.settings.port),
+            listening=port_open(self.settings.port),
             bootstrap=self.bootstrap,
             log_file=self.log_file,
         )
@@ -236,7 +215,7 @@ class LocalKafka:
         java = java_executable()
         cp = classpath("kafka")
         for port in (self.settings.port, self.settings.controller):
-            if _port_open(port):
+            if port_open(port):
                 raise OnceflowError(
                     f"port {port} is already in use by another process; stop it or choose "
                     f"another broker port (--port / ONCEFLOW_KAFKA_PORT)"
@@ -283,7 +262,7 @@ class LocalKafka:
                     f"the broker exited with code {proc.returncode} while starting; "
                     f"see {self.log_file} and {self.stdout_file}"
                 )
-            if _port_open(self.settings.port):
+            if port_open(self.settings.port):
                 try:
                     commit_probe_transaction(self.bootstrap)
                     return
@@ -301,16 +280,16 @@ class LocalKafka:
         :returns: True when a running broker was stopped.
         """
         pid = self._read_pid()
-        if pid is None or not _pid_alive(pid):
+        if pid is None or not pid_alive(pid):
             self.pid_file.unlink(missing_ok=True)
             return False
         self.kill(signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and _pid_alive(pid):
+        while time.monotonic() < deadline and pid_alive(pid):
             time.sleep(0.2)
-        if _pid_alive(pid):
+        if pid_alive(pid):
             self.kill(signal.SIGKILL)
-            while _pid_alive(pid):
+            while pid_alive(pid):
                 time.sleep(0.1)
         self.pid_file.unlink(missing_ok=True)
         return True

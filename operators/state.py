@@ -14,10 +14,10 @@ from the state backend.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Generic, Protocol, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, Protocol, TypeVar
 
-__all__ = ["KeyedMemoryStore", "MemoryValueStore", "ValueStore"]
+__all__ = ["FlinkValueStore", "KeyedMemoryStore", "MemoryValueStore", "ValueStore"]
 
 T = TypeVar("T")
 
@@ -114,3 +114,26 @@ class KeyedMemoryStore(Generic[T]):
     def __iter__(self) -> Iterator[str]:
         """Iterate over the keys currently holding a value."""
         return iter([k for k, s in self._slots.items() if s.get() is not None])
+
+
+class FlinkValueStore(Generic[T]):
+    """:class:`ValueStore` over a PyFlink ``ValueState`` (duck-typed: no pyflink import).
+
+    :param state: the ``ValueState`` from ``RuntimeContext.get_state``.
+    :param decode: turns what the state returns (e.g. a Java-converted tuple or
+        int) into the core's value type.
+    """
+
+    def __init__(self, state: Any, decode: Callable[[Any], T]) -> None:
+        self._state = state
+        self._decode = decode
+
+    def get(self) -> T | None:
+        value = self._state.value()
+        return None if value is None else self._decode(value)
+
+    def put(self, value: T) -> None:
+        self._state.update(value)
+
+    def clear(self) -> None:
+        self._state.clear()

@@ -21,8 +21,6 @@ Metrics (operator scope): ``records_seen``, ``duplicates_dropped``,
 from __future__ import annotations
 
 import logging
-import os
-import time
 from typing import Any
 
 from pyflink.common import Row, Types
@@ -32,15 +30,15 @@ from pyflink.datastream.state import StateTtlConfig, ValueStateDescriptor
 
 from operators.dedup.core import DedupCore
 from operators.dedup.identity import IdentitySpec, identity_of
+from operators.faults import inject_failure_once
 from operators.records import Rejected, dead_letter, parse_object
+from operators.state import FlinkValueStore
 
 __all__ = [
     "IDENTIFIED_NAMES",
     "identified_type",
     "IdentifyRecord",
     "DedupFunction",
-    "InjectedFailure",
-    "inject_failure_once",
 ]
 
 log = logging.getLogger(__name__)
@@ -49,10 +47,6 @@ IDENTIFIED_NAMES = ["ident", "route", "k", "v"]
 # Dead letters of one subtask share this key: they touch no state.
 DLQ_KEY = ""
 DLQ_TEXT_LIMIT = 64 * 1024
-
-
-class InjectedFailure(RuntimeError):
-    """Raised on purpose by ``fail_on_ids`` (recovery tests and the verifier)."""
 
 
 def identified_type() -> Any:
@@ -103,45 +97,12 @@ class IdentifyRecord(MapFunction):
         return Row(DLQ_KEY, "dlq", key, letter)
 
 
-def inject_failure_once(marker_dir: str | None, what: str) -> None:
-    """Raise :class:`InjectedFailure` unless ``<marker_dir>/<what>.fired`` exists.
-
-    The marker is written before raising, so the replay after the restart passes.
-    """
-    if marker_dir is None:
-        return
-    marker = os.path.join(marker_dir, f"{what}.fired")
-    if os.path.exists(marker):
-        return
-    os.makedirs(marker_dir, exist_ok=True)
-    with open(marker, "w") as f:
-        f.write(f"{time.time()}\n")
-    raise InjectedFailure(f"injected failure at {what!r}")
-
-
-class _FlinkValueStore:
-    """The core's get/put/clear over a PyFlink ``ValueState``."""
-
-    def __init__(self, state: Any) -> None:
-        self._state = state
-
-    def get(self) -> int | None:
-        value = self._state.value()
-        return None if value is None else int(value)
-
-    def put(self, value: int) -> None:
-        self._state.update(value)
-
-    def clear(self) -> None:
-        self._state.clear()
-
-
 class DedupFunction(KeyedProcessFunction):
     """Keyed by identity: pass the first occurrence within ``ttl_ms``, drop repeats.
 
     :param ttl_ms: the horizon in processing-time ms; None remembers forever
         (state then grows with the number of distinct identities).
-    :param fail_on_ids: raise :class:`InjectedFailure` the first time one of these
+    :param fail_on_ids: raise :class:`~operators.faults.InjectedFailure` the first time one of these
         ids (raw ids) arrives; replays after the restart pass. For recovery tests
         and the verifier.
     :param fail_marker_dir: folder of marker files ``<id>.fired`` recording that
@@ -170,7 +131,7 @@ class DedupFunction(KeyedProcessFunction):
                 .build()
             )
             descriptor.enable_time_to_live(ttl)
-        self.store = _FlinkValueStore(runtime_context.get_state(descriptor))
+        self.store = FlinkValueStore(runtime_context.get_state(descriptor), int)
         metrics = runtime_context.get_metrics_group()
         self.seen = metrics.counter("records_seen")
         self.dropped = metrics.counter("duplicates_dropped")

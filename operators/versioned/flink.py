@@ -51,8 +51,9 @@ from pyflink.common.time import Time
 from pyflink.datastream import KeyedProcessFunction, MapFunction, OutputTag, RuntimeContext
 from pyflink.datastream.state import StateTtlConfig, ValueStateDescriptor
 
-from operators.dedup.flink import inject_failure_once
+from operators.faults import inject_failure_once
 from operators.records import WRONG_TYPE, Rejected, dead_letter, parse_object
+from operators.state import FlinkValueStore
 from operators.versioned.core import (
     APPLIED,
     CONFLICT,
@@ -194,23 +195,6 @@ def _marker_name(key: str, version: int) -> str:
     return re.sub(r"[^A-Za-z0-9._@-]", "_", f"{key}@{version}")[:200]
 
 
-class _FlinkTupleStore:
-    """The core's get/put/clear over a PyFlink ``ValueState`` of the state tuple."""
-
-    def __init__(self, state: Any) -> None:
-        self._state = state
-
-    def get(self) -> StateTuple | None:
-        value = self._state.value()
-        return None if value is None else tuple(value)
-
-    def put(self, value: StateTuple) -> None:
-        self._state.update(value)
-
-    def clear(self) -> None:
-        self._state.clear()
-
-
 class VersionedUpdateFunction(KeyedProcessFunction):
     """Keyed by entity key: apply each change once, in version order (see the module doc).
 
@@ -219,7 +203,7 @@ class VersionedUpdateFunction(KeyedProcessFunction):
         write, or None to keep it forever. It must exceed the input's maximum
         out-of-orderness, or a late update may resurrect or roll back an entity.
     :param tag: the side output for applied-change rows (:func:`changes_tag`).
-    :param fail_on_key: raise :class:`~operators.dedup.flink.InjectedFailure` the
+    :param fail_on_key: raise :class:`~operators.faults.InjectedFailure` the
         first time a change of this key (and ``fail_on_version``, if set)
         arrives; replays after the restart pass. For recovery tests.
     :param fail_on_version: narrows ``fail_on_key`` to one version.
@@ -259,7 +243,9 @@ class VersionedUpdateFunction(KeyedProcessFunction):
                 .build()
             )
             descriptor.enable_time_to_live(ttl)
-        self.store = _FlinkTupleStore(runtime_context.get_state(descriptor))
+        self.store: FlinkValueStore[StateTuple] = FlinkValueStore(
+            runtime_context.get_state(descriptor), tuple
+        )
         metrics = runtime_context.get_metrics_group()
         self.counters = {
             APPLIED: metrics.counter("applied"),

@@ -1,0 +1,40 @@
+"""Misconfiguration is refused at start, before any JVM, with what to change."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from onceflow.paths import project_root
+
+BASE = ["--input-topic", "i", "--output-topic", "o", "--dlq-topic", "d"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            ["--transactional-id-prefix", "p", "--transaction-timeout-ms", "4000000"],
+            "exceeds the broker's transaction.max.timeout.ms (3600000)",
+        ),
+        (
+            ["--transactional-id-prefix", "p", "--checkpoint-interval-ms", "0"],
+            "checkpointing is off",
+        ),
+        ([], "needs a transactional id prefix"),
+    ],
+)
+def test_dedup_job_refuses_unsafe_settings(
+    kafka_bootstrap: str, extra: list[str], message: str
+) -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "jobs.dedup", "--bootstrap", kafka_bootstrap, *BASE, *extra],
+        cwd=project_root(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert message in run.stderr
