@@ -15,7 +15,7 @@ PYTEST_ARGS  ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help setup venv jars up down status cluster-up cluster-down run submit demo \
-        test test-unit test-plan test-it lint bench verify verify-long clean
+        test test-unit test-plan test-it lint bench bench-smoke verify verify-long clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -90,8 +90,11 @@ lint: venv ## ruff and mypy
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy onceflow jobs operators sinks
 
-bench: up ## benchmarks (not part of make test): writes bench/results/
+bench: up ## benchmarks, ~15 min, not in make test -> bench/results/ (ARGS="--only flink,sql")
 	$(PY) -m onceflow.bench $(ARGS)
+
+bench-smoke: up ## the benchmark harness on a tiny workload (~30 s; also part of make test)
+	$(PY) -m pytest tests/it/test_bench_smoke.py $(PYTEST_ARGS)
 
 verify: up ## short fault-injection verification profile
 	$(ONCEFLOW) verify --profile short $(ARGS)

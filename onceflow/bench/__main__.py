@@ -1,0 +1,344 @@
+"""``python -m onceflow.bench``: run the benchmarks, write JSON + Markdown + PNG.
+
+Protocol:
+
+1. Check that the broker commits transactions.
+2. Produce the workload once to a fresh input topic (``--partitions`` partitions).
+3. Run the throughput contenders one after the other (never two heavy things at
+   once: the machine has two cores), each against the same input topic.
+4. Profile the Python operator's logic on the same records.
+5. Measure latency at checkpoint intervals of 1 s and 5 s.
+6. Measure recovery after a TaskManager SIGKILL (last: it needs a cluster).
+7. Write the results (also after a failure or Ctrl-C), delete the run's topics
+   and checkpoints.
+
+A contender that fails or cannot run is reported as such, with the reason, and
+the others still run. Exit code: 0 when every selected contender succeeded, 1
+otherwise, 2 when the run could not start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import logging
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from onceflow.bench import flink_dedup, flink_sql, kafka_tools, quix
+from onceflow.bench.common import (
+    BenchContext,
+    ContenderResult,
+    broker_pid,
+    machine_info,
+    wait_for_broker,
+)
+from onceflow.errors import OnceflowError
+
+__all__ = ["ALL", "main", "select"]
+
+log = logging.getLogger("onceflow.bench")
+
+T = TypeVar("T")
+
+THROUGHPUT: dict[str, tuple[str, Callable[[BenchContext], ContenderResult]]] = {
+    **{name: ("kafka", fn) for name, fn in kafka_tools.CONTENDERS.items()},
+    **{name: ("sql", fn) for name, fn in flink_sql.CONTENDERS.items()},
+    **{name: ("flink", fn) for name, fn in flink_dedup.CONTENDERS.items()},
+    **{name: ("quix", fn) for name, fn in quix.CONTENDERS.items()},
+}
+LATENCY_INTERVALS_MS = (1000, 5000)
+
+#: Every contender, in run order, with its family (``--only`` accepts either).
+ALL: dict[str, str] = {
+    **{name: family for name, (family, _fn) in THROUGHPUT.items()},
+    "profile": "profile",
+    **{f"latency-{ms // 1000}s": "latency" for ms in LATENCY_INTERVALS_MS},
+    "recovery": "recovery",
+}
+
+
+def select(only: str | None) -> list[str]:
+    """The contenders ``--only`` names: comma-separated names, families or globs.
+
+    :raises OnceflowError: when a token matches nothing.
+    """
+    if not only:
+        return list(ALL)
+    chosen: set[str] = set()
+    for token in (t.strip() for t in only.split(",") if t.strip()):
+        hits = {n for n, fam in ALL.items() if fnmatch.fnmatch(n, token) or fam == token}
+        if not hits:
+            raise OnceflowError(
+                f"--only {token!r} matches no contender; choose from {', '.join(ALL)} "
+                f"or a family ({', '.join(sorted(set(ALL.values())))})"
+            )
+        chosen |= hits
+    return [n for n in ALL if n in chosen]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from onceflow.paths import project_root
+
+    p = argparse.ArgumentParser(
+        prog="python -m onceflow.bench",
+        description=__doc__.splitlines()[0],
+        epilog=f"contenders: {', '.join(ALL)}; families: "
+        f"{', '.join(dict.fromkeys(ALL.values()))}. Example: --only flink-sql,flink-py-baseline",
+    )
+    p.add_argument("--records", type=int, default=200_000, help="workload size (%(default)s)")
+    p.add_argument("--only", default=None, help="comma-separated contenders/families/globs")
+    p.add_argument(
+        "--out",
+        type=str,
+        default=str(project_root() / "bench" / "results"),
+        help="results folder (%(default)s)",
+    )
+    p.add_argument(
+        "--bootstrap",
+        default=os.environ.get("KAFKA_BOOTSTRAP", "localhost:9092"),
+        help="Kafka bootstrap servers ($KAFKA_BOOTSTRAP or %(default)s)",
+    )
+    p.add_argument("--partitions", type=int, default=4, help="input/output partitions (4)")
+    p.add_argument("--duplicates", type=float, default=0.2, help="duplicate share (0.2)")
+    p.add_argument("--seed", type=int, default=6, help="workload seed (%(default)s)")
+    p.add_argument(
+        "--time-box",
+        type=float,
+        default=100.0,
+        metavar="SECONDS",
+        help="stop a contender after this long and measure what it committed (%(default)s)",
+    )
+    p.add_argument("--latency-rate", type=float, default=2000.0, help="records/s (2000)")
+    p.add_argument("--latency-seconds", type=float, default=20.0, help="feed time (20)")
+    p.add_argument("--recovery-rate", type=float, default=1000.0, help="records/s (1000)")
+    p.add_argument("--keep-topics", action="store_true", help="keep the run's topics")
+    p.add_argument("--list", action="store_true", help="list the contenders and exit")
+    return p
+
+
+def _produce(ctx: BenchContext, doc: dict[str, Any]) -> None:
+    from onceflow.produce import produce
+
+    spec = ctx.spec()
+    # produce() creates the topic (it sizes max.message.bytes for the workload).
+    ctx.input_topic = ctx.name("input")
+    ctx.created_topics.append(ctx.input_topic)
+    log.info(
+        "producing %s records to %s (%d partitions)",
+        f"{spec.count:,}",
+        ctx.input_topic,
+        ctx.partitions,
+    )
+    started = time.monotonic()
+    ctx.expectation = produce(
+        ctx.bootstrap, ctx.input_topic, spec, None, partitions=ctx.partitions, progress=True
+    )
+    doc["workload"].update(
+        produce_s=time.monotonic() - started,
+        unique=ctx.expected_uniques,
+        input_topic=ctx.input_topic,
+    )
+
+
+def _run(
+    doc: dict[str, Any], ctx: BenchContext, chosen: list[str], args: argparse.Namespace
+) -> None:
+    from onceflow.stack import commit_probe_transaction
+
+    # Step 1.
+    try:
+        commit_probe_transaction(ctx.bootstrap)
+    except Exception as exc:  # noqa: BLE001 - any failure means "no usable broker"
+        raise OnceflowError(
+            f"the broker at {ctx.bootstrap} does not commit transactions ({exc!r}); "
+            "start it with `make up` or point --bootstrap / KAFKA_BOOTSTRAP at one"
+        ) from exc
+    # Step 2.
+    needs_input = any(n in THROUGHPUT for n in chosen)
+    if needs_input:
+        _produce(ctx, doc)
+    total = len(chosen)
+    for i, name in enumerate(chosen, 1):
+        log.info("[%d/%d] %s", i, total, name)
+        started = time.monotonic()
+        try:
+            _one(doc, ctx, name, args)
+        except Exception as exc:  # noqa: BLE001 - one contender's failure is a result
+            log.exception("%s failed", name)
+            doc["errors"].append({"name": name, "status": "failed", "error": repr(exc)[-1500:]})
+        log.info("[%d/%d] %s done in %.0f s", i, total, name, time.monotonic() - started)
+
+
+def _guarded(ctx: BenchContext, name: str, run: Callable[[], T]) -> tuple[T, bool]:
+    """Run ``run``; once more if the shared broker restarted meanwhile (someone's test).
+
+    :returns: the result and whether the broker restarted during the (last) run.
+    """
+    try:
+        for attempt in (1, 2):
+            before = broker_pid(ctx.bootstrap)
+            result = run()
+            after = broker_pid(ctx.bootstrap)
+            if before == after:
+                return result, False
+            log.warning(
+                "%s: the broker restarted while it ran (pid %s -> %s): its figures measure "
+                "the outage; %s",
+                name,
+                before,
+                after,
+                "running it again" if attempt == 1 else "reported as it is",
+            )
+            wait_for_broker(ctx.bootstrap)
+            ctx.retry_suffix = "-retry"
+        return result, True
+    finally:
+        ctx.retry_suffix = ""
+
+
+def _one(doc: dict[str, Any], ctx: BenchContext, name: str, args: argparse.Namespace) -> None:
+    # Step 3.
+    if name in THROUGHPUT:
+        result, restarted = _guarded(ctx, name, lambda: THROUGHPUT[name][1](ctx))
+        row = result.to_dict()
+        row["broker_restarted"] = restarted
+        doc["contenders"].append(row)
+        if result.status == "ok":
+            log.info(
+                "%s: %s records/s (%s records in %.1f s)%s",
+                name,
+                f"{result.records_per_s:,.0f}",
+                f"{result.records:,}",
+                result.seconds or 0,
+                "" if result.exact in (None, True) else " -- OUTPUT NOT EXACT",
+            )
+        else:
+            log.warning("%s %s: %s", name, result.status, result.error)
+    # Step 4.
+    elif name == "profile":
+        from onceflow.bench.operator_profile import profile_operator
+
+        doc["profile"] = profile_operator(ctx.spec(), limit=min(ctx.records, 100_000))
+        log.info("profile: %s", doc["profile"]["per_record_us"])
+    # Step 5.
+    elif name.startswith("latency-"):
+        from onceflow.bench.latency import run_latency
+
+        interval_ms = int(name.removeprefix("latency-").removesuffix("s")) * 1000
+        lat, restarted = _guarded(
+            ctx,
+            name,
+            lambda: run_latency(ctx, interval_ms, args.latency_rate, args.latency_seconds),
+        )
+        doc["latency"].append({**lat.to_dict(), "broker_restarted": restarted})
+        log.info(
+            "%s: %s, p50 %s ms, p95 %s ms, p99 %s ms",
+            name,
+            lat.status,
+            lat.p50_ms,
+            lat.p95_ms,
+            lat.p99_ms,
+        )
+    # Step 6.
+    elif name == "recovery":
+        from onceflow.bench.recovery import run_recovery
+
+        rec, restarted = _guarded(ctx, name, lambda: run_recovery(ctx, rate=args.recovery_rate))
+        doc["recovery"] = {**rec.to_dict(), "broker_restarted": restarted}
+        log.info("recovery: %s, gap %s ms", rec.status, rec.gap_ms)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from pathlib import Path
+
+    from onceflow.bench.report import render_markdown, write_results
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", force=True
+    )
+    # kafka-python logs every reconnect while the shared broker restarts; the bench
+    # notices restarts itself (see _guarded).
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+    try:
+        chosen = select(args.only)
+    except OnceflowError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.list:
+        for name in ALL:
+            print(f"{name:28} {ALL[name]}")
+        return 0
+    now = datetime.now(UTC)
+    ctx = BenchContext(
+        bootstrap=args.bootstrap,
+        run_id=now.strftime("%Y%m%d-%H%M%S"),
+        records=args.records,
+        partitions=args.partitions,
+        duplicates=args.duplicates,
+        seed=args.seed,
+        time_box_s=args.time_box,
+        out_dir=Path(args.out),
+    )
+    spec = ctx.spec()
+    doc: dict[str, Any] = {
+        "run_id": ctx.run_id,
+        "date": now.isoformat(timespec="seconds"),
+        "command": " ".join(["python -m onceflow.bench", *(argv or sys.argv[1:])]),
+        "selected": chosen,
+        "machine": machine_info(),
+        "workload": {
+            **spec.to_dict(),
+            "partitions": ctx.partitions,
+            "unique": spec.uniques,
+            "produce_s": 0.0,
+        },
+        "time_box_s": ctx.time_box_s,
+        "contenders": [],
+        "latency": [],
+        "recovery": None,
+        "profile": None,
+        "errors": [],
+        "duration_s": 0.0,
+    }
+    log.info("onceflow bench %s: %s", ctx.run_id, ", ".join(chosen))
+    started = time.monotonic()
+    code = 0
+    try:
+        _run(doc, ctx, chosen, args)
+    except OnceflowError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        doc["errors"].append({"name": "run", "status": "failed", "error": str(exc)})
+        code = 2
+    except KeyboardInterrupt:
+        doc["errors"].append({"name": "run", "status": "failed", "error": "interrupted"})
+        code = 130
+    finally:
+        # Step 7.
+        doc["duration_s"] = time.monotonic() - started
+        paths = write_results(doc, ctx.out_dir)
+        if not args.keep_topics:
+            ctx.delete_topics()
+            shutil.rmtree(ctx.work_dir / "checkpoints", ignore_errors=True)
+            shutil.rmtree(ctx.work_dir / "quix-state", ignore_errors=True)
+    print(render_markdown(doc))
+    for kind, path in paths.items():
+        print(f"{kind}: {path}")
+    failed = [r for r in doc["contenders"] if r["status"] != "ok"]
+    failed += [r for r in doc["latency"] if r["status"] != "ok"]
+    if doc["recovery"] and doc["recovery"]["status"] != "ok":
+        failed.append(doc["recovery"])
+    if code == 0 and (failed or doc["errors"]):
+        code = 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

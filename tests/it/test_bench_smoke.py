@@ -1,0 +1,73 @@
+"""The benchmark harness (``make bench``) on a tiny workload: files and fields.
+
+Runs ``python -m onceflow.bench`` on 3,000 records with its fast contenders --
+Kafka's ConsumerPerformance (the ceiling) and EOS copier, the Flink SQL dedup
+(the reference), the operator profile -- against the test broker, then checks
+the result JSON: machine and workload described, every throughput positive and
+divided by the ceiling and the SQL figure, exact output, and the Markdown and
+PNG next to it. The full run (``make bench``) takes ~15 minutes and is not a test.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from onceflow.paths import project_root
+
+CONTENDERS = ("kafka-consumer-perf", "kafka-eos-copier", "flink-sql")
+
+
+def test_bench_harness_on_a_tiny_workload(kafka_bootstrap: str, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "onceflow.bench",
+            "--records",
+            "3000",
+            "--only",
+            ",".join([*CONTENDERS, "profile"]),
+            "--out",
+            str(tmp_path),
+            "--bootstrap",
+            kafka_bootstrap,
+        ],
+        cwd=project_root(),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (result,) = tmp_path.glob("*.json")
+    doc = json.loads(result.read_text())
+
+    for key in ("run_id", "date", "command", "machine", "workload", "contenders", "ceiling"):
+        assert key in doc, key
+    machine = doc["machine"]
+    assert machine["nproc"] >= 1 and machine["memory_gib"] > 0 and machine["cpu_model"]
+    assert doc["workload"]["count"] == 3000 and doc["workload"]["unique"] == 2400
+    assert doc["ceiling"]["name"] == "kafka-consumer-perf" and doc["ceiling"]["records_per_s"] > 0
+    assert doc["reference"]["name"] == "flink-sql" and doc["reference"]["records_per_s"] > 0
+
+    rows = {row["name"]: row for row in doc["contenders"]}
+    assert set(rows) == set(CONTENDERS)
+    for name, row in rows.items():
+        assert row["status"] == "ok", (name, row["error"])
+        assert row["records_per_s"] > 0, name
+        assert row["ratio_to_ceiling"] > 0 and row["ratio_to_sql"] > 0, name
+        assert row["records"] == 3000 and row["method"], name
+    # Read back read_committed: each unique id once (SQL), every record once (copier).
+    assert rows["flink-sql"]["exact"] is True and rows["flink-sql"]["outputs"] == 2400
+    assert rows["kafka-eos-copier"]["exact"] is True
+    assert rows["flink-sql"]["ratio_to_sql"] == 1.0
+
+    profile = doc["profile"]
+    assert profile["per_record_us"]["parse_object (json.loads + strict checks)"] > 0
+    assert profile["top_functions"]
+
+    markdown = result.with_suffix(".md").read_text()
+    assert "| flink-sql |" in markdown and f"{machine['nproc']} CPUs" in markdown
+    assert result.with_suffix(".png").stat().st_size > 0
