@@ -3,9 +3,11 @@
 Pipeline (every stateful operator and sink has a stable uid):
 
 1. ``KafkaSource`` (read_committed, offsets in checkpoints, committed on checkpoint);
-2. ``identify``: parse JSON, derive the identity; malformed records become dead
-   letters with the reason and source topic/partition/offset;
-3. ``dedup``: keyed by identity, first occurrence within the TTL horizon passes;
+2. keyed by identity: the id's JSON text computed in the JVM (a fingerprint is
+   computed in Python);
+3. ``dedup``: one Python call per record parses the JSON, checks the identity
+   (malformed records become dead letters with the reason and source
+   topic/partition/offset) and passes the first occurrence within the TTL horizon;
 4. two transactional ``KafkaSink``s (output keyed by id, DLQ keyed by source
    position), both committed on the same checkpoints.
 
@@ -24,13 +26,22 @@ import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from pyflink.common import Types
 
 from onceflow.errors import OnceflowError
 from onceflow.jobconfig import RuntimeConfig, add_runtime_arguments, build_config, merged_options
 from onceflow.jobrun import run_job
 from onceflow.paths import run_dir
-from onceflow.pipeline import read_kafka, routed_type, table_env, validate_sinks, write_routes
+from onceflow.pipeline import (
+    read_kafka,
+    read_kafka_keyed,
+    routed_type,
+    table_env,
+    validate_sinks,
+    write_routes,
+)
 from operators.dedup.identity import IdentitySpec
 from sinks.kafka import KafkaSinkSpec
 
@@ -116,32 +127,34 @@ class DedupConfig(RuntimeConfig):
 
 
 def build_pipeline(env: StreamExecutionEnvironment, cfg: DedupConfig) -> None:
-    """Attach source -> identify -> dedup -> (output, DLQ) sinks to ``env``."""
-    from operators.dedup.flink import DedupFunction, IdentifyRecord, identified_type
+    """Attach source -> (keyed) dedup -> (output, DLQ) sinks to ``env``."""
+    from operators.dedup.flink import DedupFunction, FingerprintKey, sql_key_expression
 
     tenv = table_env(env)
-    rows = read_kafka(tenv, cfg.source_spec(cfg.input_topic))
-    identified = (
-        rows.map(IdentifyRecord(cfg.identity(), cfg.max_record_bytes), identified_type())
-        .name("identify")
-        .uid("identify")
-    )
+    source = cfg.source_spec(cfg.input_topic)
+    identity = cfg.identity()
+    key_sql = None if cfg.fingerprint else sql_key_expression(cfg.id_field)
+    if key_sql is not None:
+        keyed = read_kafka_keyed(tenv, source, key_sql)
+    else:
+        keyed = read_kafka(tenv, source).key_by(
+            FingerprintKey(identity, cfg.max_record_bytes), key_type=Types.STRING()
+        )
     deduped = (
-        identified.key_by(lambda row: row[0], key_type=_string_type())
-        .process(
-            DedupFunction(cfg.ttl_ms or None, cfg.fail_on_ids, cfg.failure_markers()),
+        keyed.process(
+            DedupFunction(
+                identity,
+                cfg.max_record_bytes,
+                cfg.ttl_ms or None,
+                cfg.fail_on_ids,
+                cfg.failure_markers(),
+            ),
             routed_type(),
         )
         .name("dedup")
         .uid("dedup")
     )
     write_routes(tenv, deduped, cfg.sink_specs())
-
-
-def _string_type() -> Any:
-    from pyflink.common import Types
-
-    return Types.STRING()
 
 
 def parse_config(argv: Sequence[str] | None = None) -> DedupConfig:

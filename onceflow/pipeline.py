@@ -22,7 +22,7 @@ from sinks.kafka import (
 )
 
 if TYPE_CHECKING:
-    from pyflink.datastream import DataStream, StreamExecutionEnvironment
+    from pyflink.datastream import DataStream, KeyedStream, StreamExecutionEnvironment
     from pyflink.table import StatementSet, StreamTableEnvironment
 
 __all__ = [
@@ -30,6 +30,8 @@ __all__ = [
     "routed_type",
     "table_env",
     "read_kafka",
+    "read_kafka_keyed",
+    "source_row_type",
     "write_routes",
     "validate_sinks",
 ]
@@ -61,6 +63,48 @@ def read_kafka(
     """Rows ``(v, topic, partition, offset)`` from ``KafkaSource`` (see kafka_source)."""
     tenv.create_temporary_table(name, kafka_source_descriptor(spec))
     return tenv.to_data_stream(tenv.from_path(name))
+
+
+def source_row_type() -> Any:
+    """Row type of source records: v BYTES, topic STRING, partition INT, offset BIGINT."""
+    from pyflink.common import Types
+
+    return Types.ROW_NAMED(
+        ["v", "topic", "partition", "offset"],
+        [Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.STRING(), Types.INT(), Types.LONG()],
+    )
+
+
+def read_kafka_keyed(
+    tenv: StreamTableEnvironment, spec: KafkaSourceSpec, key_sql: str, name: str = "source"
+) -> KeyedStream:
+    """Source rows keyed by ``key_sql`` (a STRING expression over the source columns).
+
+    The key is computed and the stream partitioned in the JVM, so the keyed Python
+    operator after it is the only Python call per record. PyFlink's ``key_by``
+    always runs its key selector in Python (an extra Python operator); this builds
+    the same keyed stream it would (rows ``(key, record)`` partitioned on field 0
+    by PyFlink's own ``KeyByKeySelector``) from a SQL projection instead.
+    """
+    from pyflink.common import Types
+    from pyflink.datastream import KeyedStream
+    from pyflink.java_gateway import get_gateway
+
+    tenv.create_temporary_table(name, kafka_source_descriptor(spec))
+    keyed_rows = tenv.sql_query(
+        f"SELECT {key_sql} AS `key`, ROW(`v`, `topic`, `partition`, `offset`) AS `rec` "
+        f"FROM `{name}`"
+    )
+    record = source_row_type()
+    # to_append_stream (not to_data_stream): the keyed Python operator needs a
+    # RowTypeInfo, and to_data_stream yields an ExternalTypeInfo.
+    pairs = tenv.to_append_stream(
+        keyed_rows, Types.ROW_NAMED(["key", "rec"], [Types.STRING(), record])
+    )
+    j_keyed = pairs._j_data_stream.keyBy(
+        get_gateway().jvm.KeyByKeySelector(), Types.ROW([Types.STRING()]).get_java_type_info()
+    )
+    return KeyedStream(j_keyed, record, pairs)
 
 
 def validate_sinks(

@@ -215,7 +215,8 @@ def parse_object(
     except ValueError as exc:
         # e.g. an integer literal longer than sys.get_int_max_str_digits().
         return Rejected(NOT_JSON, f"invalid JSON: {exc}")
-    if _depth_exceeds(value, max_depth):
+    # Depth cannot exceed the number of opening brackets: most records skip the walk.
+    if text.count("{") + text.count("[") > max_depth and _depth_exceeds(value, max_depth):
         return Rejected(TOO_DEEP, f"nesting is deeper than {max_depth}")
     if not isinstance(value, dict):
         return Rejected(NOT_OBJECT, f"expected a JSON object, got {_json_type(value)}")

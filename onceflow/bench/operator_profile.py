@@ -1,14 +1,14 @@
 """Where the Python operator's time goes, without Flink around it.
 
-The dedup job's per-record Python work is ``IdentifyRecord.map`` (parse the JSON,
-validate, derive the identity, build the output ``Row``) and the dedup core's
-state check. This module runs exactly that code in a plain loop over the same
+The dedup job's per-record Python work is ``DedupFunction.process_element``
+(parse the JSON, validate, derive the identity, the dedup core's state check,
+build the output ``Row``). This module runs exactly that code in a plain loop over the same
 workload records, with in-memory state, and reports:
 
 - per-record microseconds of each stage, timed separately: ``json.loads`` alone
   (the C parser), ``parse_object`` (``json.loads`` plus strict-number hooks and
-  checks), ``identity_of``, the whole ``IdentifyRecord.map`` (plus the ``Row``),
-  and the dedup core with in-memory state;
+  checks), ``identity_of``, the dedup core with in-memory state, and the whole
+  ``process_element``;
 - the functions with the most own time under ``cProfile``.
 
 The sum is what Python logic alone costs per record; the rest of the per-record
@@ -37,6 +37,11 @@ __all__ = ["profile_operator"]
 log = logging.getLogger(__name__)
 
 
+class _Counter:
+    def inc(self, n: int = 1) -> None:
+        pass
+
+
 def _per_record_us(fn: Callable[[], object], n: int, repeat: int = 3) -> float:
     """Best of ``repeat`` runs (the least disturbed by other work), per record."""
     best = float("inf")
@@ -52,7 +57,7 @@ def profile_operator(spec: WorkloadSpec, limit: int = 100_000, top: int = 12) ->
     from pyflink.common import Row
 
     from operators.dedup.core import DedupCore
-    from operators.dedup.flink import IdentifyRecord
+    from operators.dedup.flink import DedupFunction
     from operators.dedup.identity import IdentitySpec, identity_of
     from operators.records import Parsed, parse_object
     from operators.state import KeyedMemoryStore
@@ -62,10 +67,13 @@ def profile_operator(spec: WorkloadSpec, limit: int = 100_000, top: int = 12) ->
     rows = [Row(v, "in", i % 4, i) for i, v in enumerate(values)]
     ident_spec = IdentitySpec.by_id("id")
     max_bytes = 512 * 1024
-    identify = IdentifyRecord(ident_spec, max_bytes)
     parsed = [parse_object(v, max_bytes) for v in values]
     objects = [p.value for p in parsed if isinstance(p, Parsed)]
     idents = [identity_of(o, ident_spec) for o in objects]
+    # The keyed operator as Flink drives it: the key's state set before each call.
+    keys = [str(identity_of(p.value, ident_spec)) if isinstance(p, Parsed) else "" for p in parsed]
+    operator = DedupFunction(ident_spec, max_bytes, 24 * 3600 * 1000)
+    operator.seen = operator.dropped = operator.passed = operator.dlq = _Counter()
 
     def dedup() -> None:
         core = DedupCore(24 * 3600 * 1000)
@@ -74,12 +82,11 @@ def profile_operator(spec: WorkloadSpec, limit: int = 100_000, top: int = 12) ->
             core.process(state.for_key(str(key)), i)
 
     def whole() -> None:
-        core = DedupCore(24 * 3600 * 1000)
         state: KeyedMemoryStore[int] = KeyedMemoryStore()
-        for i, row in enumerate(rows):
-            out = identify.map(row)
-            if out[1] == "out":
-                core.process(state.for_key(out[0]), i)
+        for key, row in zip(keys, rows, strict=True):
+            operator.store = state.for_key(key)  # type: ignore[assignment]
+            for _ in operator.process_element(row, None):
+                pass
 
     # Each stage discards its results, like the operator does: nothing piles up for the GC.
     def loads() -> None:
@@ -94,17 +101,12 @@ def profile_operator(spec: WorkloadSpec, limit: int = 100_000, top: int = 12) ->
         for o in objects:
             identity_of(o, ident_spec)
 
-    def mapped() -> None:
-        for r in rows:
-            identify.map(r)
-
     stages = {
         "json.loads (C parser alone)": loads,
         "parse_object (json.loads + strict checks)": parse,
         "identity_of": identities,
-        "IdentifyRecord.map (parse + identity + Row)": mapped,
         "DedupCore.process (in-memory state)": dedup,
-        "whole operator logic (map + dedup)": whole,
+        "DedupFunction.process_element (parse + identity + dedup + Row)": whole,
     }
     per_record = {label: round(_per_record_us(fn, n), 2) for label, fn in stages.items()}
 
@@ -130,7 +132,7 @@ def profile_operator(spec: WorkloadSpec, limit: int = 100_000, top: int = 12) ->
                 "us_per_record": round(tt / n * 1e6, 2),
             }
         )
-    whole_us = per_record["whole operator logic (map + dedup)"]
+    whole_us = per_record["DedupFunction.process_element (parse + identity + dedup + Row)"]
     json_us = per_record["parse_object (json.loads + strict checks)"]
     return {
         "records": n,

@@ -36,6 +36,22 @@ def compiled() -> tuple[dict[str, Any], list[tuple[str, str | None]]]:
     return plan, nodes
 
 
+def test_keying_by_id_runs_in_the_jvm_one_python_operator_per_record(compiled: Any) -> None:
+    plan, _ = compiled
+    contents = " ".join(node["contents"] for node in plan["nodes"])
+    assert "JSON_QUERY" in contents
+    python_ops = [n["type"] for n in plan["nodes"] if "_stream_key_by_map_operator" in n["type"]]
+    assert python_ops == [], python_ops
+
+
+def test_fingerprint_mode_keys_in_python() -> None:
+    args = [*ARGS, "--fingerprint"]
+    env = create_env(parse_config(args).flink_settings())
+    build_pipeline(env, parse_config(args))
+    names = [node["type"] for node in json.loads(env.get_execution_plan())["nodes"]]
+    assert any("_stream_key_by_map_operator" in n for n in names), names
+
+
 def test_plan_has_two_phase_commit_sinks_for_output_and_dlq(compiled: Any) -> None:
     plan, _ = compiled
     names = [node["type"] for node in plan["nodes"]]
@@ -46,9 +62,7 @@ def test_plan_has_two_phase_commit_sinks_for_output_and_dlq(compiled: Any) -> No
 
 def test_stateful_operators_and_sinks_have_stable_uids(compiled: Any) -> None:
     _, nodes = compiled
-    # PyFlink chains the key selector into the identify operator ("identify, _stream_key_by...").
-    uids = {name.split(",")[0]: uid for name, uid in nodes}
-    assert uids.get("identify") == "identify"
+    uids = dict(nodes)
     assert uids.get("dedup") == "dedup"
     sink_nodes = [(n, u) for n, u in nodes if "Writer" in n or "Committer" in n]
     assert sink_nodes and all(u for _, u in sink_nodes), sink_nodes
