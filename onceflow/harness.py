@@ -19,12 +19,12 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from onceflow.errors import OnceflowError
 from onceflow.paths import project_root
 
-__all__ = ["JobProcess", "free_port", "count_values", "wait_until"]
+__all__ = ["ChildProcess", "JobProcess", "free_port", "count_values", "wait_until"]
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,69 @@ def count_values(
         consumer.close()
 
 
-class JobProcess:
+class ChildProcess:
+    """A command in its own process group, output appended to a log file.
+
+    :param argv: the command.
+    :param log_file: where stdout and stderr go.
+    :param env: extra environment variables.
+    """
+
+    def __init__(
+        self, argv: Sequence[str], log_file: Path, env: dict[str, str] | None = None
+    ) -> None:
+        self.argv = list(argv)
+        self.log_file = log_file
+        self.env = env
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Self:
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_file, "ab") as out:
+            self.proc = subprocess.Popen(
+                self.argv,
+                cwd=project_root(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **(self.env or {})},
+                start_new_session=True,
+            )
+        log.info("started %s (pid %s), log %s", self.argv[:3], self.proc.pid, self.log_file)
+        return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
+
+    def wait(self, timeout: float) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM the process group (a graceful stop), SIGKILL it after ``timeout``."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=timeout)
+
+    def log_tail(self, chars: int = 4000) -> str:
+        try:
+            return self.log_file.read_text(errors="replace")[-chars:]
+        except FileNotFoundError:
+            return ""
+
+
+class JobProcess(ChildProcess):
     """One job on its own mini-cluster, in a child process group.
 
     :param module: the job module, e.g. ``jobs.dedup``.
@@ -100,52 +162,11 @@ class JobProcess:
         self.module = module
         self.rest_port = rest_port or free_port()
         self.args = [*args, "--flink-option", f"rest.port={self.rest_port}"]
-        self.log_file = log_file
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__([sys.executable, "-m", module, *self.args], log_file)
 
     @property
     def rest_url(self) -> str:
         return f"http://localhost:{self.rest_port}"
-
-    def start(self) -> JobProcess:
-        self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_file, "ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", self.module, *self.args],
-                cwd=project_root(),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        log.info("started %s (pid %s), log %s", self.module, self.proc.pid, self.log_file)
-        return self
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def wait(self, timeout: float) -> int:
-        assert self.proc is not None
-        return self.proc.wait(timeout=timeout)
-
-    def stop(self, timeout: float = 20.0) -> None:
-        """SIGTERM the process group, SIGKILL what is left after ``timeout``."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=timeout)
-
-    def log_tail(self, chars: int = 4000) -> str:
-        try:
-            return self.log_file.read_text(errors="replace")[-chars:]
-        except FileNotFoundError:
-            return ""
 
     # REST views of the mini-cluster ---------------------------------------------------
     def _get(self, path: str) -> Any:

@@ -30,15 +30,15 @@ import itertools
 import logging
 import os
 import platform
-import signal
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from onceflow.errors import OnceflowError
+from onceflow.harness import ChildProcess
 from onceflow.paths import project_root, run_dir
 from onceflow.workload import Expectation, WorkloadSpec
 
@@ -228,63 +228,8 @@ class Watched(Protocol):
     def log_tail(self, chars: int = 4000) -> str: ...
 
 
-class Child:
-    """A command in its own process group, output to a log file.
-
-    :param argv: the command.
-    :param log_file: where stdout and stderr go.
-    :param env: extra environment variables.
-    """
-
-    def __init__(
-        self, argv: Sequence[str], log_file: Path, env: dict[str, str] | None = None
-    ) -> None:
-        self.argv = list(argv)
-        self.log_file = log_file
-        self.env = env
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Child:
-        self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **(self.env or {})}
-        with open(self.log_file, "ab") as out:
-            self.proc = subprocess.Popen(
-                self.argv,
-                cwd=project_root(),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                start_new_session=True,
-            )
-        log.debug("started %s (pid %s)", self.argv[:3], self.proc.pid)
-        return self
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    @property
-    def returncode(self) -> int | None:
-        return None if self.proc is None else self.proc.poll()
-
-    def stop(self, timeout: float = 20.0) -> None:
-        """SIGTERM the process group (a graceful stop), SIGKILL it after ``timeout``."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=timeout)
-
-    def log_tail(self, chars: int = 4000) -> str:
-        try:
-            return self.log_file.read_text(errors="replace")[-chars:]
-        except FileNotFoundError:
-            return ""
+# A contender's process: the harness's, shared with the recovery tests and the verifier.
+Child = ChildProcess
 
 
 def _returncode(child: Watched) -> int | None:
