@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -217,22 +218,68 @@ class LocalFlinkCluster:
     def flink_cli(self) -> list[str]:
         return ["bash", str(flink_home() / "bin" / "flink")]
 
-    def submit(self, job_file: str, job_args: list[str], *, detached: bool = False) -> int:
+    def submit(
+        self,
+        job_file: str,
+        job_args: list[str],
+        *,
+        detached: bool = False,
+        savepoint: str | None = None,
+        log_file: Path | None = None,
+    ) -> int:
         """``flink run -py job_file job_args`` against this cluster; returns its exit code.
 
         The connector jars travel as the ``pipeline.jars`` the job's environment
         builder sets (``onceflow.flinkenv``).
+
+        :param savepoint: resume from this savepoint or retained checkpoint (``-s``).
+        :param log_file: append the client's output here instead of the terminal.
         """
         if not self.status().running:
             raise OnceflowError("the Flink cluster is not running; start it with `make cluster-up`")
-        self.render_conf()
+        if not (self.conf_dir / "config.yaml").is_file():
+            self.render_conf()
         path = Path(job_file)
         if not path.is_file():
             raise OnceflowError(f"job file {job_file} does not exist")
-        cmd = [*self.flink_cli(), "run", "-m", self.rest_url.removeprefix("http://")]
+        cmd = [*self.flink_cli(), "run", "-m", self._address()]
         if detached:
             cmd.append("-d")
+        if savepoint:
+            cmd += ["-s", savepoint]
         # No -pyfs: the TaskManagers import the project from their PYTHONPATH (see _env).
         cmd += ["-py", str(path.resolve()), *job_args]
         log.info("submitting: %s", " ".join(cmd))
-        return subprocess.run(cmd, env=self._env(), cwd=project_root(), check=False).returncode
+        if log_file is None:
+            return subprocess.run(cmd, env=self._env(), cwd=project_root(), check=False).returncode
+        with open(log_file, "ab") as out:
+            return subprocess.run(
+                cmd, env=self._env(), cwd=project_root(), stdout=out, stderr=subprocess.STDOUT,
+                timeout=300, check=False,
+            ).returncode  # fmt: skip
+
+    def cancel(self, job_id: str) -> None:
+        """Cancel a job through the REST API (its checkpoints are retained)."""
+        request = urllib.request.Request(
+            f"{self.rest_url}/jobs/{job_id}?mode=cancel", method="PATCH"
+        )
+        urllib.request.urlopen(request, timeout=10).close()
+
+    def stop_with_savepoint(self, job_id: str, target: str, log_file: Path) -> str:
+        """``flink stop --savepointPath target job_id``; returns the savepoint's path.
+
+        :raises OnceflowError: the stop failed (the client's output is in ``log_file``).
+        """
+        cmd = [*self.flink_cli(), "stop", "-m", self._address(), "--savepointPath", target, job_id]
+        result = subprocess.run(
+            cmd, env=self._env(), capture_output=True, text=True, timeout=300, check=False
+        )
+        with open(log_file, "a") as out:
+            out.write(result.stdout + result.stderr)
+        match = re.search(r"Savepoint completed\. Path: (\S+)", result.stdout)
+        if result.returncode != 0 or not match:
+            raise OnceflowError(f"stop-with-savepoint of {job_id} failed; see {log_file}")
+        return match.group(1)
+
+    def _address(self) -> str:
+        return self.rest_url.removeprefix("http://")

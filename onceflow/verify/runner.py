@@ -24,12 +24,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import re
 import signal
-import subprocess
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -233,39 +230,11 @@ def _job_args(
 def _submit(
     cluster: LocalFlinkCluster, args: list[str], savepoint: str | None, log_file: Path
 ) -> None:
-    cmd = [*cluster.flink_cli(), "run", "-d", "-m", cluster.rest_url.removeprefix("http://")]
-    if savepoint:
-        cmd += ["-s", savepoint]
-    cmd += ["-py", str(project_root() / JOB_FILE), *args]
-    with open(log_file, "ab") as out:
-        result = subprocess.run(
-            cmd, env=cluster._env(), cwd=project_root(), stdout=out, stderr=subprocess.STDOUT,
-            timeout=300, check=False,
-        )  # fmt: skip
-    if result.returncode != 0:
-        raise OnceflowError(f"flink run failed ({result.returncode}); see {log_file}")
-
-
-def _cancel(cluster: LocalFlinkCluster, job_id: str) -> None:
-    request = urllib.request.Request(
-        f"{cluster.rest_url}/jobs/{job_id}?mode=cancel", method="PATCH"
+    code = cluster.submit(
+        str(project_root() / JOB_FILE), args, detached=True, savepoint=savepoint, log_file=log_file
     )
-    urllib.request.urlopen(request, timeout=10).close()
-
-
-def _stop_with_savepoint(cluster: LocalFlinkCluster, job_id: str, log_file: Path) -> str:
-    target = run_dir("savepoints").as_uri()
-    cmd = [*cluster.flink_cli(), "stop", "-m", cluster.rest_url.removeprefix("http://"),
-           "--savepointPath", target, job_id]  # fmt: skip
-    result = subprocess.run(
-        cmd, env=cluster._env(), capture_output=True, text=True, timeout=300, check=False
-    )
-    with open(log_file, "a") as out:
-        out.write(result.stdout + result.stderr)
-    match = re.search(r"Savepoint completed\. Path: (\S+)", result.stdout)
-    if result.returncode != 0 or not match:
-        raise OnceflowError(f"stop-with-savepoint of {job_id} failed; see {log_file}")
-    return match.group(1)
+    if code != 0:
+        raise OnceflowError(f"flink run failed ({code}); see {log_file}")
 
 
 def _wait_gone(probe: _JobProbe, timeout: float = 120) -> None:
@@ -378,7 +347,7 @@ def verify(settings: VerifySettings, progress: bool = True) -> VerifyResult:
         # Step 5: caught up when the committed output stops growing for a while.
         _wait_caught_up(progress, t0, profile, sampler, len(faults), probe)
         assert probe.job_id is not None
-        _stop_with_savepoint(cluster, probe.job_id, job_log)
+        cluster.stop_with_savepoint(probe.job_id, run_dir("savepoints").as_uri(), job_log)
         _wait_gone(probe)
     finally:
         if sampler is not None:
@@ -388,7 +357,7 @@ def verify(settings: VerifySettings, progress: bool = True) -> VerifyResult:
         result.checkpoints = sorted(probe.checkpoints.values(), key=lambda c: c["trigger_ms"])
         with contextlib.suppress(OnceflowError):
             if probe.state() == "RUNNING" and probe.job_id:
-                _cancel(cluster, probe.job_id)
+                cluster.cancel(probe.job_id)
         cluster.down()
 
     # Step 6.
@@ -481,13 +450,13 @@ def _inject(
     assert probe.job_id is not None
     old = probe.job_id
     if kind == "cancel-resume":
-        _cancel(cluster, old)
+        cluster.cancel(old)
         _wait_gone(probe)
         path = probe.latest_checkpoint_path()
         if path is None:
             raise OnceflowError(f"job {old} has no retained checkpoint to resume from")
     else:
-        path = _stop_with_savepoint(cluster, old, job_log)
+        path = cluster.stop_with_savepoint(old, run_dir("savepoints").as_uri(), job_log)
         _wait_gone(probe)
     _submit(cluster, args, path, job_log)
     probe.find()
