@@ -31,7 +31,13 @@ from typing import TYPE_CHECKING
 from pyflink.common import Types
 
 from onceflow.errors import OnceflowError
-from onceflow.jobconfig import RuntimeConfig, add_runtime_arguments, build_config, merged_options
+from onceflow.jobconfig import (
+    RuntimeConfig,
+    add_runtime_arguments,
+    build_config,
+    merged_options,
+    require_flags,
+)
 from onceflow.jobrun import run_job
 from onceflow.paths import run_dir
 from onceflow.pipeline import (
@@ -87,17 +93,11 @@ class DedupConfig(RuntimeConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        missing = [
-            flag
-            for flag, value in (
-                ("--input-topic", self.input_topic),
-                ("--output-topic", self.output_topic),
-                ("--dlq-topic", self.dlq_topic),
-            )
-            if not value
-        ]
-        if missing:
-            raise OnceflowError(f"set {', '.join(missing)}")
+        require_flags(
+            ("--input-topic", self.input_topic),
+            ("--output-topic", self.output_topic),
+            ("--dlq-topic", self.dlq_topic),
+        )
         if self.ttl_ms < 0:
             raise OnceflowError("--ttl-ms must be >= 0 (0 = remember every id forever)")
         if self.max_record_bytes <= 0:

@@ -18,8 +18,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from onceflow.errors import OnceflowError
-from onceflow.jobconfig import RuntimeConfig, add_runtime_arguments, build_config, merged_options
+from onceflow.jobconfig import (
+    RuntimeConfig,
+    add_runtime_arguments,
+    build_config,
+    merged_options,
+    require_flags,
+)
 from onceflow.jobrun import run_job
 from onceflow.pipeline import read_kafka, routed_type, table_env, validate_sinks, write_routes
 from sinks.kafka import KafkaSinkSpec
@@ -41,8 +46,7 @@ class SmokeConfig(RuntimeConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.input_topic or not self.output_topic:
-            raise OnceflowError("set --input-topic and --output-topic")
+        require_flags(("--input-topic", self.input_topic), ("--output-topic", self.output_topic))
 
     def sink_specs(self) -> dict[str, KafkaSinkSpec]:
         return {"out": self.sink_spec(self.output_topic, "out")}

@@ -49,7 +49,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from onceflow.errors import OnceflowError
-from onceflow.jobconfig import RuntimeConfig, add_runtime_arguments, build_config, merged_options
+from onceflow.jobconfig import (
+    RuntimeConfig,
+    add_runtime_arguments,
+    build_config,
+    merged_options,
+    require_flags,
+)
 from onceflow.jobrun import run_job
 from onceflow.paths import run_dir
 from onceflow.pipeline import read_kafka, routed_type, table_env, validate_sinks, write_routes
@@ -116,20 +122,14 @@ class VersionedUpsertConfig(RuntimeConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        missing = [
-            flag
-            for flag, value in (
-                ("--input-topic", self.input_topic),
-                ("--applied-topic", self.applied_topic),
-                ("--stale-topic", self.stale_topic),
-                ("--conflict-topic", self.conflict_topic),
-                ("--dlq-topic", self.dlq_topic),
-                ("--changes-path", self.changes_path),
-            )
-            if not value
-        ]
-        if missing:
-            raise OnceflowError(f"set {', '.join(missing)}")
+        require_flags(
+            ("--input-topic", self.input_topic),
+            ("--applied-topic", self.applied_topic),
+            ("--stale-topic", self.stale_topic),
+            ("--conflict-topic", self.conflict_topic),
+            ("--dlq-topic", self.dlq_topic),
+            ("--changes-path", self.changes_path),
+        )
         outputs = [self.applied_topic, self.stale_topic, self.conflict_topic, self.dlq_topic]
         if self.input_topic in outputs:
             raise OnceflowError(

@@ -31,6 +31,7 @@ __all__ = [
     "build_config",
     "parse_properties",
     "redact",
+    "require_flags",
 ]
 
 SECRET_RE = re.compile(r"password|jaas|secret|token|credential", re.IGNORECASE)
@@ -41,6 +42,13 @@ C = TypeVar("C")
 def redact(props: Mapping[str, str]) -> dict[str, str]:
     """A copy of Kafka properties with secret-looking values replaced by ``***``."""
     return {k: ("***" if SECRET_RE.search(k) else v) for k, v in props.items()}
+
+
+def require_flags(*flags: tuple[str, object]) -> None:
+    """Refuse a job config whose required settings are empty: ``("--input-topic", value)``."""
+    missing = [flag for flag, value in flags if not value]
+    if missing:
+        raise OnceflowError(f"set {', '.join(missing)}")
 
 
 def parse_properties(items: Sequence[str] | Mapping[str, Any] | None) -> dict[str, str]:
