@@ -45,27 +45,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
-    from kafka import KafkaAdminClient
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        topics = {
-            name: {
-                "num_partitions": partitions if name.endswith("-in") else 1,
-                "replication_factor": 1,
-                # When the job wrote each record, not when it was produced upstream.
-                "configs": {}
-                if name.endswith("-in")
-                else {"message.timestamp.type": "LogAppendTime"},
-            }
-            for name in names
-        }
-        admin.create_topics(topics, wait_for_metadata=True)
-    finally:
-        admin.close()
-
-
 def _run_job(args: list[str], log_file: Path) -> float:
     """Run the job to completion with a periodic progress line; returns wall seconds."""
     start = time.monotonic()
@@ -95,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from onceflow.check import check_output, compare_dead_letters, read_committed
     from onceflow.produce import produce
     from onceflow.stack import LocalKafka
+    from onceflow.topics import ensure_topics
     from onceflow.workload import WorkloadSpec
 
     # Step 1.
@@ -106,7 +86,10 @@ def run(args: argparse.Namespace) -> int:
     # Step 2.
     stamp = time.strftime("%Y%m%d-%H%M%S")
     topics = {k: f"demo-{stamp}-{k}" for k in ("in", "out", "dlq")}
-    _create_topics(bootstrap, list(topics.values()), args.partitions)
+    ensure_topics(bootstrap, {topics["in"]: {}}, args.partitions)
+    # When the job wrote each record, not when it was produced upstream.
+    append_time = {"message.timestamp.type": "LogAppendTime"}
+    ensure_topics(bootstrap, {topics["out"]: append_time, topics["dlq"]: append_time}, 1)
     workdir = Path(tempfile.mkdtemp(prefix="demo-", dir=run_dir("demo")))
     # Step 3.
     spec = WorkloadSpec(

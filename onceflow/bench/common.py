@@ -173,24 +173,11 @@ class BenchContext:
 
     def create_topic(self, hint: str, partitions: int | None = None, *, output: bool = True) -> str:
         """Create ``bench-<run>-<hint>``; output topics stamp records with the append time."""
-        from kafka import KafkaAdminClient
+        from onceflow.topics import ensure_topics
 
         name = self.name(hint)
         configs = {"message.timestamp.type": "LogAppendTime"} if output else {}
-        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=30_000)
-        try:
-            admin.create_topics(
-                {
-                    name: {
-                        "num_partitions": partitions or self.partitions,
-                        "replication_factor": 1,
-                        "configs": configs,
-                    }
-                },
-                wait_for_metadata=True,
-            )
-        finally:
-            admin.close()
+        ensure_topics(self.bootstrap, {name: configs}, partitions or self.partitions)
         self.created_topics.append(name)
         return name
 
