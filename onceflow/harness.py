@@ -143,6 +143,15 @@ class ChildProcess:
             return ""
 
 
+#: The REST API caches checkpoint statistics for ``web.refresh-interval`` (3 s) and
+#: fetches metrics every 10 s by default: too stale for a harness that acts right
+#: after a checkpoint completes or a restart happens.
+FRESH_REST_VIEWS = (
+    "rest.cache.checkpoint-statistics.timeout=100 ms",
+    "metrics.fetcher.update-interval=500 ms",
+)
+
+
 class JobProcess(ChildProcess):
     """One job on its own mini-cluster, in a child process group.
 
@@ -162,6 +171,8 @@ class JobProcess(ChildProcess):
         self.module = module
         self.rest_port = rest_port or free_port()
         self.args = [*args, "--flink-option", f"rest.port={self.rest_port}"]
+        for option in FRESH_REST_VIEWS:
+            self.args += ["--flink-option", option]
         super().__init__([sys.executable, "-m", module, *self.args], log_file)
 
     @property
@@ -182,19 +193,49 @@ class JobProcess(ChildProcess):
             return None
         return jobs[0]["jid"] if jobs else None
 
-    def checkpoint_counts(self) -> dict[str, int]:
-        """``completed``, ``failed``, ``restored``... from ``/jobs/<id>/checkpoints``."""
+    def checkpoint_stats(self) -> dict[str, Any]:
+        """``/jobs/<id>/checkpoints`` of the job ({} before it runs or when unreachable)."""
         jid = self.job_id()
         if jid is None:
             return {}
         try:
-            counts = self._get(f"/jobs/{jid}/checkpoints").get("counts", {})
+            stats = self._get(f"/jobs/{jid}/checkpoints")
         except (OSError, ValueError):
             return {}
+        return stats if isinstance(stats, dict) else {}
+
+    def checkpoint_counts(self) -> dict[str, int]:
+        """``completed``, ``failed``, ``restored``... from ``/jobs/<id>/checkpoints``."""
+        counts = self.checkpoint_stats().get("counts", {})
         return {k: int(v) for k, v in counts.items()}
 
     def completed_checkpoints(self) -> int:
         return self.checkpoint_counts().get("completed", 0)
+
+    def checkpoint_completion_times(self) -> list[tuple[int, float]]:
+        """``(id, epoch seconds)`` of each completed checkpoint in Flink's history."""
+        history = self.checkpoint_stats().get("history") or []
+        return [
+            (int(entry["id"]), entry["latest_ack_timestamp"] / 1000)
+            for entry in history
+            if entry.get("status") == "COMPLETED" and entry.get("latest_ack_timestamp")
+        ]
+
+    def failure_times(self) -> list[float]:
+        """Epoch seconds of each failure in the job's exception history."""
+        jid = self.job_id()
+        if jid is None:
+            return []
+        try:
+            history = self._get(f"/jobs/{jid}/exceptions").get("exceptionHistory") or {}
+        except (OSError, ValueError):
+            return []
+        return [entry["timestamp"] / 1000 for entry in history.get("entries", [])]
+
+    def latest_checkpoint_id(self, kind: str) -> int | None:
+        """Id of the latest ``completed`` or ``restored`` checkpoint, None when none."""
+        latest = (self.checkpoint_stats().get("latest") or {}).get(kind) or {}
+        return int(latest["id"]) if "id" in latest else None
 
     def restarts(self) -> int:
         """How often the job restarted (the ``numRestarts`` job metric)."""
