@@ -6,12 +6,13 @@ Input records are JSON change events
 Pipeline (every stateful operator and sink has a stable uid):
 
 1. ``KafkaSource`` (read_committed, offsets in checkpoints, committed on checkpoint);
-2. ``parse-change``: parse and validate; malformed records (bad JSON, missing
-   key/version, non-integer version, unknown op, ...) become dead letters with
-   the reason and source topic/partition/offset;
-3. ``versioned-update``: keyed by entity key, :class:`VersionedUpdateCore`
-   decides applied / stale / conflict / repeat (``--mode newer_wins`` or
-   ``compare_and_set``, optional ``--ttl-ms``);
+2. keyed by entity key in the JVM (``JSON_VALUE`` of the key field in the
+   source query), so one Python operator runs per record;
+3. ``versioned-update``: parse and validate (malformed records: bad JSON,
+   missing key/version, non-integer version, unknown op, ... become dead letters
+   with the reason and source topic/partition/offset), then
+   :class:`VersionedUpdateCore` decides applied / stale / conflict / repeat
+   (``--mode newer_wins`` or ``compare_and_set``, optional ``--ttl-ms``);
 4. outputs, all committed on the same checkpoints:
 
    - ``--applied-topic``: one record per applied change, key = entity key,
@@ -46,7 +47,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from onceflow.errors import OnceflowError
 from onceflow.jobconfig import (
@@ -58,7 +59,14 @@ from onceflow.jobconfig import (
 )
 from onceflow.jobrun import run_job
 from onceflow.paths import run_dir
-from onceflow.pipeline import read_kafka, routed_type, table_env, validate_sinks, write_routes
+from onceflow.pipeline import (
+    read_kafka_keyed,
+    routed_type,
+    side_output,
+    table_env,
+    validate_sinks,
+    write_routes,
+)
 from operators.versioned.core import MODES, NEWER_WINS
 from operators.versioned.output import CHANGE_COLUMNS
 from sinks.files import FileSinkSpec, RecordSchema, validate_file_sink
@@ -180,33 +188,23 @@ class VersionedUpsertConfig(RuntimeConfig):
 
 
 def build_pipeline(env: StreamExecutionEnvironment, cfg: VersionedUpsertConfig) -> None:
-    """Attach source -> parse -> versioned update -> (Kafka routes, Parquet log) to ``env``."""
-    from operators.versioned.flink import (
-        ParseChange,
-        VersionedUpdateFunction,
-        changes_tag,
-        parsed_type,
-    )
+    """Attach source -> (keyed) versioned update -> (Kafka routes, Parquet log) to ``env``."""
+    from operators.versioned.flink import VersionedUpdateFunction, changes_tag, sql_key_expression
     from sinks.files import attach_file_sink
 
     tenv = table_env(env)
-    rows = read_kafka(tenv, cfg.source_spec(cfg.input_topic))
-    parsed = (
-        rows.map(ParseChange(cfg.max_record_bytes), parsed_type())
-        .name("parse-change")
-        .uid("parse-change")
-    )
+    keyed = read_kafka_keyed(tenv, cfg.source_spec(cfg.input_topic), sql_key_expression())
     tag = changes_tag()
     updated = (
-        parsed.key_by(lambda row: row[0], key_type=_string_type())
-        .process(
+        keyed.process(
             VersionedUpdateFunction(
                 cfg.mode,
                 cfg.ttl_ms or None,
                 tag,
-                cfg.fail_on_key,
-                cfg.fail_on_version,
-                cfg.failure_markers(),
+                cfg.max_record_bytes,
+                fail_on_key=cfg.fail_on_key,
+                fail_on_version=cfg.fail_on_version,
+                fail_marker_dir=cfg.failure_markers(),
             ),
             routed_type(),
         )
@@ -215,14 +213,9 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: VersionedUpsertConfig) 
     )
     # The DataStream FileSink and the table-connector Kafka sinks run in one job and
     # commit on the same checkpoints (write_routes attaches its statement set to env).
-    attach_file_sink(env, updated.get_side_output(tag), cfg.changes_spec(), uid=CHANGES_SINK_UID)
+    changes = side_output(updated, tag)
+    attach_file_sink(env, changes, cfg.changes_spec(), uid=CHANGES_SINK_UID)
     write_routes(tenv, updated, cfg.sink_specs())
-
-
-def _string_type() -> Any:
-    from pyflink.common import Types
-
-    return Types.STRING()
 
 
 def prepare_topics(cfg: VersionedUpsertConfig) -> None:

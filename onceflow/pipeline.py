@@ -22,12 +22,18 @@ from sinks.kafka import (
 )
 
 if TYPE_CHECKING:
-    from pyflink.datastream import DataStream, KeyedStream, StreamExecutionEnvironment
+    from pyflink.datastream import (
+        DataStream,
+        KeyedStream,
+        OutputTag,
+        StreamExecutionEnvironment,
+    )
     from pyflink.table import StatementSet, StreamTableEnvironment
 
 __all__ = [
     "ROUTED_NAMES",
     "routed_type",
+    "side_output",
     "table_env",
     "read_kafka",
     "read_kafka_keyed",
@@ -105,6 +111,18 @@ def read_kafka_keyed(
         get_gateway().jvm.KeyByKeySelector(), Types.ROW([Types.STRING()]).get_java_type_info()
     )
     return KeyedStream(j_keyed, record, pairs)
+
+
+def side_output(stream: DataStream, tag: OutputTag) -> DataStream:
+    """The rows ``stream``'s operator emitted to ``tag``, typed by the tag.
+
+    PyFlink's ``get_side_output`` appends a Python identity map (one more Python
+    call per side-output record); the Python operator already emits the tag's
+    declared type to the JVM, so the Java side output is used as it is.
+    """
+    from pyflink.datastream import DataStream
+
+    return DataStream(stream._j_data_stream.getSideOutput(tag.get_java_output_tag()))
 
 
 def validate_sinks(

@@ -28,11 +28,13 @@ import hashlib
 import json
 import logging
 import math
+import re
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Final, TypedDict
 
 __all__ = [
+    "AMBIGUOUS_KEY",
     "BAD_OP",
     "DEFAULT_MAX_DEPTH",
     "EMPTY_FIELD",
@@ -50,12 +52,15 @@ __all__ = [
     "Parsed",
     "Rejected",
     "canonical_json",
+    "DEAD_LETTER_TEXT_LIMIT",
     "dead_letter",
+    "dead_letter_record",
     "get_path",
     "parse_dead_letter",
     "parse_object",
     "require_field",
     "split_path",
+    "sql_json_path",
     "stable_hash",
 ]
 
@@ -81,6 +86,10 @@ OUT_OF_RANGE: Final = "out_of_range"
 """An integer field has the right type but an invalid value (negative version...)."""
 BAD_OP: Final = "bad_op"
 """A change event's ``op`` is a string but not a known operation."""
+AMBIGUOUS_KEY: Final = "ambiguous_key"
+"""The record was keyed (in the JVM) by another value of its key field than the
+one parsed in Python: duplicate member names, or a number the JVM renders
+differently. It touches no state."""
 
 REASONS: Final = (
     NOT_JSON,
@@ -93,6 +102,7 @@ REASONS: Final = (
     WRONG_TYPE,
     OUT_OF_RANGE,
     BAD_OP,
+    AMBIGUOUS_KEY,
 )
 """Every rejection reason this package emits."""
 
@@ -240,6 +250,23 @@ def split_path(path: str) -> tuple[str, ...]:
             f"field path {path!r} has an empty segment; use dotted names like 'meta.msg_id'"
         )
     return parts
+
+
+_SQL_PATH_SEGMENT: Final = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def sql_json_path(path: str) -> str | None:
+    """The SQL/JSON path (``$.meta.msg_id``) of a dotted field path, for ``JSON_VALUE``.
+
+    None when a segment has characters that would need escaping inside a JSON
+    path in a SQL string literal; callers then read the field in Python.
+
+    :raises ValueError: if ``path`` is malformed (see :func:`split_path`).
+    """
+    segments = split_path(path)
+    if not all(_SQL_PATH_SEGMENT.match(segment) for segment in segments):
+        return None
+    return "$" + "".join(f".{segment}" for segment in segments)
 
 
 def get_path(obj: dict[str, Any], path: str) -> object:
@@ -392,6 +419,25 @@ def dead_letter(
         # A lone surrogate in a caller's detail cannot be UTF-8; escape everything.
         _log.debug("dead letter for %s/%s@%s needs ASCII escaping", topic, partition, offset)
         return json.dumps(doc, ensure_ascii=True).encode("ascii")
+
+
+DEAD_LETTER_TEXT_LIMIT: Final = 64 * 1024
+"""Inputs up to this size keep a text copy in their dead letter (see :func:`dead_letter_record`)."""
+
+
+def dead_letter_record(
+    raw: bytes | None, why: Rejected, topic: str, partition: int, offset: int
+) -> tuple[bytes, bytes]:
+    """Kafka key and value of the dead letter of a rejected source record.
+
+    The key is ``topic/partition/offset`` (unique, stable across replays). The
+    text copy doubles a dead letter's size, so inputs over
+    :data:`DEAD_LETTER_TEXT_LIMIT` keep only the base64 copy and still fit the
+    DLQ topic's ``max.message.bytes``.
+    """
+    small = raw is None or len(raw) <= DEAD_LETTER_TEXT_LIMIT
+    letter = dead_letter(raw, why.reason, why.detail, topic, partition, offset, include_text=small)
+    return f"{topic}/{partition}/{offset}".encode(), letter
 
 
 def parse_dead_letter(data: bytes) -> DeadLetter:

@@ -30,7 +30,6 @@ Metrics (operator scope): ``records_seen``, ``duplicates_dropped``,
 from __future__ import annotations
 
 import logging
-import re
 import time
 from typing import Any
 
@@ -42,7 +41,7 @@ from pyflink.datastream.state import StateTtlConfig, ValueStateDescriptor
 from operators.dedup.core import DedupCore
 from operators.dedup.identity import IdentitySpec, identity_of
 from operators.faults import inject_failure_once
-from operators.records import Rejected, dead_letter, parse_object, split_path
+from operators.records import Rejected, dead_letter_record, parse_object, sql_json_path
 from operators.state import FlinkValueStore
 
 __all__ = ["DedupFunction", "FingerprintKey", "sql_key_expression"]
@@ -51,8 +50,6 @@ log = logging.getLogger(__name__)
 
 # Dead letters share the empty key: they touch no state.
 DLQ_KEY = ""
-DLQ_TEXT_LIMIT = 64 * 1024
-_SIMPLE_SEGMENT = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 def sql_key_expression(id_field: str, column: str = "v") -> str | None:
@@ -61,10 +58,9 @@ def sql_key_expression(id_field: str, column: str = "v") -> str | None:
     None when the path has characters that would need escaping in a JSON path
     inside a SQL literal; the caller then keys in Python.
     """
-    segments = split_path(id_field)
-    if not all(_SIMPLE_SEGMENT.match(seg) for seg in segments):
+    path = sql_json_path(id_field)
+    if path is None:
         return None
-    path = "$" + "".join(f".{seg}" for seg in segments)
     return (
         f"COALESCE(JSON_QUERY(CAST(`{column}` AS STRING), '{path}' "
         "WITH CONDITIONAL ARRAY WRAPPER), '')"
@@ -146,7 +142,7 @@ class DedupFunction(KeyedProcessFunction):
         ident = parsed if isinstance(parsed, Rejected) else identity_of(parsed.value, self.spec)
         if isinstance(ident, Rejected):
             self.dlq.inc()
-            yield self._dead(raw, ident, value[1], value[2], value[3])
+            yield Row("dlq", *dead_letter_record(raw, ident, value[1], value[2], value[3]))
             return
         key = ident[2:]
         if self.fail_on_ids and key in self.fail_on_ids:
@@ -158,13 +154,3 @@ class DedupFunction(KeyedProcessFunction):
             yield Row("out", key.encode("utf-8"), raw)
         else:
             self.dropped.inc()
-
-    @staticmethod
-    def _dead(raw: Any, why: Rejected, topic: str, partition: int, offset: int) -> Row:
-        # The text copy doubles a dead letter's size; large ones keep only base64 so
-        # they still fit the DLQ topic's max.message.bytes.
-        small = raw is None or len(raw) <= DLQ_TEXT_LIMIT
-        letter = dead_letter(
-            raw, why.reason, why.detail, topic, partition, offset, include_text=small
-        )
-        return Row("dlq", f"{topic}/{partition}/{offset}".encode(), letter)

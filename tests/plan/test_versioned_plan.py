@@ -60,9 +60,7 @@ def test_plan_has_two_phase_commit_sinks_for_every_output(compiled: Any) -> None
 
 def test_stateful_operators_and_sinks_have_stable_uids(compiled: Any) -> None:
     _, nodes = compiled
-    # PyFlink chains the key selector into the parse operator ("parse-change, _stream_key_by...").
-    uids = {name.split(",")[0]: uid for name, uid in nodes}
-    assert uids.get("parse-change") == "parse-change"
+    uids = dict(nodes)
     assert uids.get("versioned-update") == "versioned-update"
     assert uids.get(f"{CHANGES_SINK_UID}: Writer") == CHANGES_SINK_UID
     assert uids.get(f"{CHANGES_SINK_UID}: Committer") == f"Sink Committer: {CHANGES_SINK_UID}"
@@ -101,3 +99,74 @@ def test_file_sink_refuses_an_environment_without_checkpointing(tmp_path: Path) 
     strings = env.from_collection(["{}"], type_info=Types.STRING())
     with pytest.raises(OnceflowError, match="needs checkpointing"):
         attach_file_sink(env, strings, FileSinkSpec(str(tmp_path), format="json-lines"), uid="x")
+
+
+def test_keying_by_entity_runs_in_the_jvm_one_python_operator_per_record(compiled: Any) -> None:
+    plan, _ = compiled
+    contents = " ".join(node["contents"] for node in plan["nodes"])
+    assert "JSON_VALUE" in contents
+    types = [node["type"] for node in plan["nodes"]]
+    # No Python key selector, no Python identity map behind the side output.
+    assert not any("_stream_key_by_map_operator" in t for t in types), types
+    assert "Map" not in types, types
+
+
+# Raw values and the key the core parses from them ('' when it rejects the record).
+KEY_SAMPLES = [
+    (b'{"key": "e-1", "version": 1, "payload": {}}', "e-1"),
+    (b'{"key": 42, "version": 1, "payload": {}}', "42"),
+    (b'{"key": "42", "version": 1, "payload": {}}', "42"),
+    (b'{"key": -7, "version": 1, "payload": {}}', "-7"),
+    (b'{"key": 123456789012345678901234567890, "version": 1, "payload": {}}', None),
+    (b'{"key": "caf\\u00e9 \\"q\\" \\\\ /", "version": 1, "payload": {}}', None),
+    ('{"key": "\u00e9t\u00e9 \U0001f600", "version": 1, "payload": {}}'.encode(), None),
+    (b'{"payload": {"key": "inner"}, "key": " spaced ", "version": 1}', " spaced "),
+    (b'{"key": null, "version": 1}', ""),
+    (b'{"version": 1}', ""),
+    (b'{"key": {"a": 1}, "version": 1}', ""),
+    (b"not json", ""),
+]
+
+
+def test_jvm_key_is_the_text_the_core_parses_as_entity_key() -> None:
+    """The Flink key (JSON_VALUE in the source query) equals the core's ``str(key)``."""
+    from pyflink.table import DataTypes, EnvironmentSettings, TableEnvironment
+
+    from operators.records import Rejected, parse_object
+    from operators.versioned.core import parse_change
+    from operators.versioned.flink import sql_key_expression
+
+    def core_key(raw: bytes) -> str:
+        parsed = parse_object(raw, 1 << 20)
+        event = parsed if isinstance(parsed, Rejected) else parse_change(parsed.value)
+        return "" if isinstance(event, Rejected) else event.key
+
+    expected = [core_key(raw) for raw, _ in KEY_SAMPLES]
+    # The samples' own expectations, where spelled out, agree with the core.
+    assert all(
+        want is None or want == got for (_, want), got in zip(KEY_SAMPLES, expected, strict=True)
+    )
+    tenv = TableEnvironment.create(EnvironmentSettings.in_batch_mode())
+    rows = [(i, bytearray(raw)) for i, (raw, _) in enumerate(KEY_SAMPLES)]
+    schema = DataTypes.ROW(
+        [DataTypes.FIELD("i", DataTypes.INT()), DataTypes.FIELD("v", DataTypes.BYTES())]
+    )
+    tenv.create_temporary_view("samples", tenv.from_elements(rows, schema))
+    query = f"SELECT i, {sql_key_expression()} FROM samples"
+    with tenv.execute_sql(query).collect() as results:
+        jvm = dict(tuple(row) for row in results)
+    assert [jvm[i] for i in range(len(KEY_SAMPLES))] == expected
+
+
+def test_record_keyed_by_another_value_than_its_parsed_key_is_a_dead_letter() -> None:
+    """The guard behind the JVM keying: a key's state only ever sees its own entity."""
+    from operators.records import AMBIGUOUS_KEY, Rejected
+    from operators.versioned.core import ChangeEvent
+    from operators.versioned.flink import VersionedUpdateFunction, changes_tag
+
+    update = VersionedUpdateFunction("newer_wins", None, changes_tag(), max_record_bytes=1 << 20)
+    raw = b'{"key": "b", "version": 3, "payload": {"x": 1}}'
+    event = update._event(raw, flink_key="b")
+    assert isinstance(event, ChangeEvent) and (event.key, event.version) == ("b", 3)
+    rejected = update._event(raw, flink_key="a")
+    assert isinstance(rejected, Rejected) and rejected.reason == AMBIGUOUS_KEY, rejected

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from operators.records import (
+    DEAD_LETTER_TEXT_LIMIT,
     EMPTY_FIELD,
     MISSING,
     MISSING_FIELD,
@@ -24,10 +25,12 @@ from operators.records import (
     Rejected,
     canonical_json,
     dead_letter,
+    dead_letter_record,
     get_path,
     parse_dead_letter,
     parse_object,
     require_field,
+    sql_json_path,
     stable_hash,
 )
 
@@ -316,3 +319,28 @@ def test_dead_letter_round_trips_the_original_bytes(
 def test_parse_dead_letter_rejects_malformed(value: bytes) -> None:
     with pytest.raises(ValueError):
         parse_dead_letter(value)
+
+
+@pytest.mark.parametrize(
+    ("path", "sql"),
+    [("id", "$.id"), ("meta.msg_id", "$.meta.msg_id"), ("a-b.c_1", "$.a-b.c_1")],
+)
+def test_sql_json_path_of_simple_dotted_paths(path: str, sql: str) -> None:
+    assert sql_json_path(path) == sql
+
+
+@pytest.mark.parametrize("path", ["it's", "a b", "x.$y", "naïve"])
+def test_sql_json_path_refuses_names_needing_escapes(path: str) -> None:
+    assert sql_json_path(path) is None
+
+
+def test_dead_letter_record_keys_by_source_position_and_drops_text_of_large_inputs() -> None:
+    why = Rejected(NOT_JSON, "boom")
+    key, value = dead_letter_record(b"small", why, "in", 2, 9)
+    assert key == b"in/2/9"
+    letter = parse_dead_letter(value)
+    assert letter["original"] == "small" and letter["reason"] == NOT_JSON
+    big = b"x" * (DEAD_LETTER_TEXT_LIMIT + 1)
+    _, value = dead_letter_record(big, why, "in", 2, 10)
+    letter = parse_dead_letter(value)
+    assert letter["original"] is None and letter["original_bytes"] == big
