@@ -102,10 +102,11 @@ class VersionedUpsertConfig(RuntimeConfig):
     :param changes_part_prefix: name prefix of committed Parquet files.
     :param changes_compression: Parquet codec (SNAPPY, ZSTD, GZIP, LZ4_RAW, UNCOMPRESSED).
     :param create_topics: create missing output topics (the applied one compacted).
-    :param fail_on_key: inject one failure when a change of this key arrives (tests).
-    :param fail_on_version: narrows ``fail_on_key`` to one version.
+    :param fail_on_changes: ``KEY@VERSION`` of changes that each inject one
+        failure when they arrive (tests, verifier).
     :param fail_marker_dir: folder of ``<key>@<version>.fired`` markers recording
         that the failure fired (default under run/faults).
+    :param job_name: Flink job name (default ``onceflow-versioned-upsert``).
     """
 
     input_topic: str = ""
@@ -124,9 +125,9 @@ class VersionedUpsertConfig(RuntimeConfig):
     changes_part_prefix: str = "changes"
     changes_compression: str = "SNAPPY"
     create_topics: bool = False
-    fail_on_key: str | None = None
-    fail_on_version: int | None = None
+    fail_on_changes: tuple[str, ...] = ()
     fail_marker_dir: str | None = None
+    job_name: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -155,12 +156,16 @@ class VersionedUpsertConfig(RuntimeConfig):
             raise OnceflowError("--ttl-ms must be >= 0 (0 = keep every key's version forever)")
         if self.max_record_bytes <= 0:
             raise OnceflowError("--max-record-bytes must be positive")
-        if self.fail_on_version is not None and self.fail_on_key is None:
-            raise OnceflowError("--fail-on-version needs --fail-on-key")
+        for change in self.fail_on_changes:
+            key, at, version = change.rpartition("@")
+            if not (key and at and version.isdigit()):
+                raise OnceflowError(
+                    f"--fail-on-change {change!r}: write KEY@VERSION, e.g. e-00042@7"
+                )
         self.changes_spec()  # raises OnceflowError on a bad path, bucketing or codec
 
     def failure_markers(self) -> str | None:
-        if self.fail_on_key is None:
+        if not self.fail_on_changes:
             return None
         if self.fail_marker_dir:
             return self.fail_marker_dir
@@ -202,8 +207,7 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: VersionedUpsertConfig) 
                 cfg.ttl_ms or None,
                 tag,
                 cfg.max_record_bytes,
-                fail_on_key=cfg.fail_on_key,
-                fail_on_version=cfg.fail_on_version,
+                fail_on_changes=cfg.fail_on_changes,
                 fail_marker_dir=cfg.failure_markers(),
             ),
             routed_type(),
@@ -270,11 +274,20 @@ def parse_config(argv: Sequence[str] | None = None) -> VersionedUpsertConfig:
         default=None,
         help="create missing output topics (the applied topic with cleanup.policy=compact)",
     )
-    g.add_argument("--fail-on-key", help="inject one failure when this key arrives (tests)")
-    g.add_argument("--fail-on-version", type=int, help="...at this version only")
+    g.add_argument(
+        "--fail-on-change",
+        dest="fail_on_changes",
+        action="append",
+        metavar="KEY@VERSION",
+        help="inject one failure when this change arrives (repeatable; tests, verifier)",
+    )
     g.add_argument("--fail-marker-dir", help="folder recording injected failures that fired")
+    g.add_argument("--job-name", help="Flink job name (onceflow-versioned-upsert)")
     add_runtime_arguments(parser)
-    return build_config(VersionedUpsertConfig, merged_options(parser.parse_args(argv)))
+    options = merged_options(parser.parse_args(argv))
+    if "fail_on_changes" in options:
+        options["fail_on_changes"] = tuple(options["fail_on_changes"])
+    return build_config(VersionedUpsertConfig, options)
 
 
 def check(cfg: VersionedUpsertConfig) -> None:
@@ -292,7 +305,11 @@ def check(cfg: VersionedUpsertConfig) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     # build_pipeline re-checks the environment's checkpointing (attach_file_sink).
     return run_job(
-        argv, parse_config, check, build_pipeline, lambda cfg: "onceflow-versioned-upsert"
+        argv,
+        parse_config,
+        check,
+        build_pipeline,
+        lambda cfg: cfg.job_name or "onceflow-versioned-upsert",
     )
 
 

@@ -95,19 +95,34 @@ class ScenarioLog:
         return "\n".join(f"  +{t - t0:6.1f}s {what}" for t, what in events)
 
 
-def send(bootstrap: str, topic: str, records: Sequence[Record]) -> None:
-    """Write ``(key, value)`` records in order and wait for every acknowledgement."""
+def send(bootstrap: str, topic: str, records: Sequence[Record], rate: float | None = None) -> None:
+    """Write ``(key, value)`` records in order and wait for every acknowledgement.
+
+    :param rate: at most this many records/s (None: as fast as possible).
+    :raises OnceflowError: when a record was not acknowledged.
+    """
     from kafka import KafkaProducer
 
     producer = KafkaProducer(
         bootstrap_servers=bootstrap, acks="all", linger_ms=5, enable_idempotence=True
     )
+    failures: list[BaseException] = []
+    started = time.monotonic()
     try:
-        for key, value in records:
-            producer.send(topic, key=key, value=value)
-        producer.flush(timeout=60)
+        for n, (key, value) in enumerate(records):
+            if rate is not None:
+                ahead = started + n / rate - time.monotonic()
+                if ahead > 0.001:
+                    time.sleep(ahead)
+            producer.send(topic, key=key, value=value).add_errback(failures.append)
+        producer.flush(timeout=120)
     finally:
         producer.close(timeout=10)
+    if failures:
+        raise OnceflowError(
+            f"{len(failures)} of {len(records)} records to {topic} were not acknowledged; "
+            f"first: {failures[0]!r}"
+        )
 
 
 def run_kill_and_recover(

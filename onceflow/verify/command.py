@@ -9,12 +9,16 @@ from pathlib import Path
 
 from onceflow.paths import run_dir
 from onceflow.verify.faults import PROFILES
+from onceflow.verify.targets import TARGETS
 
 __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", choices=sorted(PROFILES), default="short")
+    parser.add_argument(
+        "--job", choices=sorted(TARGETS), default="dedup", help="the job to verify (dedup)"
+    )
     parser.add_argument(
         "--guarantee", choices=["exactly-once", "at-least-once"], default="exactly-once"
     )
@@ -44,13 +48,14 @@ def run(args: argparse.Namespace) -> int:
     profile = dataclasses.replace(profile, **overrides)
     settings = VerifySettings(
         profile=profile,
+        job=args.job,
         guarantee=args.guarantee,
         seed=args.seed,
         out_dir=args.out or run_dir("verify"),
     )
     started = time.strftime("%H:%M:%S")
     print(
-        f"{started} verifying the dedup job ({args.guarantee}): {profile.records:,} records "
+        f"{started} verifying the {args.job} job ({args.guarantee}): {profile.records:,} records "
         f"at {profile.rate:,.0f}/s, {profile.faults} faults",
         flush=True,
     )

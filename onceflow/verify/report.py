@@ -15,7 +15,8 @@ def summary(result: VerifyResult) -> str:
     c = result.counts
     verdict = "PASS: exactly-once held" if result.ok else "FAIL: anomalies found"
     lines = [
-        f"onceflow verify ({s['guarantee']}, {c.get('input_records', 0):,} records, "
+        f"onceflow verify {s.get('job', 'dedup')} ({s['guarantee']}, "
+        f"{c.get('input_records', 0):,} records, "
         f"{len(result.faults)} faults, {result.duration_s:.0f} s): {verdict}",
         "",
         "anomalies:  " + "  ".join(f"{k}={v}" for k, v in result.anomalies.items()),
@@ -27,6 +28,14 @@ def summary(result: VerifyResult) -> str:
         f"{c.get('output_uncommitted', 0):,} ({c.get('aborted_records', 0):,} aborted)",
         f"dead letters{c.get('dead_letters', 0):>9,} "
         f"(expected {c.get('expected_dead_letters', 0):,})",
+        *(
+            [
+                f"parquet rows{c['parquet_rows']:>9,} (one per applied change); stale "
+                f"{c.get('stale', 0):,}, conflict {c.get('conflict', 0):,} reports"
+            ]
+            if "parquet_rows" in c
+            else []
+        ),
         f"checkpoints {c.get('checkpoints_completed', 0):>9,} completed; restarts "
         f"{c.get('restarts', 0)}; jobs submitted {c.get('jobs_submitted', 0)}",
         "",
@@ -74,7 +83,8 @@ def plot(result: VerifyResult, path: Path) -> Path:
     ax_rate.set_ylabel("records/s (read_committed)")
     verdict = "PASS" if result.ok else "FAIL"
     ax_rate.set_title(
-        f"onceflow verify: {result.settings['guarantee']}, {len(result.faults)} faults: {verdict}"
+        f"onceflow verify {result.settings.get('job', 'dedup')}: "
+        f"{result.settings['guarantee']}, {len(result.faults)} faults: {verdict}"
     )
     ax_rate.legend(loc="upper right", fontsize=8)
 

@@ -1,10 +1,13 @@
-"""The verifier: run the dedup job on the local cluster, inject real faults, check.
+"""The verifier: run a job on the local cluster, inject real faults, check.
+
+The job is a target (:mod:`onceflow.verify.targets`: ``dedup`` or
+``versioned-upsert``), which brings its workload and its checks.
 
 Protocol (numbered as in :func:`verify`):
 
 1. Bring up the broker and a standalone cluster of 1 JobManager and 2
    TaskManagers; create fresh topics (input with 4 partitions).
-2. Submit the dedup job (parallelism 2, detached), armed with the ids at which
+2. Submit the job (parallelism 2, detached), armed with the records at which
    the ``operator-exception`` faults fire.
 3. Feed the deterministic workload at a steady rate from a background thread.
 4. Inject the scheduled faults; each waits until the job runs again and has
@@ -13,10 +16,11 @@ Protocol (numbered as in :func:`verify`):
    checkpoints and restarts every second.
 5. When the input is fed and the output has caught up, stop the job with a
    savepoint (its last transactions commit; nothing is left open).
-6. Check the output and the DLQ with read_committed (lost, duplicate,
-   unexpected, nonmonotonic), compare with a read_uncommitted reader (aborted
-   records exist only if faults happened; aborted-read), and ask Kafka's own
-   ``kafka-transactions find-hanging`` for hanging transactions.
+6. Check every output with read_committed against the target's expectation
+   (lost, duplicate, unexpected, nonmonotonic), compare the watched output with
+   a read_uncommitted reader (aborted records exist only if faults happened;
+   aborted-read), and ask Kafka's own ``kafka-transactions find-hanging`` for
+   hanging transactions.
 """
 
 from __future__ import annotations
@@ -36,13 +40,12 @@ from onceflow.errors import OnceflowError
 from onceflow.paths import project_root, run_dir
 from onceflow.stack import LocalKafka
 from onceflow.verify.faults import Fault, Profile, schedule
-from onceflow.workload import Expectation, WorkloadSpec, generate
+from onceflow.verify.targets import TARGETS, Target
+from operators.faults import marker_stem
 
 __all__ = ["VerifySettings", "VerifyResult", "verify"]
 
 log = logging.getLogger(__name__)
-
-JOB_FILE = "jobs/dedup.py"
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,7 @@ class VerifySettings:
     """One verification run.
 
     :param profile: records, rate and fault count.
+    :param job: the target job (a key of :data:`~onceflow.verify.targets.TARGETS`).
     :param guarantee: the job's delivery guarantee (at-least-once is the control).
     :param seed: seeds the workload and the fault schedule.
     :param out_dir: where the JSON result, the plot and the logs go.
@@ -57,6 +61,7 @@ class VerifySettings:
     """
 
     profile: Profile
+    job: str = "dedup"
     guarantee: str = "exactly-once"
     seed: int = 1
     out_dir: Path = field(default_factory=lambda: run_dir("verify"))
@@ -205,13 +210,16 @@ class _JobProbe:
 
 
 def _job_args(
-    settings: VerifySettings, topics: dict[str, str], stamp: str, fail_ids: list[str], markers: Path
+    settings: VerifySettings,
+    target: Target,
+    topics: dict[str, str],
+    out_dir: Path,
+    stamp: str,
+    fail_points: list[str],
 ) -> list[str]:
     args = [
+        *target.job_args(topics, out_dir),
         "--bootstrap", "localhost:9092",
-        "--input-topic", topics["in"],
-        "--output-topic", topics["out"],
-        "--dlq-topic", topics["dlq"],
         "--transactional-id-prefix", f"verify-{stamp}",
         "--group-id", f"verify-{stamp}",
         "--guarantee", settings.guarantee,
@@ -220,18 +228,22 @@ def _job_args(
         # Faults come one after another: keep restarting instead of giving up.
         "--restart-attempts", "1000",
         "--job-name", f"verify-{stamp}",
-        "--fail-marker-dir", str(markers),
+        "--fail-marker-dir", str(out_dir / "fired"),
     ]  # fmt: skip
-    for ident in fail_ids:
-        args += ["--fail-on-id", ident]
+    for point in fail_points:
+        args += [target.fail_flag, point]
     return args
 
 
 def _submit(
-    cluster: LocalFlinkCluster, args: list[str], savepoint: str | None, log_file: Path
+    cluster: LocalFlinkCluster,
+    job_file: str,
+    args: list[str],
+    savepoint: str | None,
+    log_file: Path,
 ) -> None:
     code = cluster.submit(
-        str(project_root() / JOB_FILE), args, detached=True, savepoint=savepoint, log_file=log_file
+        str(project_root() / job_file), args, detached=True, savepoint=savepoint, log_file=log_file
     )
     if code != 0:
         raise OnceflowError(f"flink run failed ({code}); see {log_file}")
@@ -262,10 +274,11 @@ def _find_hanging(bootstrap: str) -> list[str]:
 
 def verify(settings: VerifySettings, progress: bool = True) -> VerifyResult:
     """Run the protocol of the module docstring; see :class:`VerifyResult`."""
-    from onceflow.check import check_output, compare_dead_letters, read_committed
-    from onceflow.produce import ensure_topic, produce
+    from onceflow.check import read_committed
+    from onceflow.topics import ensure_topics
 
     profile = settings.profile
+    target: Target = TARGETS[settings.job]()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out_dir = settings.out_dir / stamp
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -281,28 +294,16 @@ def verify(settings: VerifySettings, progress: bool = True) -> VerifyResult:
     bootstrap = broker.bootstrap
     cluster = LocalFlinkCluster(taskmanagers=settings.taskmanagers)
     cluster.up()
-    topics = {k: f"verify-{stamp}-{k}" for k in ("in", "out", "dlq")}
-    ensure_topic(bootstrap, topics["in"], 4)
-    ensure_topic(bootstrap, topics["out"], 2)
-    ensure_topic(bootstrap, topics["dlq"], 1)
-    spec = WorkloadSpec(
-        count=profile.records, duplicate_ratio=0.3, malformed_ratio=0.01, seed=settings.seed,
-        oversize_every=0,
-    )  # fmt: skip
-    items = list(generate(spec))
-    expectation = Expectation.collect(items, spec)
-    faults = schedule(settings.seed, profile.faults, profile.feed_seconds)
-    fail_ids = []
-    for fault in faults:
-        if fault.kind == "operator-exception":
-            index = int(fault.at_s * profile.rate)
-            ident = next(
-                it.ident for it in items[index:] if it.kind == "unique" and it.ident not in fail_ids
-            )
-            assert ident is not None
-            fail_ids.append(ident)
+    topics = {role: f"verify-{stamp}-{role}" for role in target.topics}
+    for role, (partitions, configs) in target.topics.items():
+        ensure_topics(bootstrap, {topics[role]: configs}, partitions)
+    records = target.prepare(profile, settings.seed)
+    faults = schedule(settings.seed, profile.faults, records / profile.rate)
+    fail_points = target.fail_points(
+        [int(f.at_s * profile.rate) for f in faults if f.kind == "operator-exception"]
+    )
     markers = out_dir / "fired"
-    args = _job_args(settings, topics, stamp, fail_ids, markers)
+    args = _job_args(settings, target, topics, out_dir, stamp, fail_points)
 
     probe = _JobProbe(cluster, f"verify-{stamp}")
     sampler: _Sampler | None = None
@@ -310,7 +311,7 @@ def verify(settings: VerifySettings, progress: bool = True) -> VerifyResult:
     feeder_error: list[BaseException] = []
     try:
         # Step 2.
-        _submit(cluster, args, None, job_log)
+        _submit(cluster, target.job_file, args, None, job_log)
         probe.find()
         probe.wait_running_with_checkpoint(since=0)
         result.jobs.append({"job": probe.job_id, "submitted_at": 0.0, "from": None})
@@ -319,13 +320,13 @@ def verify(settings: VerifySettings, progress: bool = True) -> VerifyResult:
 
         def feed() -> None:
             try:
-                produce(bootstrap, topics["in"], spec, None, progress=False, rate=profile.rate)
+                target.feed(bootstrap, topics["in"], profile.rate)
             except BaseException as exc:  # noqa: BLE001 - reported after the run
                 feeder_error.append(exc)
 
         feeder = threading.Thread(target=feed, daemon=True)
         feeder.start()
-        sampler = _Sampler(bootstrap, topics["out"], probe, t0)
+        sampler = _Sampler(bootstrap, topics[target.watch], probe, t0)
         sampler.start()
         # Step 4.
         last_completed = probe.completed()
@@ -336,7 +337,7 @@ def verify(settings: VerifySettings, progress: bool = True) -> VerifyResult:
             if fault.kind != "operator-exception":
                 probe.wait_running_with_checkpoint(since=last_completed)
             at = time.monotonic() - t0
-            detail = _inject(fault, broker, cluster, probe, args, job_log, result, at)
+            detail = _inject(fault, broker, cluster, probe, target, args, job_log, result, at)
             result.faults.append({"kind": fault.kind, "at_s": round(at, 2), "detail": detail})
             log.info("fault %d/%d at %.1fs: %s (%s)", n, len(faults), at, fault.kind, detail)
             probe.wait_running_with_checkpoint(since=0 if fault.kind.endswith("resume") else -1)
@@ -365,47 +366,31 @@ def verify(settings: VerifySettings, progress: bool = True) -> VerifyResult:
     fired = {p.stem: float(p.read_text().strip() or 0) for p in markers.glob("*.fired")}
     for record in result.faults:
         if record["kind"] == "operator-exception":
-            record["fired"] = record["detail"] in fired
+            stem = marker_stem(record["detail"])
+            record["fired"] = stem in fired
             if record["fired"]:
-                record["at_s"] = round(fired[record["detail"]] - t0_wall, 2)
+                record["at_s"] = round(fired[stem] - t0_wall, 2)
     result.faults.sort(key=lambda f: float(f["at_s"]))
-    committed = read_committed(bootstrap, topics["out"], quiet_ms=2000, progress=progress)
+    checked, committed = target.check(bootstrap, topics, out_dir, progress)
     uncommitted = read_committed(
-        bootstrap, topics["out"], quiet_ms=2000, progress=progress,
+        bootstrap, topics[target.watch], quiet_ms=2000, progress=progress,
         isolation_level="read_uncommitted",
     )  # fmt: skip
-    dlq = read_committed(bootstrap, topics["dlq"], quiet_ms=2000, progress=progress)
-    output = check_output(expectation.unique_ids, committed)
-    dead = compare_dead_letters(expectation.malformed_values, dlq)
     seen_uncommitted = {(r.partition, r.offset): r.value for r in uncommitted}
     aborted_read = sum(
         1 for r in committed if seen_uncommitted.get((r.partition, r.offset)) != r.value
     )
     result.counts = {
-        "input_records": spec.count,
-        "expected_output": len(expectation.unique_ids),
-        "output_committed": len(committed),
+        **checked.counts,
         "output_uncommitted": len(uncommitted),
         "aborted_records": len(uncommitted) - len(committed),
-        "expected_dead_letters": expectation.malformed,
-        "dead_letters": len(dlq),
         "faults": len(result.faults),
         "jobs_submitted": len(result.jobs),
         "checkpoints_completed": len(result.checkpoints),
         "restarts": _restarts(result.samples),
     }
-    result.anomalies = {
-        "lost": output.missing + dead.missing,
-        "duplicate": output.duplicated + dead.duplicated,
-        "unexpected": output.unexpected + dead.unexpected + output.invalid + dead.invalid,
-        "aborted-read": aborted_read,
-        "nonmonotonic": _nonmonotonic(committed),
-    }
-    result.examples = {
-        "lost": list(output.missing_examples + dead.missing_examples),
-        "duplicate": list(output.duplicated_examples + dead.duplicated_examples),
-        "unexpected": list(output.unexpected_examples + dead.unexpected_examples),
-    }
+    result.anomalies = {**checked.anomalies, "aborted-read": aborted_read}
+    result.examples = checked.examples
     result.hanging_transactions = _find_hanging(bootstrap)
     result.duration_s = round(time.monotonic() - started, 1)
     return result
@@ -416,6 +401,7 @@ def _inject(
     broker: LocalKafka,
     cluster: LocalFlinkCluster,
     probe: _JobProbe,
+    target: Target,
     args: list[str],
     job_log: Path,
     result: VerifyResult,
@@ -435,7 +421,7 @@ def _inject(
         return f"SIGKILL taskmanager pid {victim}, started a new one"
     if kind == "operator-exception":
         # Armed at submission: it fires when its record arrives (see fault["fired"]).
-        return _next_fail_id(args, result)
+        return _next_fail_point(target.fail_flag, args, result)
     if kind in ("broker-term", "broker-kill"):
         if kind == "broker-term":
             broker.down()
@@ -458,16 +444,16 @@ def _inject(
     else:
         path = cluster.stop_with_savepoint(old, run_dir("savepoints").as_uri(), job_log)
         _wait_gone(probe)
-    _submit(cluster, args, path, job_log)
+    _submit(cluster, target.job_file, args, path, job_log)
     probe.find()
     result.jobs.append({"job": probe.job_id, "submitted_at": round(at, 2), "from": path})
     return f"job {old} {'cancelled' if kind == 'cancel-resume' else 'stopped'}; resumed from {path}"
 
 
-def _next_fail_id(args: list[str], result: VerifyResult) -> str:
-    ids = [args[i + 1] for i, a in enumerate(args) if a == "--fail-on-id"]
+def _next_fail_point(flag: str, args: list[str], result: VerifyResult) -> str:
+    points = [args[i + 1] for i, a in enumerate(args) if a == flag]
     used = sum(1 for f in result.faults if f["kind"] == "operator-exception")
-    return ids[used] if used < len(ids) else "?"
+    return points[used] if used < len(points) else "?"
 
 
 def _restarts(samples: list[dict[str, Any]]) -> int:
@@ -477,22 +463,6 @@ def _restarts(samples: list[dict[str, Any]]) -> int:
         if "job" in s:
             per_job[s["job"]] = max(per_job.get(s["job"], 0), int(s.get("restarts", 0)))
     return sum(per_job.values())
-
-
-def _nonmonotonic(records: list[Any]) -> int:
-    """Per key, a record whose ``seq`` is lower than an earlier one's (offset order)."""
-    last: dict[bytes, int] = {}
-    bad = 0
-    for rec in sorted(records, key=lambda r: (r.partition, r.offset)):
-        try:
-            seq = int(json.loads(rec.value)["seq"])
-        except (ValueError, KeyError, TypeError):
-            continue
-        key = rec.key or b""
-        if key in last and seq < last[key]:
-            bad += 1
-        last[key] = max(seq, last.get(key, seq))
-    return bad
 
 
 def _progress(

@@ -48,7 +48,6 @@ key's state: the resurrection risk of the core's docs).
 from __future__ import annotations
 
 import logging
-import re
 import time
 from typing import Any, Final
 
@@ -123,11 +122,6 @@ def changes_tag() -> OutputTag:
     return OutputTag("applied-changes", CHANGES_SCHEMA.type_info())
 
 
-def _marker_name(key: str, version: int) -> str:
-    # The marker is a file name: keep it to safe characters whatever the key holds.
-    return re.sub(r"[^A-Za-z0-9._@-]", "_", f"{key}@{version}")[:200]
-
-
 class VersionedUpdateFunction(KeyedProcessFunction):
     """Keyed by entity key: parse, then apply each change once, in version order.
 
@@ -142,10 +136,9 @@ class VersionedUpdateFunction(KeyedProcessFunction):
     :param max_record_bytes: larger values are dead letters (``oversize``).
     :param schema: where the change fields live in a record (the stream must be
         keyed by the same key field).
-    :param fail_on_key: raise :class:`~operators.faults.InjectedFailure` the
-        first time a change of this key (and ``fail_on_version``, if set)
-        arrives; replays after the restart pass. For recovery tests.
-    :param fail_on_version: narrows ``fail_on_key`` to one version.
+    :param fail_on_changes: ``KEY@VERSION`` of changes that raise
+        :class:`~operators.faults.InjectedFailure` the first time they arrive;
+        replays after the restart pass. For recovery tests and the verifier.
     :param fail_marker_dir: folder of the ``<key>@<version>.fired`` marker that
         records the injected failure fired (the attempt number is not available
         to Python in thread mode), so it fires once even across restarts.
@@ -158,8 +151,7 @@ class VersionedUpdateFunction(KeyedProcessFunction):
         tag: OutputTag,
         max_record_bytes: int,
         schema: ChangeSchema | None = None,
-        fail_on_key: str | None = None,
-        fail_on_version: int | None = None,
+        fail_on_changes: tuple[str, ...] = (),
         fail_marker_dir: str | None = None,
     ) -> None:
         self.mode = mode
@@ -167,8 +159,7 @@ class VersionedUpdateFunction(KeyedProcessFunction):
         self.tag = tag
         self.max_record_bytes = max_record_bytes
         self.schema = schema or ChangeSchema()
-        self.fail_on_key = fail_on_key
-        self.fail_on_version = fail_on_version
+        self.fail_on_changes = frozenset(fail_on_changes)
         self.fail_marker_dir = fail_marker_dir
         self.core = VersionedUpdateCore(mode, ttl_ms)
 
@@ -206,12 +197,10 @@ class VersionedUpdateFunction(KeyedProcessFunction):
             self.dlq.inc()
             yield Row("dlq", *dead_letter_record(raw, event, topic, partition, offset))
             return
-        if (
-            self.fail_on_key is not None
-            and event.key == self.fail_on_key
-            and (self.fail_on_version is None or event.version == self.fail_on_version)
-        ):
-            inject_failure_once(self.fail_marker_dir, _marker_name(event.key, event.version))
+        if self.fail_on_changes:
+            change = f"{event.key}@{event.version}"
+            if change in self.fail_on_changes:
+                inject_failure_once(self.fail_marker_dir, change)
         # Processing time read here, not through the timer service: one JVM call less
         # per record; Flink's state TTL uses the same wall clock.
         now = int(time.time() * 1000)

@@ -1,7 +1,9 @@
 """The verifier's shortened profile: every fault kind once, on a real cluster.
 
-Exactly-once must hold; the same faults with an at-least-once sink must be
-reported as duplicates (proof that the verifier can fail).
+Exactly-once must hold for both jobs; the same faults with an at-least-once
+sink must be reported as duplicates (proof that the verifier can fail). The
+versioned job's checks (onceflow.changes_check) are the ones its own
+kill-and-recover IT uses, whose at-least-once control shows they can fail too.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ from onceflow.verify.report import plot, summary
 from onceflow.verify.runner import VerifyResult, VerifySettings, verify
 
 
-def _run(guarantee: str, tmp_path: Path, kafka_bootstrap: str) -> tuple[VerifyResult, str]:
+def _run(
+    guarantee: str, tmp_path: Path, kafka_bootstrap: str, job: str = "dedup"
+) -> tuple[VerifyResult, str]:
     assert kafka_bootstrap  # the session broker is up (the verifier restarts it)
-    result = verify(
-        VerifySettings(profile=PROFILES["ci"], guarantee=guarantee, seed=4, out_dir=tmp_path),
-        progress=False,
+    settings = VerifySettings(
+        profile=PROFILES["ci"], job=job, guarantee=guarantee, seed=4, out_dir=tmp_path
     )
+    result = verify(settings, progress=False)
     png = plot(result, tmp_path / "verify.png")
     assert png.stat().st_size > 10_000
     return result, summary(result)
@@ -42,3 +46,16 @@ def test_at_least_once_under_the_same_faults_is_reported_as_duplicates(
     assert anomalies["duplicate"] > 0, text
     assert anomalies["lost"] == 0, text
     assert not result.ok
+
+
+def test_versioned_upsert_exactly_once_holds_under_every_fault_kind(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    result, text = _run("exactly-once", tmp_path, kafka_bootstrap, job="versioned-upsert")
+    assert {f["kind"] for f in result.faults} == set(FAULT_KINDS), text
+    assert all(f.get("fired", True) for f in result.faults), text
+    assert result.ok, text
+    counts = result.counts
+    assert counts["output_committed"] == counts["expected_output"] > 0, text
+    assert counts["parquet_rows"] == counts["expected_output"], text
+    assert counts["stale"] > 0 and counts["conflict"] > 0, text

@@ -28,21 +28,17 @@ import re
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 from onceflow.changes import (
     ChangeItem,
     ChangeOracle,
     ChangeWorkloadSpec,
-    applied_identity,
     expected_changes,
     generate_changes,
-    report_identity,
-    row_identity,
 )
-from onceflow.check import CheckReport, ConsumedRecord, compare, compare_dead_letters
-from onceflow.check import read_committed as drain
+from onceflow.changes_check import compare_outputs, read_outputs
+from onceflow.check import CheckReport
 from onceflow.harness import JobProcess
 from onceflow.paths import project_root
 from onceflow.recovery import (
@@ -53,17 +49,14 @@ from onceflow.recovery import (
     send,
 )
 from onceflow.topics import cleanup_policy, partition_count
-from operators.records import parse_dead_letter
-from operators.versioned.core import COMPARE_AND_SET, CONFLICT, NEWER_WINS, STALE
-from operators.versioned.output import CHANGE_COLUMNS
-from sinks.files import RecordSchema, committed_files, read_committed_parquet
+from operators.versioned.core import COMPARE_AND_SET, NEWER_WINS
+from sinks.files import committed_files
 
 log = logging.getLogger(__name__)
 
 # Compacted, but the cleaner leaves the test's records alone (see the module docstring).
 APPLIED_TOPIC_CONFIG = {"cleanup.policy": "compact", "min.compaction.lag.ms": "3600000"}
 COMMITTED_NAME = re.compile(r"^changes-[0-9a-f-]{36}-\d+\.parquet$")
-CHANGES_SCHEMA = RecordSchema.of(*CHANGE_COLUMNS)
 HIDDEN_NAME = re.compile(r"^\.changes-[0-9a-f-]{36}-\d+\.parquet\.inprogress\.[0-9a-f-]+$")
 
 
@@ -107,24 +100,6 @@ def _job_args(
     ]
 
 
-def _named(report: CheckReport, name: str) -> CheckReport:
-    return replace(report, name=name)
-
-
-def _read(bootstrap: str, topic: str) -> list[ConsumedRecord]:
-    # The job has stopped (or finished): nothing more arrives, a short quiet period is enough.
-    return drain(bootstrap, topic, quiet_ms=300, progress=False)
-
-
-def _last_per_key(records: list[ConsumedRecord]) -> dict[str, bytes | None]:
-    # A key lives in one partition, and offsets order its records: the last one wins.
-    latest: dict[str, bytes | None] = {}
-    for rec in sorted(records, key=lambda r: (r.partition, r.offset)):
-        assert rec.key is not None
-        latest[rec.key.decode("utf-8")] = rec.value
-    return latest
-
-
 def _file_listing(changes: Path) -> tuple[list[str], list[str]]:
     names = [p for p in changes.rglob("*") if p.is_file()]
     hidden = sorted(p.name for p in names if p.name.startswith("."))
@@ -142,51 +117,7 @@ def _check_outputs(
     assert files == visible, f"read {files}, but the listing shows {visible}"
     assert files and all(COMMITTED_NAME.match(Path(f).name) for f in files), files
     assert all(HIDDEN_NAME.match(name) for name in hidden), hidden
-    rows = read_committed_parquet(changes, CHANGES_SCHEMA).to_pylist()
-    applied = _read(bootstrap, topics["applied"])
-    dlq = _read(bootstrap, topics["dlq"])
-    reports = {
-        "parquet": _named(
-            compare(map(repr, oracle.change_rows()), (repr(row_identity(r)) for r in rows)),
-            f"parquet ({len(hidden)} hidden files ignored)",
-        ),
-        "applied": _named(
-            compare(
-                map(repr, oracle.applied_records()),
-                (repr(applied_identity(r.key, r.value)) for r in applied),
-            ),
-            "applied topic",
-        ),
-        "latest": _named(
-            compare(
-                (repr(kv) for kv in sorted(oracle.final.items())),
-                (repr(kv) for kv in sorted(_last_per_key(applied).items())),
-            ),
-            "latest value per key",
-        ),
-        "stale": _named(
-            compare(
-                map(repr, oracle.reports(STALE)),
-                (repr(report_identity(r.value)) for r in _read(bootstrap, topics["stale"])),
-            ),
-            "stale topic",
-        ),
-        "conflict": _named(
-            compare(
-                map(repr, oracle.reports(CONFLICT)),
-                (repr(report_identity(r.value)) for r in _read(bootstrap, topics["conflict"])),
-            ),
-            "conflict topic",
-        ),
-        "dlq": compare_dead_letters([v for v, _ in oracle.dead_letters if v is not None], dlq),
-        "dlq reasons": _named(
-            compare(
-                (reason for _, reason in oracle.dead_letters),
-                (parse_dead_letter(r.value)["reason"] for r in dlq if r.value is not None),
-            ),
-            "dead-letter reasons",
-        ),
-    }
+    reports = compare_outputs(oracle, read_outputs(bootstrap, topics, changes))
     return reports, hidden
 
 
@@ -237,10 +168,8 @@ def _recovery(
         "3000",
         "--changes-bucketing",
         "none",
-        "--fail-on-key",
-        poison_item.entity,
-        "--fail-on-version",
-        str(poison_item.version),
+        "--fail-on-change",
+        f"{poison_item.entity}@{poison_item.version}",
         "--fail-marker-dir",
         str(tmp_path / "faults"),
     ]

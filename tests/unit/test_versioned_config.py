@@ -55,7 +55,9 @@ def test_yaml_config_and_cli_precedence(tmp_path: Path) -> None:
         ({"dlq-topic": "in"}, [], "would read its own output"),
         ({"stale-topic": "entities"}, [], "mix reports with entity values"),
         ({}, ["--ttl-ms", "-1"], "--ttl-ms must be >= 0"),
-        ({}, ["--fail-on-version", "3"], "needs --fail-on-key"),
+        ({}, ["--fail-on-change", "k"], "write KEY@VERSION"),
+        ({}, ["--fail-on-change", "k@x"], "write KEY@VERSION"),
+        ({}, ["--fail-on-change", "@3"], "write KEY@VERSION"),
         ({}, ["--changes-part-prefix", ".hidden"], "look like in-progress"),
         ({}, ["--changes-compression", "brotli"], "compression 'brotli'"),
         ({"changes-path": "ftp://host/x"}, [], "no filesystem for"),
@@ -72,6 +74,7 @@ def test_bad_mode_is_refused_by_the_parser(tmp_path: Path) -> None:
 
 
 def test_failure_marker_dir_defaults_under_run(tmp_path: Path) -> None:
-    cfg = parse_config([*_args(tmp_path), "--fail-on-key", "k", "--fail-on-version", "2"])
+    cfg = parse_config([*_args(tmp_path), "--fail-on-change", "k@2", "--fail-on-change", "a@b@3"])
+    assert cfg.fail_on_changes == ("k@2", "a@b@3")
     marker_dir = cfg.failure_markers()
     assert marker_dir is not None and marker_dir.endswith("run/faults/cfg-test")

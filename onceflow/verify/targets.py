@@ -1,0 +1,258 @@
+"""What the verifier runs and how it judges it: one target per job.
+
+A target owns everything job-specific: the topics, the workload and how it is
+fed, the job's own flags (including the records at which ``operator-exception``
+faults fire), and the check of the committed outputs against the workload's
+expectation. The runner owns the cluster, the faults and the timeline.
+
+- ``dedup``: records with 30% duplicates and 1% malformed; the output must hold
+  every distinct valid id exactly once, the DLQ every malformed record once.
+- ``versioned-upsert``: change events with duplicates, conflicts, shuffled
+  versions and malformed records; the applied topic, the stale/conflict/DLQ
+  topics and the Parquet log must equal the oracle's
+  (:mod:`onceflow.changes_check`) exactly.
+
+Both name anomalies as Jepsen's Kafka checker does: ``lost``, ``duplicate``,
+``unexpected``; ``nonmonotonic`` counts records of one key whose sequence
+field went backwards in offset order (``seq`` of dedup records, the payload's
+``v`` of applied changes).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from onceflow.check import CheckReport, ConsumedRecord
+from onceflow.verify.faults import Profile
+
+__all__ = ["TARGETS", "Checked", "DedupTarget", "Target", "VersionedUpsertTarget", "nonmonotonic"]
+
+
+@dataclass
+class Checked:
+    """A target's verdict on the committed outputs."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    anomalies: dict[str, int] = field(default_factory=dict)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+
+
+class Target(Protocol):
+    """One job under verification (see the module docstring)."""
+
+    #: Name on the command line (``--job``).
+    name: str
+    #: The job's file, submitted with ``flink run -py``.
+    job_file: str
+    #: Topic role -> (partitions, topic configs); ``in`` is the input.
+    topics: dict[str, tuple[int, dict[str, str]]]
+    #: The output whose committed offsets the sampler follows.
+    watch: str
+    #: The job flag that arms one operator exception (repeatable).
+    fail_flag: str
+
+    def prepare(self, profile: Profile, seed: int) -> int:
+        """Build the workload; returns the number of input records."""
+        ...
+
+    def fail_points(self, positions: Sequence[int]) -> list[str]:
+        """One failure point (the flag's value) at or after each input position."""
+        ...
+
+    def job_args(self, topics: dict[str, str], out_dir: Path) -> list[str]:
+        """The job's own flags: its topics and paths."""
+        ...
+
+    def feed(self, bootstrap: str, topic: str, rate: float) -> None:
+        """Write the whole workload to ``topic`` at ``rate`` records/s."""
+        ...
+
+    def check(
+        self, bootstrap: str, topics: dict[str, str], out_dir: Path, progress: bool
+    ) -> tuple[Checked, list[ConsumedRecord]]:
+        """The verdict, and the committed records of :attr:`watch` (for aborted-read)."""
+        ...
+
+
+def nonmonotonic(records: Iterable[ConsumedRecord], field_name: str) -> int:
+    """Per key, records whose ``field_name`` is lower than an earlier one's (offset order)."""
+    last: dict[bytes, int] = {}
+    bad = 0
+    for rec in sorted(records, key=lambda r: (r.partition, r.offset)):
+        try:
+            seq = int(json.loads(rec.value or b"null")[field_name])
+        except (ValueError, KeyError, TypeError):
+            continue
+        key = rec.key or b""
+        if key in last and seq < last[key]:
+            bad += 1
+        last[key] = max(seq, last.get(key, seq))
+    return bad
+
+
+def _anomalies(reports: Iterable[CheckReport]) -> tuple[dict[str, int], dict[str, list[str]]]:
+    reports = list(reports)
+    anomalies = {
+        "lost": sum(r.missing for r in reports),
+        "duplicate": sum(r.duplicated for r in reports),
+        "unexpected": sum(r.unexpected + r.invalid for r in reports),
+    }
+    examples = {
+        "lost": [e for r in reports for e in r.missing_examples],
+        "duplicate": [e for r in reports for e in r.duplicated_examples],
+        "unexpected": [e for r in reports for e in r.unexpected_examples],
+    }
+    return anomalies, examples
+
+
+class DedupTarget:
+    """The dedup job (jobs/dedup.py)."""
+
+    name = "dedup"
+    job_file = "jobs/dedup.py"
+    topics: dict[str, tuple[int, dict[str, str]]] = {"in": (4, {}), "out": (2, {}), "dlq": (1, {})}
+    watch = "out"
+    fail_flag = "--fail-on-id"
+
+    def prepare(self, profile: Profile, seed: int) -> int:
+        from onceflow.workload import Expectation, WorkloadSpec, generate
+
+        self.spec = WorkloadSpec(
+            count=profile.records, duplicate_ratio=0.3, malformed_ratio=0.01, seed=seed,
+            oversize_every=0,
+        )  # fmt: skip
+        self.items = list(generate(self.spec))
+        self.expectation = Expectation.collect(self.items, self.spec)
+        return len(self.items)
+
+    def fail_points(self, positions: Sequence[int]) -> list[str]:
+        chosen: list[str] = []
+        for index in positions:
+            ident = next(
+                it.ident
+                for it in self.items[index:]
+                if it.kind == "unique" and it.ident is not None and it.ident not in chosen
+            )
+            chosen.append(ident)
+        return chosen
+
+    def job_args(self, topics: dict[str, str], out_dir: Path) -> list[str]:
+        return ["--input-topic", topics["in"], "--output-topic", topics["out"],
+                "--dlq-topic", topics["dlq"]]  # fmt: skip
+
+    def feed(self, bootstrap: str, topic: str, rate: float) -> None:
+        from onceflow.produce import produce
+
+        produce(bootstrap, topic, self.spec, None, progress=False, rate=rate)
+
+    def check(
+        self, bootstrap: str, topics: dict[str, str], out_dir: Path, progress: bool
+    ) -> tuple[Checked, list[ConsumedRecord]]:
+        from onceflow.check import check_output, compare_dead_letters, read_committed
+
+        committed = read_committed(bootstrap, topics["out"], quiet_ms=2000, progress=progress)
+        dlq = read_committed(bootstrap, topics["dlq"], quiet_ms=2000, progress=progress)
+        output = check_output(self.expectation.unique_ids, committed)
+        dead = compare_dead_letters(self.expectation.malformed_values, dlq)
+        anomalies, examples = _anomalies([output, dead])
+        anomalies["nonmonotonic"] = nonmonotonic(committed, "seq")
+        counts = {
+            "input_records": self.spec.count,
+            "expected_output": len(self.expectation.unique_ids),
+            "output_committed": len(committed),
+            "expected_dead_letters": self.expectation.malformed,
+            "dead_letters": len(dlq),
+        }
+        return Checked(counts, anomalies, examples), committed
+
+
+class VersionedUpsertTarget:
+    """The versioned upsert job (jobs/versioned_upsert.py), ``newer_wins``."""
+
+    name = "versioned-upsert"
+    job_file = "jobs/versioned_upsert.py"
+    # Compacted like in production, but the cleaner leaves the run's records alone.
+    topics: dict[str, tuple[int, dict[str, str]]] = {
+        "in": (4, {}),
+        "applied": (2, {"cleanup.policy": "compact", "min.compaction.lag.ms": "86400000"}),
+        "stale": (1, {}),
+        "conflict": (1, {}),
+        "dlq": (1, {}),
+    }
+    watch = "applied"
+    fail_flag = "--fail-on-change"
+
+    def prepare(self, profile: Profile, seed: int) -> int:
+        from onceflow.changes import ChangeWorkloadSpec, expected_changes, generate_changes
+        from operators.versioned.core import NEWER_WINS
+
+        # Duplicates, conflicts and malformed records come on top of the changes.
+        base = ChangeWorkloadSpec(changes=0, keys=1, seed=seed)
+        extra = base.duplicate_ratio + base.conflict_ratio + base.malformed_ratio
+        changes = max(1, round(profile.records / (1 + extra)))
+        self.spec = ChangeWorkloadSpec(changes=changes, keys=max(1, changes // 40), seed=seed)
+        self.items = generate_changes(self.spec)
+        self.oracle = expected_changes([it.value for it in self.items], NEWER_WINS)
+        return len(self.items)
+
+    def fail_points(self, positions: Sequence[int]) -> list[str]:
+        # A change fires on its first arrival: pick changes whose (key, version) is new there.
+        first: dict[str, int] = {}
+        for i, it in enumerate(self.items):
+            if it.kind == "change" and it.entity is not None:
+                first.setdefault(f"{it.entity}@{it.version}", i)
+        candidates = sorted((i, change) for change, i in first.items())
+        chosen: list[str] = []
+        for index in positions:
+            change = next(c for i, c in candidates if i >= index and c not in chosen)
+            chosen.append(change)
+        return chosen
+
+    def job_args(self, topics: dict[str, str], out_dir: Path) -> list[str]:
+        return [
+            "--input-topic", topics["in"], "--applied-topic", topics["applied"],
+            "--stale-topic", topics["stale"], "--conflict-topic", topics["conflict"],
+            "--dlq-topic", topics["dlq"], "--changes-path", str(out_dir / "changes"),
+        ]  # fmt: skip
+
+    def feed(self, bootstrap: str, topic: str, rate: float) -> None:
+        from onceflow.recovery import send
+
+        send(bootstrap, topic, [(it.key, it.value) for it in self.items], rate=rate)
+
+    def check(
+        self, bootstrap: str, topics: dict[str, str], out_dir: Path, progress: bool
+    ) -> tuple[Checked, list[ConsumedRecord]]:
+        from onceflow.changes_check import compare_outputs, read_outputs
+
+        outputs = read_outputs(
+            bootstrap, topics, out_dir / "changes", quiet_ms=2000, progress=progress
+        )
+        reports = compare_outputs(self.oracle, outputs)
+        # "dlq reasons" is the DLQ again, by reason: counting it too would count twice.
+        judged = [r for name, r in reports.items() if name != "dlq reasons"]
+        anomalies, examples = _anomalies(judged)
+        anomalies["unexpected"] += reports["dlq reasons"].unexpected
+        anomalies["nonmonotonic"] = nonmonotonic(outputs.topics["applied"], "v")
+        applied = outputs.topics["applied"]
+        counts: dict[str, Any] = {
+            "input_records": len(self.items),
+            "expected_output": len(self.oracle.applied),
+            "output_committed": len(applied),
+            "expected_dead_letters": len(self.oracle.dead_letters),
+            "dead_letters": len(outputs.topics["dlq"]),
+            "parquet_rows": len(outputs.rows),
+            "stale": len(outputs.topics["stale"]),
+            "conflict": len(outputs.topics["conflict"]),
+        }
+        return Checked(counts, anomalies, examples), applied
+
+
+TARGETS: dict[str, type[DedupTarget] | type[VersionedUpsertTarget]] = {
+    DedupTarget.name: DedupTarget,
+    VersionedUpsertTarget.name: VersionedUpsertTarget,
+}
