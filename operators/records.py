@@ -36,6 +36,7 @@ from typing import Any, Final, TypedDict
 __all__ = [
     "AMBIGUOUS_KEY",
     "BAD_OP",
+    "DEAD_LETTER_TEXT_LIMIT",
     "DEFAULT_MAX_DEPTH",
     "EMPTY_FIELD",
     "MISSING",
@@ -52,7 +53,6 @@ __all__ = [
     "Parsed",
     "Rejected",
     "canonical_json",
-    "DEAD_LETTER_TEXT_LIMIT",
     "dead_letter",
     "dead_letter_record",
     "get_path",

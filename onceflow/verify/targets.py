@@ -15,7 +15,8 @@ expectation. The runner owns the cluster, the faults and the timeline.
 Both name anomalies as Jepsen's Kafka checker does: ``lost``, ``duplicate``,
 ``unexpected``; ``nonmonotonic`` counts records of one key whose sequence
 field went backwards in offset order (``seq`` of dedup records, the payload's
-``v`` of applied changes).
+``v`` of applied changes). The versioned job adds ``wrong-final-state`` (keys
+whose last applied value is not the oracle's) and ``wrong-dlq-reason``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from onceflow.check import CheckReport, ConsumedRecord
 from onceflow.verify.faults import Profile
@@ -233,13 +234,15 @@ class VersionedUpsertTarget:
             bootstrap, topics, out_dir / "changes", quiet_ms=2000, progress=progress
         )
         reports = compare_outputs(self.oracle, outputs)
-        # "dlq reasons" is the DLQ again, by reason: counting it too would count twice.
-        judged = [r for name, r in reports.items() if name != "dlq reasons"]
+        # "latest" and "dlq reasons" derive from the applied topic and the DLQ: counting
+        # their records again would count one anomaly twice. They get their own names.
+        judged = [r for name, r in reports.items() if name not in ("latest", "dlq reasons")]
         anomalies, examples = _anomalies(judged)
-        anomalies["unexpected"] += reports["dlq reasons"].unexpected
+        anomalies["wrong-final-state"] = reports["latest"].missing
+        anomalies["wrong-dlq-reason"] = reports["dlq reasons"].unexpected
         anomalies["nonmonotonic"] = nonmonotonic(outputs.topics["applied"], "v")
         applied = outputs.topics["applied"]
-        counts: dict[str, Any] = {
+        counts = {
             "input_records": len(self.items),
             "expected_output": len(self.oracle.applied),
             "output_committed": len(applied),
