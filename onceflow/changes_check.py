@@ -63,14 +63,15 @@ def read_outputs(
     :param topics: role -> topic name, for every role in :data:`TOPIC_ROLES`.
     :param quiet_ms: how long a topic must stay quiet to count as drained.
     """
-    from operators.versioned.flink import CHANGES_SCHEMA
-    from sinks.files import read_committed_parquet
+    from operators.versioned.output import CHANGE_COLUMNS
+    from sinks.files import RecordSchema, read_committed_parquet
 
     drained = {
         role: read_committed(bootstrap, topics[role], quiet_ms=quiet_ms, progress=progress)
         for role in TOPIC_ROLES
     }
-    rows = read_committed_parquet(changes_path, CHANGES_SCHEMA).to_pylist()
+    # The job's Parquet schema (operators.versioned.flink.CHANGES_SCHEMA, without pyflink).
+    rows = read_committed_parquet(changes_path, RecordSchema.of(*CHANGE_COLUMNS)).to_pylist()
     return ChangeOutputs(drained, rows)
 
 

@@ -21,8 +21,9 @@ Protocol (numbered as in the code):
 Whether the replay really covered phase B depends on timing the scenario cannot
 control (a checkpoint may still complete between B and the poison on a slow
 machine). The log says what happened: ``replays_phase_b`` is True when the job
-restored a checkpoint that was already complete before B was sent. A test that
-needs the replay (the at-least-once control) retries when it is False.
+restored a checkpoint that was already complete before B was sent. The
+recovery tests and their at-least-once controls need that replay: they run the
+scenario again on fresh topics until it happened (:func:`retry_until_replayed`).
 """
 
 from __future__ import annotations
