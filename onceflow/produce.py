@@ -30,8 +30,7 @@ import time
 from pathlib import Path
 
 from kafka import KafkaProducer
-from kafka.admin import KafkaAdminClient
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaError
 from tqdm import tqdm
 
 from onceflow.errors import OnceflowError
@@ -41,7 +40,6 @@ __all__ = [
     "DEFAULT_BOOTSTRAP",
     "ProduceError",
     "add_arguments",
-    "ensure_topic",
     "produce",
     "run",
 ]
@@ -85,54 +83,30 @@ def _max_record_bytes(spec: WorkloadSpec) -> int:
     return largest + _RECORD_OVERHEAD
 
 
-def ensure_topic(
-    bootstrap: str,
-    topic: str,
-    partitions: int | None = None,
-    *,
-    max_message_bytes: int | None = None,
-    timeout_ms: int = 30_000,
-) -> bool:
-    """Create ``topic`` (replication factor 1) unless it exists.
+def _ensure_input_topic(
+    bootstrap: str, topic: str, partitions: int | None, max_record_bytes: int
+) -> None:
+    """Create ``topic`` unless it exists, sized for records of ``max_record_bytes``.
 
-    :param partitions: partition count of a new topic (default 1). An existing
-        topic is left alone; a different partition count is logged as a warning.
-    :param max_message_bytes: if above Kafka's default, set the new topic's
-        ``max.message.bytes`` so records that large are accepted.
-    :returns: ``True`` if the topic was created, ``False`` if it existed.
-    :raises kafka.errors.KafkaError: if the broker cannot be reached or refuses
-        the creation for another reason than the topic existing.
+    An existing topic is left alone; a partition count other than ``partitions``
+    (when given) is logged as a warning.
     """
-    n = partitions or 1
+    from onceflow.topics import ensure_topics, partition_count
+
     configs: dict[str, str] = {}
-    if max_message_bytes is not None and max_message_bytes > _KAFKA_MAX_MESSAGE_BYTES:
-        configs["max.message.bytes"] = str(max_message_bytes)
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms)
-    try:
-        try:
-            admin.create_topics(
-                {topic: {"num_partitions": n, "replication_factor": 1, "configs": configs}},
-                timeout_ms=timeout_ms,
-                wait_for_metadata=True,
-            )
-            log.info("created topic %s (%d partitions, %s)", topic, n, configs or "default configs")
-            return True
-        except TopicAlreadyExistsError:
-            described = admin.describe_topics([topic])
-            have = len(described[0].get("partitions") or []) if described else 0
-            if partitions is not None and have != partitions:
-                log.warning(
-                    "topic %s already exists with %d partitions, not the %d asked for: "
-                    "writing to it as it is (delete it first to change the partition count)",
-                    topic,
-                    have,
-                    partitions,
-                )
-            else:
-                log.info("topic %s already exists (%d partitions)", topic, have)
-            return False
-    finally:
-        admin.close()
+    if max_record_bytes > _KAFKA_MAX_MESSAGE_BYTES:
+        configs["max.message.bytes"] = str(max_record_bytes)
+    if ensure_topics(bootstrap, {topic: configs}, partitions or 1):
+        return
+    have = partition_count(bootstrap, topic)
+    if partitions is not None and have != partitions:
+        log.warning(
+            "topic %s already exists with %s partitions, not the %d asked for: writing to it "
+            "as it is (delete it first to change the partition count)",
+            topic,
+            have,
+            partitions,
+        )
 
 
 def produce(
@@ -168,7 +142,7 @@ def produce(
     max_record = _max_record_bytes(spec)
 
     # Step 1. The topic.
-    ensure_topic(bootstrap, topic, partitions, max_message_bytes=max_record)
+    _ensure_input_topic(bootstrap, topic, partitions, max_record)
 
     # Step 2. Send.
     producer = KafkaProducer(
