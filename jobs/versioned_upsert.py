@@ -97,8 +97,10 @@ class VersionedUpsertConfig(RuntimeConfig):
         shorter than the input's out-of-orderness lets late updates resurrect
         deleted entities or roll back newer versions.
     :param max_record_bytes: larger records go to the DLQ as ``oversize``.
-    :param changes_bucketing: ``datetime`` (hourly folders, UTC) or ``none``.
+    :param changes_bucketing: ``datetime`` (hourly folders, UTC), ``none``, or
+        ``field`` (a ``<field>=<value>`` folder per value of ``changes_bucket_field``).
     :param changes_bucket_format: DateTimeFormatter pattern of the folders.
+    :param changes_bucket_field: the column of ``field`` buckets (e.g. ``op``, ``topic``).
     :param changes_part_prefix: name prefix of committed Parquet files.
     :param changes_compression: Parquet codec (SNAPPY, ZSTD, GZIP, LZ4_RAW, UNCOMPRESSED).
     :param create_topics: create missing output topics (the applied one compacted).
@@ -122,6 +124,7 @@ class VersionedUpsertConfig(RuntimeConfig):
     max_record_bytes: int = 512 * 1024
     changes_bucketing: str = "datetime"
     changes_bucket_format: str = "yyyy-MM-dd--HH"
+    changes_bucket_field: str | None = None
     changes_part_prefix: str = "changes"
     changes_compression: str = "SNAPPY"
     create_topics: bool = False
@@ -187,6 +190,7 @@ class VersionedUpsertConfig(RuntimeConfig):
             schema=RecordSchema.of(*CHANGE_COLUMNS),
             bucketing=self.changes_bucketing,
             bucket_format=self.changes_bucket_format,
+            bucket_field=self.changes_bucket_field,
             part_prefix=self.changes_part_prefix,
             compression=self.changes_compression,
         )
@@ -264,8 +268,11 @@ def parse_config(argv: Sequence[str] | None = None) -> VersionedUpsertConfig:
     g.add_argument("--mode", choices=list(MODES))
     g.add_argument("--ttl-ms", type=int, help="state TTL per key (0 = forever, the default)")
     g.add_argument("--max-record-bytes", type=int, help="larger records go to the DLQ")
-    g.add_argument("--changes-bucketing", choices=["datetime", "none"])
+    g.add_argument("--changes-bucketing", choices=["datetime", "none", "field"])
     g.add_argument("--changes-bucket-format", help="DateTimeFormatter pattern of bucket folders")
+    g.add_argument(
+        "--changes-bucket-field", help="column of --changes-bucketing field (op, topic, ...)"
+    )
     g.add_argument("--changes-part-prefix")
     g.add_argument("--changes-compression")
     g.add_argument(

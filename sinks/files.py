@@ -47,13 +47,19 @@ without a scheme (relative ones too) are normalised to absolute ``file://``
 URIs; ``s3://``, ``hdfs://`` etc. are kept as given (Flink then needs the
 matching filesystem plugin).
 
-Bucketing: ``none`` (all files in the base path) or ``datetime``
+Bucketing: ``none`` (all files in the base path), ``datetime``
 (``DateTimeBucketAssigner``: one folder per processing-time period, e.g.
-``2026-01-31--13``). A bucket per *field value* is not available: PyFlink's
-``BucketAssigner`` only wraps the two Java assigners above, and a Python
-``BucketAssigner`` cannot run inside the Java ``FileSink`` writer. To partition
-files by a field, use the Table API ``filesystem`` connector with
-``PARTITIONED BY`` (also exactly-once, same commit protocol).
+``2026-01-31--13``) or ``field`` (one Hive-style folder per value of a
+column, e.g. ``op=delete/``). PyFlink's ``BucketAssigner`` only wraps the two
+Java assigners of the first two, and a Python ``BucketAssigner`` cannot run
+inside the Java ``FileSink`` writer, so ``field`` buckets are written by the
+Table API ``filesystem`` connector with ``PARTITIONED BY`` instead: the same
+Java file writer and committer, the same commit-on-checkpoint protocol and
+hidden in-progress names. Differences: the files are named
+``part-<uuid>-<subtask>-<n>`` (the connector fixes the names: the part prefix
+and suffix do not apply), the bucket column is stored in the folder name, not
+in the files, and a null value goes to ``<field>=__HIVE_DEFAULT_PARTITION__``.
+:func:`read_committed_parquet` reads the column back from the folder names.
 """
 
 from __future__ import annotations
@@ -93,11 +99,14 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 FORMATS: Final = ("parquet", "json-lines")
-BUCKETINGS: Final = ("none", "datetime")
+BUCKETINGS: Final = ("none", "datetime", "field")
 COLUMN_TYPES: Final = ("STRING", "BIGINT", "INT", "BOOLEAN", "DOUBLE", "BYTES")
 COMPRESSIONS: Final = ("UNCOMPRESSED", "SNAPPY", "GZIP", "ZSTD", "LZ4_RAW")
 HIDDEN_PREFIXES: Final = (".", "_")
 """Names readers skip: Flink's in-progress files start with ``.``, markers with ``_``."""
+
+NULL_PARTITION: Final = "__HIVE_DEFAULT_PARTITION__"
+"""Folder value of a null bucket field (pyarrow's Hive partitioning reads it as null)."""
 
 # Filesystems Flink reaches through plugins; their URIs are passed on unchanged.
 REMOTE_SCHEMES: Final = frozenset(
@@ -253,7 +262,9 @@ class FileSinkSpec:
     :param base_path: directory or URI; normalised by :func:`normalise_base_path`.
     :param format: ``parquet`` (needs ``schema``) or ``json-lines`` (a STRING stream).
     :param schema: the Parquet columns; must be None for ``json-lines``.
-    :param bucketing: ``none`` or ``datetime`` (processing-time folders).
+    :param bucketing: ``none``, ``datetime`` (processing-time folders) or
+        ``field`` (a folder per value of ``bucket_field``; parquet only).
+    :param bucket_field: the schema column of ``field`` buckets.
     :param bucket_format: Java ``DateTimeFormatter`` pattern of ``datetime`` folders.
     :param bucket_timezone: Java ``ZoneId`` of the ``datetime`` folders.
     :param part_prefix: first part of committed file names (not ``.``/``_``).
@@ -268,6 +279,7 @@ class FileSinkSpec:
     bucketing: str = "none"
     bucket_format: str = "yyyy-MM-dd--HH"
     bucket_timezone: str = "UTC"
+    bucket_field: str | None = None
     part_prefix: str = "part"
     part_suffix: str | None = None
     compression: str | None = None
@@ -284,11 +296,22 @@ class FileSinkSpec:
             )
         if self.bucketing not in BUCKETINGS:
             raise OnceflowError(
-                f"bucketing {self.bucketing!r} is not one of {', '.join(BUCKETINGS)}; a bucket "
-                "per field value is not available from PyFlink (its BucketAssigner wraps only "
-                "the Java base-path and date-time assigners, and a Python assigner cannot run "
-                "in the Java FileSink writer): use datetime buckets, or the Table API "
-                "filesystem connector with PARTITIONED BY"
+                f"bucketing {self.bucketing!r} is not one of {', '.join(BUCKETINGS)}"
+            )
+        if self.bucketing == "field":
+            if self.format != "parquet" or self.schema is None:
+                raise OnceflowError("field buckets are available for parquet files only")
+            if self.bucket_field not in self.schema.names:
+                raise OnceflowError(
+                    f"bucket field {self.bucket_field!r} is not a column of the schema "
+                    f"({', '.join(self.schema.names)})"
+                )
+            if len(self.schema.names) < 2:
+                raise OnceflowError("field buckets need a column besides the bucket field")
+        elif self.bucket_field is not None:
+            raise OnceflowError(
+                f"bucket field {self.bucket_field!r} is set but bucketing is "
+                f"{self.bucketing!r}; use bucketing 'field'"
             )
         if self.bucketing == "datetime":
             first = self.bucket_format.lstrip("'")[:1]
@@ -397,7 +420,7 @@ def attach_file_sink(
     *,
     uid: str,
     name: str | None = None,
-) -> DataStreamSink:
+) -> DataStreamSink | None:
     """Write ``stream`` into the file sink of ``spec`` with a stable uid and name.
 
     The uid names the sink's writer (its state: in-progress and pending files)
@@ -439,6 +462,13 @@ def attach_file_sink(
             "to JSON text first"
         )
     # Step 3. Build and attach; the uid/name go on the sink transformation (writer+committer).
+    if spec.bucketing == "field":
+        _attach_partitioned_table_sink(env, stream, spec, uid)
+        log.info(
+            "file sink %s: %s, a folder per value of %s, parts part-*", uid, spec.format,
+            spec.bucket_field,
+        )  # fmt: skip
+        return None
     attached = stream.sink_to(file_sink(spec)).uid(uid).name(name or uid)
     log.info(
         "file sink %s: %s, buckets %s, parts %s*%s",
@@ -449,6 +479,46 @@ def attach_file_sink(
         spec.part_suffix,
     )
     return attached
+
+
+def _attach_partitioned_table_sink(
+    env: StreamExecutionEnvironment, stream: DataStream, spec: FileSinkSpec, uid: str
+) -> None:
+    """``field`` buckets: the Table API filesystem connector, ``PARTITIONED BY`` the field.
+
+    Same Java file writer and commit-on-checkpoint committer as ``FileSink``; the
+    statement is attached to ``env`` like the job's other sinks.
+    """
+    from pyflink.table import FormatDescriptor, Schema, StreamTableEnvironment, TableDescriptor
+
+    assert spec.schema is not None and spec.bucket_field is not None  # __post_init__
+    if spec.part_prefix != "part" or spec.part_suffix != _DEFAULT_SUFFIX["parquet"]:
+        log.warning(
+            "file sink %s: field buckets are written by the filesystem connector, which names "
+            "files part-<uuid>-<subtask>-<n>; part prefix %r and suffix %r do not apply",
+            uid,
+            spec.part_prefix,
+            spec.part_suffix,
+        )
+    tenv = StreamTableEnvironment.create(env)
+    table_name = re.sub(r"[^A-Za-z0-9_]", "_", f"files_{uid}")
+    descriptor = (
+        TableDescriptor.for_connector("filesystem")
+        .schema(Schema.new_builder().from_row_data_type(spec.schema.row_type()).build())
+        .partitioned_by(spec.bucket_field)
+        .option("path", spec.base_path)
+        .option("partition.default-name", NULL_PARTITION)
+        .format(
+            FormatDescriptor.for_format("parquet")
+            .option("compression", str(spec.compression))
+            .build()
+        )
+        .build()
+    )
+    tenv.create_temporary_table(table_name, descriptor)
+    statements = tenv.create_statement_set()
+    statements.add_insert(table_name, tenv.from_data_stream(stream))
+    statements.attach_as_datastream()
 
 
 def _local_or_uri(path: str | Path) -> str:
@@ -486,16 +556,21 @@ def read_committed_parquet(
     :param path: the sink's base path (a local path, a ``file://`` URI or any
         URI pyarrow can open).
     :param schema: the declared schema: gives an empty table of the right
-        columns when nothing is committed yet, and checks the files against it.
+        columns when nothing is committed yet, checks the files against it, and
+        types a ``field`` bucket's column read back from its folder names.
     :param columns: read only these columns.
     :returns: every committed row (file order is not meaningful).
     """
     import pyarrow.dataset as ds
 
+    arrow = schema.arrow_schema() if schema is not None else None
     dataset = ds.dataset(
         _local_or_uri(path),
         format="parquet",
-        schema=schema.arrow_schema() if schema is not None else None,
+        schema=arrow,
+        # Field buckets keep their column in Hive-style folder names (field=value);
+        # folders of other shapes (datetime buckets) are not partitions and are ignored.
+        partitioning=ds.partitioning(arrow, flavor="hive") if arrow is not None else "hive",
         ignore_prefixes=list(HIDDEN_PREFIXES),
     )
     return dataset.to_table(columns=list(columns) if columns is not None else None)

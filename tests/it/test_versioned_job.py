@@ -30,6 +30,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from onceflow.changes import (
     ChangeItem,
     ChangeOracle,
@@ -56,8 +58,16 @@ log = logging.getLogger(__name__)
 
 # Compacted, but the cleaner leaves the test's records alone (see the module docstring).
 APPLIED_TOPIC_CONFIG = {"cleanup.policy": "compact", "min.compaction.lag.ms": "3600000"}
-COMMITTED_NAME = re.compile(r"^changes-[0-9a-f-]{36}-\d+\.parquet$")
-HIDDEN_NAME = re.compile(r"^\.changes-[0-9a-f-]{36}-\d+\.parquet\.inprogress\.[0-9a-f-]+$")
+# FileSink names (--changes-part-prefix changes), or the filesystem connector's (field buckets).
+COMMITTED_NAME = re.compile(r"^(changes-[0-9a-f-]{36}-\d+\.parquet|part-[0-9a-f-]{36}-\d+-\d+)$")
+HIDDEN_NAME = re.compile(
+    r"^\.(changes-[0-9a-f-]{36}-\d+\.parquet|part-[0-9a-f-]{36}-\d+-\d+)\.inprogress\.[0-9a-f-]+$"
+)
+#: --changes-bucketing flags: FileSink (no folders), and field buckets (filesystem connector).
+BUCKETINGS = {
+    "file-sink": ["--changes-bucketing", "none"],
+    "field-buckets": ["--changes-bucketing", "field", "--changes-bucket-field", "op"],
+}
 
 
 def _topics(topic_factory: Callable[..., str], partitions: int = 1) -> dict[str, str]:
@@ -132,6 +142,7 @@ def _recovery(
     topic_factory: Callable[..., str],
     unique_name: Callable[[str], str],
     tmp_path: Path,
+    bucketing: str = "file-sink",
 ) -> tuple[dict[str, CheckReport], list[str], ScenarioLog, ChangeOracle]:
     topics = _topics(topic_factory)
     changes = tmp_path / "changes"
@@ -166,8 +177,7 @@ def _recovery(
         *_job_args(bootstrap, topics, changes, unique_name, guarantee, NEWER_WINS),
         "--checkpoint-interval-ms",
         "3000",
-        "--changes-bucketing",
-        "none",
+        *BUCKETINGS[bucketing],
         "--fail-on-change",
         f"{poison_item.entity}@{poison_item.version}",
         "--fail-marker-dir",
@@ -194,22 +204,27 @@ def _replayed_recovery(
     topic_factory: Callable[..., str],
     unique_name: Callable[[str], str],
     tmp_path: Path,
+    bucketing: str = "file-sink",
 ) -> tuple[dict[str, CheckReport], list[str], ScenarioLog, ChangeOracle]:
     """The scenario, retried until the restart really replayed phase B."""
     return retry_until_replayed(
-        lambda n: _recovery(guarantee, bootstrap, topic_factory, unique_name, tmp_path / f"{n}"),
+        lambda n: _recovery(
+            guarantee, bootstrap, topic_factory, unique_name, tmp_path / f"{n}", bucketing
+        ),
         story_of=lambda outcome: outcome[2],
     )
 
 
+@pytest.mark.parametrize("bucketing", sorted(BUCKETINGS))
 def test_versioned_upsert_recovers_exactly_once_after_injected_failure(
     kafka_bootstrap: str,
     topic_factory: Callable[..., str],
     unique_name: Callable[[str], str],
     tmp_path: Path,
+    bucketing: str,
 ) -> None:
     reports, hidden, story, oracle = _replayed_recovery(
-        "exactly-once", kafka_bootstrap, topic_factory, unique_name, tmp_path
+        "exactly-once", kafka_bootstrap, topic_factory, unique_name, tmp_path, bucketing
     )
     assert len(oracle.stale) and len(oracle.conflicts) and oracle.repeats
     assert None in oracle.final.values(), "the workload should end with deleted keys"
@@ -277,3 +292,39 @@ def test_bounded_compare_and_set_run_creates_compacted_topic_and_writes_exactly(
         assert report.ok, report.render()
     # Hourly datetime buckets by default: part files sit one folder below the base path.
     assert all(Path(f).parent.parent == changes for f in committed_files(changes))
+
+
+def test_field_buckets_hold_each_applied_change_once_in_its_values_folder(
+    kafka_bootstrap: str,
+    topic_factory: Callable[..., str],
+    unique_name: Callable[[str], str],
+    tmp_path: Path,
+) -> None:
+    """``--changes-bucketing field``: the Table API filesystem sink, one folder per op."""
+    topics = _topics(topic_factory)
+    items = generate_changes(ChangeWorkloadSpec(changes=800, keys=30, seed=29))
+    send(kafka_bootstrap, topics["in"], [(it.key, it.value) for it in items])
+    oracle = expected_changes([it.value for it in items], NEWER_WINS)
+    changes = tmp_path / "changes"
+    args = [
+        *_job_args(kafka_bootstrap, topics, changes, unique_name, "exactly-once", NEWER_WINS),
+        "--bounded",
+        "--changes-bucketing",
+        "field",
+        "--changes-bucket-field",
+        "op",
+    ]
+    job = subprocess.run(
+        [sys.executable, "-m", "jobs.versioned_upsert", *args],
+        cwd=project_root(),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
+    files = committed_files(changes)
+    assert {Path(f).parent.name for f in files} == {"op=upsert", "op=delete"}, files
+    assert all(Path(f).name.startswith("part-") for f in files), files
+    reports = compare_outputs(oracle, read_outputs(kafka_bootstrap, topics, changes))
+    for report in reports.values():
+        assert report.ok, report.render()

@@ -170,3 +170,13 @@ def test_record_keyed_by_another_value_than_its_parsed_key_is_a_dead_letter() ->
     assert isinstance(event, ChangeEvent) and (event.key, event.version) == ("b", 3)
     rejected = update._event(raw, flink_key="a")
     assert isinstance(rejected, Rejected) and rejected.reason == AMBIGUOUS_KEY, rejected
+
+
+def test_field_buckets_compile_to_the_filesystem_connectors_file_writer(tmp_path: Path) -> None:
+    args = [*_args(tmp_path), "--changes-bucketing", "field", "--changes-bucket-field", "op"]
+    cfg = parse_config(args)
+    env = create_env(cfg.flink_settings())
+    build_pipeline(env, cfg)
+    types = [node["type"] for node in json.loads(env.get_execution_plan())["nodes"]]
+    assert "StreamingFileWriter" in types, types
+    assert not any(t.startswith(CHANGES_SINK_UID) for t in types), types

@@ -11,6 +11,7 @@ import pytest
 
 from onceflow.errors import OnceflowError
 from sinks.files import (
+    NULL_PARTITION,
     Column,
     FileSinkSpec,
     RecordSchema,
@@ -105,7 +106,11 @@ def test_defaults_per_format(tmp_path: Path) -> None:
         ({"format": "json-lines", "schema": SCHEMA}, "drop the schema"),
         ({"format": "json-lines", "compression": "GZIP"}, "written uncompressed"),
         ({"schema": SCHEMA, "compression": "brotli"}, "compression 'brotli'"),
-        ({"schema": SCHEMA, "bucketing": "field:key"}, "bucket per field value"),
+        ({"schema": SCHEMA, "bucketing": "field:key"}, "not one of none, datetime, field"),
+        ({"schema": SCHEMA, "bucketing": "field", "bucket_field": "nope"}, "not a column"),
+        ({"schema": SCHEMA, "bucketing": "field"}, "not a column"),
+        ({"schema": SCHEMA, "bucket_field": "key"}, "use bucketing 'field'"),
+        ({"format": "json-lines", "bucketing": "field", "bucket_field": "k"}, "parquet files only"),
         ({"schema": SCHEMA, "bucketing": "datetime", "bucket_format": "'_'yyyy"}, "hidden"),
         ({"schema": SCHEMA, "bucketing": "datetime", "bucket_timezone": ""}, "time zone"),
         ({"schema": SCHEMA, "part_prefix": ".part"}, "look like in-progress"),
@@ -158,3 +163,22 @@ def test_read_committed_parquet_of_an_empty_sink_has_the_declared_columns(tmp_pa
     (tmp_path / ".changes-abc-0.parquet.inprogress.0a1b").write_bytes(b"not parquet yet")
     table = read_committed_parquet(tmp_path, SCHEMA)
     assert table.num_rows == 0 and table.schema.names == SCHEMA.names
+
+
+def test_field_buckets_are_read_back_from_hive_folder_names(tmp_path: Path) -> None:
+    """The filesystem connector keeps the bucket column in ``key=value`` folders only."""
+    without_key = pa.schema([f for f in SCHEMA.arrow_schema() if f.name != "key"])
+
+    def write(folder: str, name: str, versions: list[int]) -> None:
+        path = tmp_path / folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rows = {"version": versions, "data": [b"x"] * len(versions)}
+        pq.write_table(pa.table(rows, schema=without_key), path)
+
+    write("key=a", "part-1-0-0", [1, 2])
+    write("key=b", "part-1-0-1", [3])
+    write(f"key={NULL_PARTITION}", "part-1-0-2", [4])
+    write("key=a", ".part-1-0-3.inprogress.77", [99])  # abandoned: never read
+    table = read_committed_parquet(tmp_path, SCHEMA)
+    rows = zip(table.column("key").to_pylist(), table.column("version").to_pylist(), strict=True)
+    assert sorted(rows, key=str) == sorted([("a", 1), ("a", 2), ("b", 3), (None, 4)], key=str)
