@@ -17,7 +17,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, Protocol, TypeVar
 
-__all__ = ["FlinkValueStore", "KeyedMemoryStore", "MemoryValueStore", "ValueStore"]
+__all__ = [
+    "FlinkValueStore",
+    "KeyedMemoryStore",
+    "MemoryValueStore",
+    "ValueStore",
+    "value_state_descriptor",
+]
 
 T = TypeVar("T")
 
@@ -137,3 +143,26 @@ class FlinkValueStore(Generic[T]):
 
     def clear(self) -> None:
         self._state.clear()
+
+
+def value_state_descriptor(name: str, type_info: Any, ttl_ms: int | None) -> Any:
+    """A PyFlink ``ValueStateDescriptor``, with state TTL when ``ttl_ms`` is set.
+
+    The TTL mirrors the cores' horizons: only a write (or the first one)
+    refreshes a key's clock, and an expired value is never returned (it reads
+    as absent, like a key never seen). pyflink is imported here, not at module
+    level, so the cores and their tests stay free of it.
+    """
+    from pyflink.common.time import Time
+    from pyflink.datastream.state import StateTtlConfig, ValueStateDescriptor
+
+    descriptor = ValueStateDescriptor(name, type_info)
+    if ttl_ms is not None:
+        ttl = (
+            StateTtlConfig.new_builder(Time.milliseconds(ttl_ms))
+            .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
+            .set_state_visibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
+            .build()
+        )
+        descriptor.enable_time_to_live(ttl)
+    return descriptor

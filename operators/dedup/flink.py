@@ -34,15 +34,13 @@ import time
 from typing import Any
 
 from pyflink.common import Row, Types
-from pyflink.common.time import Time
 from pyflink.datastream import KeyedProcessFunction, KeySelector, RuntimeContext
-from pyflink.datastream.state import StateTtlConfig, ValueStateDescriptor
 
 from operators.dedup.core import DedupCore
 from operators.dedup.identity import IdentitySpec, identity_of
 from operators.faults import inject_failure_once
 from operators.records import Rejected, dead_letter_record, parse_object, sql_json_path
-from operators.state import FlinkValueStore
+from operators.state import FlinkValueStore, value_state_descriptor
 
 __all__ = ["DedupFunction", "FingerprintKey", "sql_key_expression"]
 
@@ -119,15 +117,7 @@ class DedupFunction(KeyedProcessFunction):
         self.core = DedupCore(ttl_ms)
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        descriptor = ValueStateDescriptor("first_seen_ms", Types.LONG())
-        if self.ttl_ms is not None:
-            ttl = (
-                StateTtlConfig.new_builder(Time.milliseconds(self.ttl_ms))
-                .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
-                .set_state_visibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
-                .build()
-            )
-            descriptor.enable_time_to_live(ttl)
+        descriptor = value_state_descriptor("first_seen_ms", Types.LONG(), self.ttl_ms)
         self.store = FlinkValueStore(runtime_context.get_state(descriptor), int)
         metrics = runtime_context.get_metrics_group()
         self.seen = metrics.counter("records_seen")

@@ -52,9 +52,7 @@ import time
 from typing import Any, Final
 
 from pyflink.common import Row, Types
-from pyflink.common.time import Time
 from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
-from pyflink.datastream.state import StateTtlConfig, ValueStateDescriptor
 
 from operators.faults import inject_failure_once
 from operators.records import (
@@ -65,7 +63,7 @@ from operators.records import (
     parse_object,
     sql_json_path,
 )
-from operators.state import FlinkValueStore
+from operators.state import FlinkValueStore, value_state_descriptor
 from operators.versioned.core import (
     APPLIED,
     CONFLICT,
@@ -164,19 +162,12 @@ class VersionedUpdateFunction(KeyedProcessFunction):
         self.core = VersionedUpdateCore(mode, ttl_ms)
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        descriptor = ValueStateDescriptor(
+        # With a TTL, only an applied write refreshes a key's clock; expired reads as absent.
+        descriptor = value_state_descriptor(
             "version_state",
             Types.TUPLE([Types.LONG(), Types.STRING(), Types.BOOLEAN(), Types.LONG()]),
+            self.ttl_ms,
         )
-        if self.ttl_ms is not None:
-            # Mirrors the core: only an applied write refreshes the clock, expired is absent.
-            ttl = (
-                StateTtlConfig.new_builder(Time.milliseconds(self.ttl_ms))
-                .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
-                .set_state_visibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
-                .build()
-            )
-            descriptor.enable_time_to_live(ttl)
         self.store: FlinkValueStore[StateTuple] = FlinkValueStore(
             runtime_context.get_state(descriptor), tuple
         )
