@@ -39,7 +39,6 @@ from onceflow.jobconfig import (
     require_flags,
 )
 from onceflow.jobrun import run_job
-from onceflow.paths import run_dir
 from onceflow.pipeline import (
     read_kafka,
     read_kafka_keyed,
@@ -113,11 +112,7 @@ class DedupConfig(RuntimeConfig):
         return IdentitySpec.by_id(self.id_field)
 
     def failure_markers(self) -> str | None:
-        if not self.fail_on_ids:
-            return None
-        if self.fail_marker_dir:
-            return self.fail_marker_dir
-        return str(run_dir("faults", self.transactional_id_prefix or "dedup"))
+        return self.failure_marker_dir(bool(self.fail_on_ids), self.fail_marker_dir, "dedup")
 
     def sink_specs(self) -> dict[str, KafkaSinkSpec]:
         return {

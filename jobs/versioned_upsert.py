@@ -58,7 +58,6 @@ from onceflow.jobconfig import (
     require_flags,
 )
 from onceflow.jobrun import run_job
-from onceflow.paths import run_dir
 from onceflow.pipeline import (
     read_kafka_keyed,
     routed_type,
@@ -168,11 +167,9 @@ class VersionedUpsertConfig(RuntimeConfig):
         self.changes_spec()  # raises OnceflowError on a bad path, bucketing or codec
 
     def failure_markers(self) -> str | None:
-        if not self.fail_on_changes:
-            return None
-        if self.fail_marker_dir:
-            return self.fail_marker_dir
-        return str(run_dir("faults", self.transactional_id_prefix or "versioned"))
+        return self.failure_marker_dir(
+            bool(self.fail_on_changes), self.fail_marker_dir, "versioned"
+        )
 
     def sink_specs(self) -> dict[str, KafkaSinkSpec]:
         """Route -> Kafka sink; each has its own transactional id prefix."""

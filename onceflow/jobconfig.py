@@ -119,6 +119,15 @@ class RuntimeConfig:
         body = ", ".join(f"{k}={v!r}" for k, v in fields.items())
         return f"{type(self).__name__}({body})"
 
+    def failure_marker_dir(self, armed: bool, configured: str | None, job: str) -> str | None:
+        """Folder of injected-failure markers: None when nothing is armed, else the
+        configured folder, else ``run/faults/<transactional id prefix or job>``."""
+        from onceflow.paths import run_dir
+
+        if not armed:
+            return None
+        return configured or str(run_dir("faults", self.transactional_id_prefix or job))
+
     def sink_spec(self, topic: str, suffix: str) -> KafkaSinkSpec:
         """A sink with this job's guarantee; its transactional ids are ``<prefix>-<suffix>``.
 
