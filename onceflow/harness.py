@@ -48,6 +48,23 @@ def wait_until(
     raise OnceflowError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
+def run_to_end(
+    module: str, args: Sequence[str], timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m <module> <args>`` from the project root until it exits (a
+    ``--bounded`` job, a refused start, a tool); stdout and stderr are captured as text.
+
+    :raises subprocess.TimeoutExpired: after ``timeout`` seconds.
+    """
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=project_root(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def count_values(
     bootstrap: str, topic: str, isolation: str = "read_committed", timeout_s: float = 5.0
 ) -> list[bytes | None]:

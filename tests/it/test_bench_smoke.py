@@ -11,35 +11,25 @@ PNG next to it. The full run (``make bench``) takes ~15 minutes and is not a tes
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-from onceflow.paths import project_root
+from onceflow.harness import run_to_end
 
 CONTENDERS = ("kafka-consumer-perf", "kafka-eos-copier", "flink-sql")
 
 
 def test_bench_harness_on_a_tiny_workload(kafka_bootstrap: str, tmp_path: Path) -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "onceflow.bench",
-            "--records",
-            "3000",
-            "--only",
-            ",".join([*CONTENDERS, "profile"]),
-            "--out",
-            str(tmp_path),
-            "--bootstrap",
-            kafka_bootstrap,
-        ],
-        cwd=project_root(),
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    args = [
+        "--records",
+        "3000",
+        "--only",
+        ",".join([*CONTENDERS, "profile"]),
+        "--out",
+        str(tmp_path),
+        "--bootstrap",
+        kafka_bootstrap,
+    ]
+    done = run_to_end("onceflow.bench", args, timeout=240)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     (result,) = tmp_path.glob("*.json")
     doc = json.loads(result.read_text())

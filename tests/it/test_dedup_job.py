@@ -10,14 +10,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from onceflow.check import CheckReport, check_output, compare_dead_letters, read_committed
-from onceflow.harness import JobProcess
-from onceflow.paths import project_root
+from onceflow.harness import JobProcess, run_to_end
 from onceflow.produce import produce
 from onceflow.recovery import Phases, ScenarioLog, retry_until_replayed, run_kill_and_recover
 from onceflow.workload import Expectation, WorkloadSpec, generate
@@ -67,21 +64,13 @@ def test_dedup_100k_records_exactly_once_with_dlq(
     exp = produce(kafka_bootstrap, topics["in"], spec, tmp_path / "expect.json", progress=False)
     assert len(exp.unique_ids) == 69_000 and exp.malformed == 1_000
 
-    job = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "jobs.dedup",
-            *_job_args(kafka_bootstrap, topics, unique_name, "exactly-once"),
-            "--parallelism",
-            "2",
-            "--bounded",
-        ],
-        cwd=project_root(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    args = [
+        *_job_args(kafka_bootstrap, topics, unique_name, "exactly-once"),
+        "--parallelism",
+        "2",
+        "--bounded",
+    ]
+    job = run_to_end("jobs.dedup", args, timeout=600)
     assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
     for report in _reports(kafka_bootstrap, topics, exp):
         assert report.ok, report.render()

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
-from onceflow.paths import project_root
+from onceflow.harness import run_to_end
 
 BASE = ["--input-topic", "i", "--output-topic", "o", "--dlq-topic", "d"]
 
@@ -29,12 +26,6 @@ BASE = ["--input-topic", "i", "--output-topic", "o", "--dlq-topic", "d"]
 def test_dedup_job_refuses_unsafe_settings(
     kafka_bootstrap: str, extra: list[str], message: str
 ) -> None:
-    run = subprocess.run(
-        [sys.executable, "-m", "jobs.dedup", "--bootstrap", kafka_bootstrap, *BASE, *extra],
-        cwd=project_root(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    run = run_to_end("jobs.dedup", ["--bootstrap", kafka_bootstrap, *BASE, *extra], timeout=120)
     assert run.returncode == 2, run.stderr[-2000:]
     assert message in run.stderr

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Callable
 
 from kafka import KafkaProducer
 
 from onceflow.check import read_committed
-from onceflow.paths import project_root
+from onceflow.harness import run_to_end
 
 
 def test_smoke_job_output_equals_input_read_committed(
@@ -25,30 +23,22 @@ def test_smoke_job_output_equals_input_read_committed(
     producer.flush()
     producer.close()
 
-    job = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "jobs.smoke",
-            "--bootstrap",
-            kafka_bootstrap,
-            "--input-topic",
-            source,
-            "--output-topic",
-            sink,
-            "--transactional-id-prefix",
-            unique_name("tx"),
-            "--group-id",
-            unique_name("group"),
-            "--checkpoint-interval-ms",
-            "1000",
-            "--bounded",
-        ],
-        cwd=project_root(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    args = [
+        "--bootstrap",
+        kafka_bootstrap,
+        "--input-topic",
+        source,
+        "--output-topic",
+        sink,
+        "--transactional-id-prefix",
+        unique_name("tx"),
+        "--group-id",
+        unique_name("group"),
+        "--checkpoint-interval-ms",
+        "1000",
+        "--bounded",
+    ]
+    job = run_to_end("jobs.smoke", args, timeout=300)
     assert job.returncode == 0, job.stderr[-3000:]
 
     records = read_committed(kafka_bootstrap, sink, quiet_ms=2000, progress=False)

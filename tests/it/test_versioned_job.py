@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import logging
 import re
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,8 +39,7 @@ from onceflow.changes import (
 )
 from onceflow.changes_check import compare_outputs, read_outputs
 from onceflow.check import CheckReport
-from onceflow.harness import JobProcess
-from onceflow.paths import project_root
+from onceflow.harness import JobProcess, run_to_end
 from onceflow.recovery import (
     Phases,
     ScenarioLog,
@@ -277,13 +274,7 @@ def test_bounded_compare_and_set_run_creates_compacted_topic_and_writes_exactly(
         "--ttl-ms",
         "3600000",
     ]
-    job = subprocess.run(
-        [sys.executable, "-m", "jobs.versioned_upsert", *args],
-        cwd=project_root(),
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    job = run_to_end("jobs.versioned_upsert", args, timeout=240)
     assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
     assert cleanup_policy(kafka_bootstrap, topics["applied"]) == "compact"
     assert partition_count(kafka_bootstrap, topics["applied"]) == 2
@@ -314,13 +305,7 @@ def test_field_buckets_hold_each_applied_change_once_in_its_values_folder(
         "--changes-bucket-field",
         "op",
     ]
-    job = subprocess.run(
-        [sys.executable, "-m", "jobs.versioned_upsert", *args],
-        cwd=project_root(),
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    job = run_to_end("jobs.versioned_upsert", args, timeout=240)
     assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
     files = committed_files(changes)
     assert {Path(f).parent.name for f in files} == {"op=upsert", "op=delete"}, files
