@@ -12,16 +12,17 @@ JARS         := .cache/jars
 JOB          ?= dedup
 ARGS         ?=
 PYTEST_ARGS  ?=
+PG_BIN       ?= /usr/lib/postgresql/15/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help setup venv jars up down status cluster-up cluster-down run submit demo \
+.PHONY: help setup venv jars postgres up down status cluster-up cluster-down run submit demo \
         test test-unit test-plan test-it lint bench bench-smoke verify verify-long clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
 	  awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
 
-setup: venv jars ## create .venv, install onceflow (editable, pinned) and resolve the Java artifacts
+setup: venv jars postgres ## create .venv, install onceflow (editable, pinned) and resolve the Java artifacts
 
 venv: $(VENV)/.installed ## the Python environment only
 
@@ -32,7 +33,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]" --config-settings editable_mode=compat
 	@touch $@
 
-jars: $(JARS)/kafka/.resolved $(JARS)/flink/.resolved ## resolve the pinned Java artifacts (java/*/pom.xml) with Maven
+jars: $(JARS)/kafka/.resolved $(JARS)/flink/.resolved $(JARS)/jdbc/.resolved ## resolve the pinned Java artifacts (java/*/pom.xml) with Maven
 
 $(JARS)/kafka/.resolved: java/kafka/pom.xml
 	@command -v $(MVN) >/dev/null || { echo "error: Maven (mvn) not found; install it (apt-get install maven) to resolve the Java artifacts"; exit 1; }
@@ -48,6 +49,22 @@ $(JARS)/flink/.resolved: java/flink/pom.xml
 	  -DoutputDirectory=$(CURDIR)/$(JARS)/flink -DincludeScope=runtime \
 	  -DexcludeArtifactIds=slf4j-api,commons-logging,jsr305
 	@touch $@
+
+# The JDBC glue (java/jdbc-glue): built here, copied with the JDBC connector and the
+# PostgreSQL driver into .cache/jars/jdbc; jobs attach them only when they write PostgreSQL.
+$(JARS)/jdbc/.resolved: java/jdbc-glue/pom.xml $(shell find java/jdbc-glue/src -name '*.java' 2>/dev/null)
+	@command -v $(MVN) >/dev/null || { echo "error: Maven (mvn) not found; install it (apt-get install maven) to resolve the Java artifacts"; exit 1; }
+	@rm -rf $(JARS)/jdbc && mkdir -p $(JARS)/jdbc
+	$(MVN) -q -B -f java/jdbc-glue/pom.xml package dependency:copy-dependencies \
+	  -DoutputDirectory=$(CURDIR)/$(JARS)/jdbc -DincludeScope=runtime \
+	  -DexcludeArtifactIds=checker-qual
+	cp .cache/build/jdbc-glue/onceflow-jdbc-glue.jar $(JARS)/jdbc/
+	@touch $@
+
+postgres: ## install PostgreSQL 15 (Debian's package) when it is missing
+	@test -x $(PG_BIN)/pg_ctl || { \
+	  command -v apt-get >/dev/null || { echo "error: $(PG_BIN)/pg_ctl is missing and apt-get is not available; install the PostgreSQL 15 server"; exit 1; }; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; }
 
 up: setup ## start the local single-node KRaft Kafka broker (idempotent)
 	$(ONCEFLOW) stack up
