@@ -66,13 +66,13 @@ postgres: ## install PostgreSQL 15 (Debian's package) when it is missing
 	  command -v apt-get >/dev/null || { echo "error: $(PG_BIN)/pg_ctl is missing and apt-get is not available; install the PostgreSQL 15 server"; exit 1; }; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; }
 
-up: setup ## start the local single-node KRaft Kafka broker (idempotent)
+up: setup ## start the local KRaft Kafka broker and PostgreSQL server (idempotent)
 	$(ONCEFLOW) stack up
 
-down: ## stop the local Kafka broker
+down: ## stop the local Kafka broker and PostgreSQL server
 	@test -x $(ONCEFLOW) && $(ONCEFLOW) stack down || true
 
-status: ## report the local broker and Flink cluster
+status: ## report the local broker, PostgreSQL server and Flink cluster
 	@test -x $(ONCEFLOW) && $(ONCEFLOW) stack status || echo "not set up: run make setup"
 
 cluster-up: setup ## start a standalone Flink cluster (web UI on localhost:8081)

@@ -19,17 +19,25 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _stack(args: argparse.Namespace) -> int:
+    from onceflow.postgres_stack import LocalPostgres, PostgresSettings
     from onceflow.stack import BrokerSettings, LocalKafka
 
     kafka = LocalKafka(BrokerSettings(port=args.port))
+    postgres = None if args.no_postgres else LocalPostgres(PostgresSettings(port=args.pg_port))
     if args.action == "up":
         status = kafka.up(timeout=args.timeout)
         print(status.render())
+        if postgres is not None:
+            print(postgres.up(timeout=args.timeout).render())
     elif args.action == "down":
         print("kafka: stopped" if kafka.down() else "kafka: was not running")
+        if postgres is not None:
+            print("postgres: stopped" if postgres.down() else "postgres: was not running")
     else:
         status = kafka.status()
         print(status.render())
+        if postgres is not None:
+            print(postgres.status().render())
         from onceflow.cluster import LocalFlinkCluster
 
         print(LocalFlinkCluster().status().render())
@@ -56,11 +64,14 @@ def _cluster(args: argparse.Namespace) -> int:
 
 
 def _add_stack(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from onceflow.postgres_stack import default_pg_port
     from onceflow.stack import default_port
 
-    p = sub.add_parser("stack", help="the local single-node KRaft Kafka broker")
+    p = sub.add_parser("stack", help="the local KRaft Kafka broker and PostgreSQL server")
     p.add_argument("action", choices=["up", "down", "status"])
     p.add_argument("--port", type=int, default=default_port(), help="client port (9092)")
+    p.add_argument("--pg-port", type=int, default=default_pg_port(), help="PostgreSQL port (5433)")
+    p.add_argument("--no-postgres", action="store_true", help="leave the PostgreSQL server alone")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for ready")
     p.set_defaults(handler=_stack)
 

@@ -4,6 +4,10 @@
   session and stopped after it (or left alone when it was already running); a
   broker that cannot start fails the run, it never skips. ``KAFKA_BOOTSTRAP``
   points the suite at a broker you already run instead.
+- ``postgres_url`` (session): the project's own PostgreSQL server (``onceflow
+  stack``), started for the session like the broker and never skipped;
+  ``ONCEFLOW_PG_URL`` points the suite at a database you already run (it needs
+  ``max_prepared_transactions > 0``).
 - ``topic_factory`` / ``unique_name``: per-test topics, groups and transactional
   id prefixes (``it_<test>_<uuid>``) so tests never see each other's data.
 
@@ -53,6 +57,27 @@ def kafka_bootstrap() -> Iterator[str]:
     yield broker.bootstrap
     if not was_running:
         broker.down()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A reachable PostgreSQL database URL: ``$ONCEFLOW_PG_URL`` or the project's own."""
+    external = os.environ.get("ONCEFLOW_PG_URL")
+    if external:
+        import psycopg
+
+        with psycopg.connect(external, connect_timeout=10) as conn:  # fails the run loudly
+            conn.execute("SELECT 1")
+        yield external
+        return
+    from onceflow.postgres_stack import LocalPostgres
+
+    server = LocalPostgres()
+    was_running = server.status().running
+    server.up(timeout=120)
+    yield server.url
+    if not was_running:
+        server.down()
 
 
 @pytest.fixture
