@@ -39,6 +39,7 @@ from onceflow.jobconfig import (
     require_flags,
 )
 from onceflow.jobrun import run_job
+from onceflow.pgoutput import PostgresOutput, add_postgres_arguments, pop_postgres_output
 from onceflow.pipeline import (
     read_kafka,
     read_kafka_keyed,
@@ -49,13 +50,17 @@ from onceflow.pipeline import (
 )
 from operators.dedup.identity import IdentitySpec
 from sinks.kafka import KafkaSinkSpec
+from sinks.postgres import PgColumn, PostgresSinkSpec
 
 if TYPE_CHECKING:
     from pyflink.datastream import StreamExecutionEnvironment
 
-__all__ = ["DedupConfig", "build_pipeline", "parse_config", "main"]
+__all__ = ["DedupConfig", "LEDGER_COLUMNS", "build_pipeline", "parse_config", "main"]
 
 log = logging.getLogger(__name__)
+
+#: ``--pg-table``: one row per first occurrence (id text, the record's JSON text).
+LEDGER_COLUMNS = (PgColumn("id", "STRING", False), PgColumn("record", "STRING", False))
 
 
 @dataclass(frozen=True, repr=False)
@@ -74,6 +79,8 @@ class DedupConfig(RuntimeConfig):
         verifier).
     :param fail_marker_dir: folder of ``<id>.fired`` markers (default under run/faults).
     :param job_name: the Flink job name.
+    :param postgres: optional append table of first occurrences (``--pg-url``,
+        ``--pg-table``), written with ``guarantee``.
     """
 
     input_topic: str = ""
@@ -89,6 +96,7 @@ class DedupConfig(RuntimeConfig):
     fail_on_ids: tuple[str, ...] = field(default_factory=tuple)
     fail_marker_dir: str | None = None
     job_name: str = "onceflow-dedup"
+    postgres: PostgresOutput | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -120,6 +128,13 @@ class DedupConfig(RuntimeConfig):
             "dlq": self.sink_spec(self.dlq_topic, "dlq"),
         }
 
+    def ledger_spec(self) -> PostgresSinkSpec | None:
+        if self.postgres is None:
+            return None
+        return self.postgres.spec(
+            columns=LEDGER_COLUMNS, mode="append", guarantee=self.guarantee, uid="ledger-sink"
+        )
+
 
 def build_pipeline(env: StreamExecutionEnvironment, cfg: DedupConfig) -> None:
     """Attach source -> (keyed) dedup -> (output, DLQ) sinks to ``env``."""
@@ -150,6 +165,18 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: DedupConfig) -> None:
         .uid("dedup")
     )
     write_routes(tenv, deduped, cfg.sink_specs())
+    ledger = cfg.ledger_spec()
+    if ledger is not None:
+        from onceflow.pgoutput import write_query_to_postgres
+
+        write_query_to_postgres(
+            env,
+            tenv,
+            deduped,
+            "SELECT CAST(k AS STRING), CAST(v AS STRING) FROM {routed} WHERE route = 'out'",
+            ledger,
+            checkpoint_interval_ms=cfg.checkpoint_interval_ms,
+        )
 
 
 def parse_config(argv: Sequence[str] | None = None) -> DedupConfig:
@@ -177,7 +204,9 @@ def parse_config(argv: Sequence[str] | None = None) -> DedupConfig:
     g.add_argument("--fail-marker-dir", help="folder recording injected failures that fired")
     g.add_argument("--job-name", help="Flink job name (onceflow-dedup)")
     add_runtime_arguments(parser)
+    add_postgres_arguments(parser, "first occurrences")
     options = merged_options(parser.parse_args(argv))
+    options["postgres"] = pop_postgres_output(options)
     for key in ("fingerprint_fields", "fail_on_ids"):
         if key in options:
             options[key] = tuple(options[key])

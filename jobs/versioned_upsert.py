@@ -58,6 +58,7 @@ from onceflow.jobconfig import (
     require_flags,
 )
 from onceflow.jobrun import run_job
+from onceflow.pgoutput import PostgresOutput, add_postgres_arguments, pop_postgres_output
 from onceflow.pipeline import (
     read_kafka_keyed,
     routed_type,
@@ -70,15 +71,38 @@ from operators.versioned.core import MODES, NEWER_WINS
 from operators.versioned.output import CHANGE_COLUMNS
 from sinks.files import FileSinkSpec, RecordSchema, validate_file_sink
 from sinks.kafka import KafkaSinkSpec
+from sinks.postgres import PgColumn, PostgresSinkSpec
 
 if TYPE_CHECKING:
     from pyflink.datastream import StreamExecutionEnvironment
 
-__all__ = ["VersionedUpsertConfig", "build_pipeline", "parse_config", "main", "prepare_topics"]
+__all__ = [
+    "ENTITY_COLUMNS",
+    "VersionedUpsertConfig",
+    "build_pipeline",
+    "parse_config",
+    "main",
+    "prepare_topics",
+]
 
 log = logging.getLogger(__name__)
 
 CHANGES_SINK_UID = "changes-files"
+
+#: ``--pg-table``: one row per entity key with its newest applied version; a delete
+#: leaves a tombstone row (``deleted``, no payload) so a late upsert cannot revive it.
+ENTITY_COLUMNS = (
+    PgColumn("key", "STRING", False),
+    PgColumn("version", "BIGINT", False),
+    PgColumn("deleted", "BOOLEAN", False),
+    PgColumn("payload", "STRING"),
+)
+# The applied changes (the Parquet log's rows) as entity rows.
+ENTITY_QUERY = (
+    "SELECT `key`, `version`, `op` = 'delete', "
+    "CASE WHEN `op` = 'delete' THEN CAST(NULL AS STRING) ELSE `payload_json` END "
+    "FROM {routed}"
+)
 
 
 @dataclass(frozen=True, repr=False)
@@ -108,6 +132,9 @@ class VersionedUpsertConfig(RuntimeConfig):
     :param fail_marker_dir: folder of ``<key>@<version>.fired`` markers recording
         that the failure fired (default under run/faults).
     :param job_name: Flink job name (default ``onceflow-versioned-upsert``).
+    :param postgres: optional versioned table of entities (``--pg-url``,
+        ``--pg-table``): one row per key at its newest version, written with
+        ``guarantee`` through the never-step-back upsert of :mod:`sinks.postgres`.
     """
 
     input_topic: str = ""
@@ -130,6 +157,7 @@ class VersionedUpsertConfig(RuntimeConfig):
     fail_on_changes: tuple[str, ...] = ()
     fail_marker_dir: str | None = None
     job_name: str | None = None
+    postgres: PostgresOutput | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -180,6 +208,17 @@ class VersionedUpsertConfig(RuntimeConfig):
             "dlq": self.sink_spec(self.dlq_topic, "dlq"),
         }
 
+    def entities_spec(self) -> PostgresSinkSpec | None:
+        if self.postgres is None:
+            return None
+        return self.postgres.spec(
+            columns=ENTITY_COLUMNS,
+            mode="versioned",
+            key=("key",),
+            guarantee=self.guarantee,
+            uid="entities-sink",
+        )
+
     def changes_spec(self) -> FileSinkSpec:
         return FileSinkSpec(
             base_path=self.changes_path,
@@ -221,6 +260,18 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: VersionedUpsertConfig) 
     changes = side_output(updated, tag)
     attach_file_sink(env, changes, cfg.changes_spec(), uid=CHANGES_SINK_UID)
     write_routes(tenv, updated, cfg.sink_specs())
+    entities = cfg.entities_spec()
+    if entities is not None:
+        from onceflow.pgoutput import write_query_to_postgres
+
+        write_query_to_postgres(
+            env,
+            tenv,
+            changes,
+            ENTITY_QUERY,
+            entities,
+            checkpoint_interval_ms=cfg.checkpoint_interval_ms,
+        )
 
 
 def prepare_topics(cfg: VersionedUpsertConfig) -> None:
@@ -288,7 +339,9 @@ def parse_config(argv: Sequence[str] | None = None) -> VersionedUpsertConfig:
     g.add_argument("--fail-marker-dir", help="folder recording injected failures that fired")
     g.add_argument("--job-name", help="Flink job name (onceflow-versioned-upsert)")
     add_runtime_arguments(parser)
+    add_postgres_arguments(parser, "entities at their newest version")
     options = merged_options(parser.parse_args(argv))
+    options["postgres"] = pop_postgres_output(options)
     if "fail_on_changes" in options:
         options["fail_on_changes"] = tuple(options["fail_on_changes"])
     return build_config(VersionedUpsertConfig, options)
