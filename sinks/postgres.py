@@ -68,6 +68,16 @@ checkpoint still has to commit could be rolled back first. What onceflow does:
   ``--pg-rescale``): the rollback is off for that run, and the start is refused
   while prepared transactions are pending in the database (resolve or commit
   them at the old parallelism first); later runs go back to the default.
+
+What the connector (4.0.0-2.0 source) does on PostgreSQL, for the record: the
+transaction a writer opens after each checkpoint is listed in that checkpoint's
+writer state ("hanging"), so a restore from it rolls that transaction back even
+when it was prepared for a checkpoint that never completed; the separate
+discover-and-rollback step only touches Xids that are the connector's own
+``TransactionId`` objects, and the PostgreSQL driver's ``recover()`` returns its
+own Xid class, so on PostgreSQL that step finds nothing to roll back. The
+rescale hazard is therefore latent there today; the rule above keeps a run safe
+if a later connector starts matching them.
 """
 
 from __future__ import annotations
@@ -674,6 +684,14 @@ def attach_postgres_sink(
     validate_postgres_sink(
         spec, facts, parallelism=parallelism, checkpoint_interval_ms=checkpoint_interval_ms
     )
+    if facts.prepared_transactions and spec.guarantee == "exactly-once":
+        log.warning(
+            "%d prepared transactions are pending in %s; a recovering sink commits or rolls "
+            "back the ones its checkpoint lists, any other keeps its row locks until "
+            "resolved (SELECT gid, prepared FROM pg_prepared_xacts)",
+            facts.prepared_transactions,
+            spec.target().redacted(),
+        )
     env.add_jars(*jdbc_jars())
     sink = rows.sink_to(postgres_sink(spec)).name(spec.uid).uid(spec.uid)
     if spec.parallelism is not None:
