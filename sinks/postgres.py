@@ -639,6 +639,9 @@ def postgres_sink(spec: PostgresSinkSpec) -> Sink:
     target = spec.target()
     types = ",".join(c.jdbc_type for c in spec.columns)
     sql = insert_sql(spec)
+    # Multi-row INSERTs are several times faster; an upsert cannot use them: one
+    # statement may not update the same row twice (two versions of a key in a batch).
+    rewrite = spec.mode == "append"
     if spec.guarantee == "exactly-once":
         j_sink = factories.exactlyOnce(
             target.jdbc_url,
@@ -647,6 +650,7 @@ def postgres_sink(spec: PostgresSinkSpec) -> Sink:
             sql,
             types,
             spec.batch_size,
+            rewrite,
             not spec.rescale,
             spec.xa_timeout_s,
         )
@@ -658,6 +662,7 @@ def postgres_sink(spec: PostgresSinkSpec) -> Sink:
             sql,
             types,
             spec.batch_size,
+            rewrite,
             spec.batch_interval_ms,
             spec.max_retries,
         )

@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from onceflow.bench import flink_dedup, flink_sql, kafka_tools, quix
+from onceflow.bench import flink_dedup, flink_sql, kafka_tools, postgres, quix
 from onceflow.bench.common import (
     BenchContext,
     ContenderResult,
@@ -51,6 +51,7 @@ THROUGHPUT: dict[str, tuple[str, Callable[[BenchContext], ContenderResult]]] = {
     **{name: ("sql", fn) for name, fn in flink_sql.CONTENDERS.items()},
     **{name: ("flink", fn) for name, fn in flink_dedup.CONTENDERS.items()},
     **{name: ("quix", fn) for name, fn in quix.CONTENDERS.items()},
+    **{name: ("postgres", fn) for name, fn in postgres.CONTENDERS.items()},
 }
 LATENCY_INTERVALS_MS = (1000, 5000)
 
@@ -160,7 +161,8 @@ def _run(
             "start it with `make up` or point --bootstrap / KAFKA_BOOTSTRAP at one"
         ) from exc
     # Step 2.
-    needs_input = any(n in THROUGHPUT for n in chosen)
+    # The PostgreSQL contenders generate their own rows (they measure the sink alone).
+    needs_input = any(n in THROUGHPUT and THROUGHPUT[n][0] != "postgres" for n in chosen)
     if needs_input:
         _produce(ctx, doc)
     total = len(chosen)

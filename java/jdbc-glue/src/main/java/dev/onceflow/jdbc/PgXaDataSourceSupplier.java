@@ -19,13 +19,17 @@ public final class PgXaDataSourceSupplier implements SerializableSupplier<XAData
     private final String url;
     private final String user;
     private final String password;
+    private final boolean rewriteBatchedInserts;
 
     /**
      * @param url a {@code jdbc:postgresql://host:port/db} URL
      * @param user the role, or null to take it from the URL
      * @param password the password, or null for none (trust/peer auth or in the URL)
+     * @param rewriteBatchedInserts let the driver send a batch of INSERTs as multi-row
+     *     INSERTs (only for statements whose rows never conflict with each other)
      */
-    public PgXaDataSourceSupplier(String url, String user, String password) {
+    public PgXaDataSourceSupplier(
+            String url, String user, String password, boolean rewriteBatchedInserts) {
         if (url == null || !url.startsWith("jdbc:postgresql:")) {
             throw new IllegalArgumentException(
                     "a PostgreSQL XA data source needs a jdbc:postgresql: URL");
@@ -33,12 +37,14 @@ public final class PgXaDataSourceSupplier implements SerializableSupplier<XAData
         this.url = url;
         this.user = user;
         this.password = password;
+        this.rewriteBatchedInserts = rewriteBatchedInserts;
     }
 
     @Override
     public XADataSource get() {
         PGXADataSource source = new PGXADataSource();
         source.setUrl(url);
+        source.setReWriteBatchedInserts(rewriteBatchedInserts);
         if (user != null && !user.isEmpty()) {
             source.setUser(user);
         }
@@ -50,6 +56,12 @@ public final class PgXaDataSourceSupplier implements SerializableSupplier<XAData
 
     @Override
     public String toString() {
-        return "PgXaDataSourceSupplier{url=" + url + ", user=" + user + ", password=***}";
+        return "PgXaDataSourceSupplier{url="
+                + url
+                + ", user="
+                + user
+                + ", password=***, rewriteBatchedInserts="
+                + rewriteBatchedInserts
+                + "}";
     }
 }

@@ -26,6 +26,8 @@ public final class PostgresSinks {
      * @param sql the parameterised INSERT statement, one {@code ?} per row field
      * @param jdbcTypes comma-separated JDBC type names of the row fields
      * @param batchSize rows per JDBC batch inside the transaction
+     * @param rewriteBatchedInserts send a batch as multi-row INSERTs (not for upserts: one
+     *     statement may not update the same row twice)
      * @param recoverAndRollback roll back this job's prepared transactions that no checkpoint
      *     covers when a writer starts; must be false for a run that changes the sink's
      *     parallelism (connector javadoc: data loss otherwise)
@@ -38,6 +40,7 @@ public final class PostgresSinks {
             String sql,
             String jdbcTypes,
             int batchSize,
+            boolean rewriteBatchedInserts,
             boolean recoverAndRollback,
             int timeoutSec) {
         JdbcExecutionOptions execution =
@@ -58,7 +61,7 @@ public final class PostgresSinks {
         return JdbcSink.<Row>builder()
                 .withQueryStatement(sql, new RowStatementBuilder(jdbcTypes))
                 .withExecutionOptions(execution)
-                .buildExactlyOnce(exactlyOnce, new PgXaDataSourceSupplier(url, user, password));
+                .buildExactlyOnce(exactlyOnce, new PgXaDataSourceSupplier(url, user, password, rewriteBatchedInserts));
     }
 
     /**
@@ -73,12 +76,15 @@ public final class PostgresSinks {
             String sql,
             String jdbcTypes,
             int batchSize,
+            boolean rewriteBatchedInserts,
             long batchIntervalMs,
             int maxRetries) {
         JdbcConnectionOptions.JdbcConnectionOptionsBuilder connection =
                 new JdbcConnectionOptions.JdbcConnectionOptionsBuilder()
                         .withUrl(url)
-                        .withDriverName("org.postgresql.Driver");
+                        .withDriverName("org.postgresql.Driver")
+                        .withProperty(
+                                "reWriteBatchedInserts", Boolean.toString(rewriteBatchedInserts));
         if (user != null && !user.isEmpty()) {
             connection.withUsername(user);
         }
