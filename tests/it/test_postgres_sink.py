@@ -18,6 +18,7 @@ After every test no prepared transaction is left (``pg_prepared_xacts`` empty).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ from onceflow.recovery import Phases, ScenarioLog, retry_until_replayed, run_kil
 from onceflow.workload import Expectation, WorkloadSpec, generate
 from operators.versioned.core import DELETE, NEWER_WINS
 from operators.versioned.output import json_text
+
+log = logging.getLogger(__name__)
 
 
 @pytest.fixture(autouse=True)
@@ -123,6 +126,7 @@ def _dedup_recovery(
     # The id column is the key the job computed; the record is the input's JSON text.
     assert all(json.loads(record)["id"] == ident for ident, record in rows[:50])
     report = compare(exp.unique_ids, [json.loads(record)["id"] for _, record in rows])
+    log.info("%s ledger: %d rows\n%s\n%s", guarantee, len(rows), report.render(), story.render())
     return report, story
 
 
@@ -261,6 +265,14 @@ def _versioned_recovery(
     assert {k for k, *_ in expected} == set(oracle.final), "oracle keys disagree"
     table_rows = set(_rows(postgres_url, f"SELECT key, version, deleted, payload FROM {table}"))
     history = _rows(postgres_url, f"SELECT key, version FROM {table}_h ORDER BY n")
+    log.info(
+        "entities: %d rows (%d expected, %d tombstones), %d committed writes\n%s",
+        len(table_rows),
+        len(expected),
+        sum(1 for row in expected if row[2]),
+        len(history),
+        story.render(),
+    )
     return expected, table_rows, history, story
 
 
