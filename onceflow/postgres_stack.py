@@ -176,7 +176,44 @@ class LocalPostgres:
             shutil.chown(self.home, user="postgres", group="postgres")
             self.home.chmod(0o700)
 
-    # Step 2 of up: initdb once ------------------------------------------------------
+    # Step 2 of up: a stale lock from a crashed server --------------------------------
+    def _clear_stale_lock(self, timeout: float = 30.0) -> None:
+        """Remove the locks (``postmaster.pid``, the socket's ``.lock``) left by a
+        postmaster that died (e.g. SIGKILL).
+
+        PostgreSQL removes a stale lock itself unless its pid still answers a signal,
+        which a killed postmaster nobody reaps (a zombie) does: then it refuses to
+        start. The lock also guards against backends of the old server still running;
+        they exit when they notice their postmaster is gone, so wait for every live
+        process working in the data folder (their current directory) to end first.
+        """
+        lock = self.data_dir / "postmaster.pid"
+        socket_lock = self.home / f".s.PGSQL.{self.settings.port}.lock"
+        if not lock.is_file() and not socket_lock.is_file():
+            return
+        deadline = time.monotonic() + timeout
+        while (left := self._processes_in_data_dir()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if left:
+            raise OnceflowError(
+                f"processes {left} of a previous PostgreSQL server still use {self.data_dir}; "
+                "stop them (onceflow stack down) before starting it again"
+            )
+        log.info("removing the stale locks of a server that is gone (%s)", lock)
+        lock.unlink(missing_ok=True)
+        socket_lock.unlink(missing_ok=True)
+
+    def _processes_in_data_dir(self) -> list[int]:
+        found: list[int] = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                if Path(os.readlink(entry / "cwd")) == self.data_dir and pid_alive(int(entry.name)):
+                    found.append(int(entry.name))
+        return found
+
+    # Step 3 of up: initdb once ------------------------------------------------------
     def _init_cluster(self) -> None:
         if (self.data_dir / "PG_VERSION").is_file():
             return
@@ -196,7 +233,7 @@ class LocalPostgres:
             timeout=120,
         )
 
-    # Step 3 of up: start the postmaster ---------------------------------------------
+    # Step 4 of up: start the postmaster ---------------------------------------------
     def _start_server(self, timeout: float) -> None:
         s = self.settings
         options = " ".join(
@@ -227,7 +264,7 @@ class LocalPostgres:
             timeout=timeout + 10,
         )
 
-    # Step 4 of up: the jobs' database -----------------------------------------------
+    # Step 5 of up: the jobs' database -----------------------------------------------
     def _ensure_database(self) -> None:
         import psycopg
 
@@ -262,6 +299,7 @@ class LocalPostgres:
                     "or choose another PostgreSQL port (--pg-port / ONCEFLOW_PG_PORT)"
                 )
             self._prepare_home()
+            self._clear_stale_lock()
             self._init_cluster()
             self._start_server(timeout)
             log.info("started PostgreSQL on port %s, log %s", self.settings.port, self.log_file)
