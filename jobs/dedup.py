@@ -39,7 +39,12 @@ from onceflow.jobconfig import (
     require_flags,
 )
 from onceflow.jobrun import run_job
-from onceflow.pgoutput import PostgresOutput, add_postgres_arguments, pop_postgres_output
+from onceflow.pgoutput import (
+    PostgresOutput,
+    add_postgres_arguments,
+    check_postgres_output,
+    pop_postgres_output,
+)
 from onceflow.pipeline import (
     read_kafka,
     read_kafka_keyed,
@@ -219,6 +224,11 @@ def check(cfg: DedupConfig) -> None:
         cfg.sink_specs(),
         checkpoint_interval_ms=cfg.checkpoint_interval_ms,
         restart_budget_ms=cfg.restart_budget_ms,
+    )
+    check_postgres_output(
+        cfg.ledger_spec(),
+        parallelism=cfg.parallelism,
+        checkpoint_interval_ms=cfg.checkpoint_interval_ms,
     )
 
 

@@ -58,7 +58,12 @@ from onceflow.jobconfig import (
     require_flags,
 )
 from onceflow.jobrun import run_job
-from onceflow.pgoutput import PostgresOutput, add_postgres_arguments, pop_postgres_output
+from onceflow.pgoutput import (
+    PostgresOutput,
+    add_postgres_arguments,
+    check_postgres_output,
+    pop_postgres_output,
+)
 from onceflow.pipeline import (
     read_kafka_keyed,
     routed_type,
@@ -355,6 +360,11 @@ def check(cfg: VersionedUpsertConfig) -> None:
         restart_budget_ms=cfg.restart_budget_ms,
     )
     validate_file_sink(cfg.changes_spec(), checkpoint_interval_ms=cfg.checkpoint_interval_ms)
+    check_postgres_output(
+        cfg.entities_spec(),
+        parallelism=cfg.parallelism,
+        checkpoint_interval_ms=cfg.checkpoint_interval_ms,
+    )
     # The outputs exist (with --create-topics) and the applied topic compacts.
     prepare_topics(cfg)
 

@@ -17,7 +17,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from onceflow.errors import OnceflowError
-from sinks.postgres import PgColumn, PostgresSinkSpec, attach_postgres_sink, parse_url
+from sinks.postgres import (
+    PgColumn,
+    PostgresSinkSpec,
+    attach_postgres_sink,
+    parse_url,
+    read_server_facts,
+    validate_postgres_sink,
+)
 
 if TYPE_CHECKING:
     from pyflink.datastream import DataStream, DataStreamSink, StreamExecutionEnvironment
@@ -27,6 +34,7 @@ __all__ = [
     "AT_LEAST_ONCE_FLUSH_MS",
     "PostgresOutput",
     "add_postgres_arguments",
+    "check_postgres_output",
     "pop_postgres_output",
     "write_query_to_postgres",
 ]
@@ -129,6 +137,24 @@ def pop_postgres_output(options: MutableMapping[str, Any]) -> PostgresOutput | N
         create_table=bool(values.get("pg_create_table") or False),
         parallelism=values.get("pg_parallelism"),
         rescale=bool(values.get("pg_rescale") or False),
+    )
+
+
+def check_postgres_output(
+    spec: PostgresSinkSpec | None, *, parallelism: int, checkpoint_interval_ms: int
+) -> None:
+    """Refuse a table output before the JVM starts (a job's ``check`` step); creates
+    the table when asked. Attaching the sink checks again (the server may change).
+
+    :raises OnceflowError: a refusal of :func:`sinks.postgres.validate_postgres_sink`.
+    """
+    if spec is None:
+        return
+    validate_postgres_sink(
+        spec,
+        read_server_facts(spec),
+        parallelism=spec.parallelism or parallelism,
+        checkpoint_interval_ms=checkpoint_interval_ms,
     )
 
 
