@@ -82,7 +82,7 @@ cluster-down: ## stop the standalone Flink cluster
 	@test -x $(ONCEFLOW) && $(ONCEFLOW) cluster down || true
 
 run: up ## run a job on the local mini-cluster: make run JOB=dedup ARGS="--input-topic ..."
-	$(PY) -m jobs.$(JOB) $(ARGS)
+	$(PY) -m onceflow.jobs.$(JOB) $(ARGS)
 
 submit: up ## submit a job to the standalone cluster: make submit JOB=dedup ARGS="..."
 	$(ONCEFLOW) cluster submit jobs/$(JOB).py -- $(ARGS)

@@ -1,3 +1,3 @@
-"""Runnable PyFlink jobs: ``python -m jobs.<name>`` locally, ``flink run -py jobs/<name>.py``."""
+"""Runnable PyFlink jobs: ``python -m onceflow.jobs.<name>`` locally, ``flink run -py jobs/<name>.py``."""
 
 __all__: list[str] = []

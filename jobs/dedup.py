@@ -13,7 +13,7 @@ Pipeline (every stateful operator and sink has a stable uid):
 
 The job never fails on bad input. Run locally (mini-cluster)::
 
-    python -m jobs.dedup --input-topic in --output-topic out --dlq-topic dlq \\
+    python -m onceflow.jobs.dedup --input-topic in --output-topic out --dlq-topic dlq \\
         --transactional-id-prefix dedup-prod-1
 
 or on a cluster with ``flink run -py jobs/dedup.py`` and the same flags.
@@ -28,6 +28,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from onceflow.operators.dedup.identity import IdentitySpec
+from onceflow.sinks.kafka import KafkaSinkSpec
+from onceflow.sinks.postgres import PgColumn, PostgresSinkSpec
 from pyflink.common import Types
 
 from onceflow.errors import OnceflowError
@@ -53,9 +56,6 @@ from onceflow.pipeline import (
     validate_sinks,
     write_routes,
 )
-from operators.dedup.identity import IdentitySpec
-from sinks.kafka import KafkaSinkSpec
-from sinks.postgres import PgColumn, PostgresSinkSpec
 
 if TYPE_CHECKING:
     from pyflink.datastream import StreamExecutionEnvironment
@@ -143,7 +143,7 @@ class DedupConfig(RuntimeConfig):
 
 def build_pipeline(env: StreamExecutionEnvironment, cfg: DedupConfig) -> None:
     """Attach source -> (keyed) dedup -> (output, DLQ) sinks to ``env``."""
-    from operators.dedup.flink import DedupFunction, FingerprintKey, sql_key_expression
+    from onceflow.operators.dedup.flink import DedupFunction, FingerprintKey, sql_key_expression
 
     tenv = table_env(env)
     source = cfg.source_spec(cfg.input_topic)
@@ -185,7 +185,9 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: DedupConfig) -> None:
 
 
 def parse_config(argv: Sequence[str] | None = None) -> DedupConfig:
-    parser = argparse.ArgumentParser(prog="jobs.dedup", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="onceflow.jobs.dedup", description=__doc__.splitlines()[0]
+    )
     g = parser.add_argument_group("dedup")
     g.add_argument("--input-topic")
     g.add_argument("--output-topic")

@@ -33,7 +33,7 @@ Pipeline (every stateful operator and sink has a stable uid):
 
 The job never fails on bad input. Run locally (mini-cluster)::
 
-    python -m jobs.versioned_upsert --input-topic changes --applied-topic entities \\
+    python -m onceflow.jobs.versioned_upsert --input-topic changes --applied-topic entities \\
         --stale-topic stale --conflict-topic conflicts --dlq-topic dlq \\
         --changes-path run/changes --transactional-id-prefix versioned-prod-1 --create-topics
 
@@ -48,6 +48,12 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from onceflow.operators.versioned.core import MODES, NEWER_WINS
+from onceflow.operators.versioned.output import CHANGE_COLUMNS
+from onceflow.sinks.files import FileSinkSpec, RecordSchema, validate_file_sink
+from onceflow.sinks.kafka import KafkaSinkSpec
+from onceflow.sinks.postgres import PgColumn, PostgresSinkSpec
 
 from onceflow.errors import OnceflowError
 from onceflow.jobconfig import (
@@ -72,11 +78,6 @@ from onceflow.pipeline import (
     validate_sinks,
     write_routes,
 )
-from operators.versioned.core import MODES, NEWER_WINS
-from operators.versioned.output import CHANGE_COLUMNS
-from sinks.files import FileSinkSpec, RecordSchema, validate_file_sink
-from sinks.kafka import KafkaSinkSpec
-from sinks.postgres import PgColumn, PostgresSinkSpec
 
 if TYPE_CHECKING:
     from pyflink.datastream import StreamExecutionEnvironment
@@ -139,7 +140,7 @@ class VersionedUpsertConfig(RuntimeConfig):
     :param job_name: Flink job name (default ``onceflow-versioned-upsert``).
     :param postgres: optional versioned table of entities (``--pg-url``,
         ``--pg-table``): one row per key at its newest version, written with
-        ``guarantee`` through the never-step-back upsert of :mod:`sinks.postgres`.
+        ``guarantee`` through the never-step-back upsert of :mod:`onceflow.sinks.postgres`.
     """
 
     input_topic: str = ""
@@ -239,8 +240,12 @@ class VersionedUpsertConfig(RuntimeConfig):
 
 def build_pipeline(env: StreamExecutionEnvironment, cfg: VersionedUpsertConfig) -> None:
     """Attach source -> (keyed) versioned update -> (Kafka routes, Parquet log) to ``env``."""
-    from operators.versioned.flink import VersionedUpdateFunction, changes_tag, sql_key_expression
-    from sinks.files import attach_file_sink
+    from onceflow.operators.versioned.flink import (
+        VersionedUpdateFunction,
+        changes_tag,
+        sql_key_expression,
+    )
+    from onceflow.sinks.files import attach_file_sink
 
     tenv = table_env(env)
     keyed = read_kafka_keyed(tenv, cfg.source_spec(cfg.input_topic), sql_key_expression())
@@ -309,7 +314,7 @@ def prepare_topics(cfg: VersionedUpsertConfig) -> None:
 
 def parse_config(argv: Sequence[str] | None = None) -> VersionedUpsertConfig:
     parser = argparse.ArgumentParser(
-        prog="jobs.versioned_upsert", description=__doc__.splitlines()[0]
+        prog="onceflow.jobs.versioned_upsert", description=__doc__.splitlines()[0]
     )
     g = parser.add_argument_group("versioned upsert")
     g.add_argument("--input-topic")

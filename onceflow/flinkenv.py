@@ -3,7 +3,7 @@
 ``create_env(FlinkSettings(...))`` returns a StreamExecutionEnvironment configured
 from ``flink-conf/config.yaml`` (the same file the standalone cluster uses) plus
 per-job overrides, with the connector jars attached. The same job file therefore
-runs as ``python -m jobs.<name>`` (the mini-cluster starts inside this process)
+runs as ``python -m onceflow.jobs.<name>`` (the mini-cluster starts inside this process)
 and as ``flink run -py jobs/<name>.py`` (the cluster's config is the base and the
 job-level keys here are stacked on top).
 

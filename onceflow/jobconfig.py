@@ -22,7 +22,7 @@ import yaml
 from onceflow.errors import OnceflowError
 from onceflow.flinkenv import FlinkSettings
 from onceflow.kafka_source import KafkaSourceSpec
-from sinks.kafka import KafkaSinkSpec
+from onceflow.sinks.kafka import KafkaSinkSpec
 
 __all__ = [
     "RuntimeConfig",

@@ -5,7 +5,7 @@ parser, keeps the parsed :class:`PostgresOutput` (``--pg-url`` and friends) in
 its config, and calls :func:`write_query_to_postgres` with the rows to write:
 a SQL ``SELECT`` over the job's routed stream, run in the JVM (no extra Python
 operator), whose columns are the table's columns in order. The sink is
-:mod:`sinks.postgres`'s, with the job's ``--guarantee``.
+:mod:`onceflow.sinks.postgres`'s, with the job's ``--guarantee``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from onceflow.errors import OnceflowError
-from sinks.postgres import (
+from onceflow.sinks.postgres import (
     PgColumn,
     PostgresSinkSpec,
     attach_postgres_sink,
@@ -56,7 +56,7 @@ class PostgresOutput:
     :param table: ``name`` or ``schema.name``.
     :param create_table: create the table when it is missing.
     :param parallelism: the sink's own parallelism (None: the job's).
-    :param rescale: this run changes the sink's parallelism (see :mod:`sinks.postgres`).
+    :param rescale: this run changes the sink's parallelism (see :mod:`onceflow.sinks.postgres`).
     """
 
     url: str
@@ -146,7 +146,7 @@ def check_postgres_output(
     """Refuse a table output before the JVM starts (a job's ``check`` step); creates
     the table when asked. Attaching the sink checks again (the server may change).
 
-    :raises OnceflowError: a refusal of :func:`sinks.postgres.validate_postgres_sink`.
+    :raises OnceflowError: a refusal of :func:`onceflow.sinks.postgres.validate_postgres_sink`.
     """
     if spec is None:
         return
@@ -172,7 +172,7 @@ def write_query_to_postgres(
     :param query: a SELECT over ``{routed}`` (the stream as a view) whose columns
         are the spec's columns in order, e.g.
         ``SELECT CAST(k AS STRING), CAST(v AS STRING) FROM {routed} WHERE route = 'out'``.
-    :raises OnceflowError: a refusal of the sink's checks (see :mod:`sinks.postgres`).
+    :raises OnceflowError: a refusal of the sink's checks (see :mod:`onceflow.sinks.postgres`).
     """
     from pyflink.common import Types
 

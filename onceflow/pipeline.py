@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from onceflow.kafka_source import KafkaSourceSpec, kafka_source_descriptor
-from sinks.kafka import (
+from onceflow.sinks.kafka import (
     KafkaSinkSpec,
     broker_transaction_max_timeout_ms,
     kafka_sink_descriptor,

@@ -6,7 +6,7 @@ sink run of 200,000 rows is over in a few seconds) into a fresh table of the
 shape the dedup job's ledger has (``id text, record text``; record ~200 bytes of
 JSON), on the PostgreSQL server of ``$ONCEFLOW_PG_URL`` or the local stack's.
 The Flink contenders run ``python -m onceflow.bench.postgres`` (a bounded job:
-a JVM sequence source -> the sink of :mod:`sinks.postgres`, parallelism 1,
+a JVM sequence source -> the sink of :mod:`onceflow.sinks.postgres`, parallelism 1,
 checkpoints every second) on its own mini-cluster; this process polls
 ``count(*)`` and measures from the first committed row to the last, so the
 job's start-up is not counted (the first committed batch is not either).
@@ -203,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from onceflow.flinkenv import FlinkSettings, create_env
     from onceflow.pgoutput import PostgresOutput, write_query_to_postgres
     from onceflow.pipeline import table_env
-    from sinks.postgres import PgColumn
+    from onceflow.sinks.postgres import PgColumn
 
     p = argparse.ArgumentParser(prog="python -m onceflow.bench.postgres")
     p.add_argument("--url", required=True)

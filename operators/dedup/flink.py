@@ -33,14 +33,13 @@ import logging
 import time
 from typing import Any
 
+from onceflow.operators.dedup.core import DedupCore
+from onceflow.operators.dedup.identity import IdentitySpec, identity_of
+from onceflow.operators.faults import inject_failure_once
+from onceflow.operators.records import Rejected, dead_letter_record, parse_object, sql_json_path
+from onceflow.operators.state import FlinkValueStore, value_state_descriptor
 from pyflink.common import Row, Types
 from pyflink.datastream import KeyedProcessFunction, KeySelector, RuntimeContext
-
-from operators.dedup.core import DedupCore
-from operators.dedup.identity import IdentitySpec, identity_of
-from operators.faults import inject_failure_once
-from operators.records import Rejected, dead_letter_record, parse_object, sql_json_path
-from operators.state import FlinkValueStore, value_state_descriptor
 
 __all__ = ["DedupFunction", "FingerprintKey", "sql_key_expression"]
 
@@ -94,7 +93,7 @@ class DedupFunction(KeyedProcessFunction):
     :param max_record_bytes: larger values are dead letters (``oversize``).
     :param ttl_ms: the horizon in processing-time ms; None remembers forever
         (state then grows with the number of distinct identities).
-    :param fail_on_ids: raise :class:`~operators.faults.InjectedFailure` the first
+    :param fail_on_ids: raise :class:`~onceflow.operators.faults.InjectedFailure` the first
         time one of these ids (raw ids) arrives; replays after the restart pass.
         For recovery tests and the verifier.
     :param fail_marker_dir: folder of marker files ``<id>.fired`` recording that

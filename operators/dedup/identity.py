@@ -9,7 +9,7 @@ Two modes, chosen once per job by an :class:`IdentitySpec`:
 * **fingerprint**: no id exists, so a record's identity is a hash of its
   content: the whole object, or only ``fingerprint_fields``. Two records with
   equal content (up to object member order) are duplicates. The hash is taken
-  over canonical JSON (:func:`operators.records.canonical_json`), so number
+  over canonical JSON (:func:`onceflow.operators.records.canonical_json`), so number
   spelling counts: ``1`` and ``1.0`` are different. Fingerprints look like
   ``"f:<32 hex>"``.
 
@@ -18,7 +18,7 @@ entry: a long id costs state. Bound it with the parser's ``max_bytes`` or use a
 fingerprint of the id field (``IdentitySpec.by_fingerprint(("msg_id",))``).
 
 An identity that cannot be derived is returned as a
-:class:`~operators.records.Rejected` (missing/null/empty/wrong-typed id, missing
+:class:`~onceflow.operators.records.Rejected` (missing/null/empty/wrong-typed id, missing
 fingerprint field) for the dead-letter topic; it never raises on input.
 """
 
@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from operators.records import (
+from onceflow.operators.records import (
     MISSING,
     MISSING_FIELD,
     Rejected,
@@ -104,10 +104,10 @@ def identity_of(obj: dict[str, Any], spec: IdentitySpec) -> str | Rejected:
     Deterministic: the same object and spec give the same identity in every
     process and after every restart, so it is safe as a Flink key.
 
-    :param obj: the decoded record (from :func:`operators.records.parse_object`).
+    :param obj: the decoded record (from :func:`onceflow.operators.records.parse_object`).
     :param spec: the identity spec.
     :return: ``"s:<id>"`` / ``"i:<id>"`` for an id field, ``"f:<32 hex>"`` for a
-        fingerprint, or :class:`~operators.records.Rejected` if the id is
+        fingerprint, or :class:`~onceflow.operators.records.Rejected` if the id is
         missing, null, empty, or neither a string nor an integer (a boolean or
         a float is ``wrong_type``), or a fingerprint field is missing.
     """

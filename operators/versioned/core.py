@@ -58,7 +58,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, cast
 
-from operators.records import (
+from onceflow.operators.records import (
     BAD_OP,
     MISSING,
     OUT_OF_RANGE,
@@ -69,7 +69,7 @@ from operators.records import (
     split_path,
     stable_hash,
 )
-from operators.state import KeyedMemoryStore, ValueStore
+from onceflow.operators.state import KeyedMemoryStore, ValueStore
 
 __all__ = [
     "APPLIED",
@@ -285,7 +285,7 @@ def parse_change(
 
     :param obj: the decoded record.
     :param schema: where the fields are.
-    :return: the event, or :class:`~operators.records.Rejected` with one of
+    :return: the event, or :class:`~onceflow.operators.records.Rejected` with one of
         ``missing_field``, ``null_field``, ``empty_field``, ``wrong_type``,
         ``out_of_range`` or ``bad_op``.
     """

@@ -74,7 +74,7 @@ def test_dedup_ledger_is_exact_after_the_postmaster_is_killed_mid_run(
         "--checkpoint-interval-ms", "2000", "--restart-attempts", "20",
         "--pg-url", url, "--pg-table", "ledger", "--pg-create-table",
     ]  # fmt: skip
-    job = JobProcess("jobs.dedup", args, tmp_path / "job.log")
+    job = JobProcess("onceflow.jobs.dedup", args, tmp_path / "job.log")
     rows = "SELECT count(*) FROM ledger"
     try:
         job.start()

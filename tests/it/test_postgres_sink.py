@@ -25,14 +25,14 @@ from typing import Any
 
 import psycopg
 import pytest
+from onceflow.operators.versioned.core import DELETE, NEWER_WINS
+from onceflow.operators.versioned.output import json_text
 
 from onceflow.changes import ChangeWorkloadSpec, expected_changes, generate_changes
 from onceflow.check import CheckReport, compare
 from onceflow.harness import JobProcess, run_to_end
 from onceflow.recovery import Phases, ScenarioLog, retry_until_replayed, run_kill_and_recover
 from onceflow.workload import Expectation, WorkloadSpec, generate
-from operators.versioned.core import DELETE, NEWER_WINS
-from operators.versioned.output import json_text
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def _dedup_recovery(
         table,
         "--pg-create-table",
     ]
-    job = JobProcess("jobs.dedup", args, tmp_path / "job.log")
+    job = JobProcess("onceflow.jobs.dedup", args, tmp_path / "job.log")
     story = run_kill_and_recover(job, bootstrap, topics["in"], topics["out"], phases)
     assert (tmp_path / "faults" / f"{poison_id}.fired").exists(), "the failure never fired"
     assert story.restarts >= 1, story.render()
@@ -254,7 +254,7 @@ def _versioned_recovery(
         "--pg-table",
         table,
     ]
-    job = JobProcess("jobs.versioned_upsert", args, tmp_path / "job.log")
+    job = JobProcess("onceflow.jobs.versioned_upsert", args, tmp_path / "job.log")
     story = run_kill_and_recover(job, bootstrap, topics["in"], topics["applied"], phases)
     assert list((tmp_path / "faults").glob("*.fired")), "the injected failure never fired"
     last: dict[str, tuple[Any, ...]] = {}
@@ -328,7 +328,7 @@ def _dedup_args(bootstrap: str, postgres_args: list[str]) -> list[str]:
 
 def test_unreachable_database_is_refused_with_a_redacted_url(kafka_bootstrap: str) -> None:
     job = run_to_end(
-        "jobs.dedup",
+        "onceflow.jobs.dedup",
         _dedup_args(
             kafka_bootstrap,
             ["--pg-url", "postgresql://app:hunter2@127.0.0.1:1/db", "--pg-table", "t"],
@@ -347,7 +347,7 @@ def test_table_of_the_wrong_shape_is_refused_with_what_to_change(
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         conn.execute(f"CREATE TABLE {table} (id bigint)")
     job = run_to_end(
-        "jobs.dedup",
+        "onceflow.jobs.dedup",
         _dedup_args(kafka_bootstrap, ["--pg-url", postgres_url, "--pg-table", table]),
         timeout=120,
     )
@@ -367,7 +367,7 @@ def test_rescale_run_is_refused_while_a_prepared_transaction_is_pending(
         conn.execute(f"PREPARE TRANSACTION '{gid}'")
     try:
         args = ["--pg-url", postgres_url, "--pg-table", table, "--pg-rescale"]
-        job = run_to_end("jobs.dedup", _dedup_args(kafka_bootstrap, args), timeout=120)
+        job = run_to_end("onceflow.jobs.dedup", _dedup_args(kafka_bootstrap, args), timeout=120)
         assert job.returncode == 2, job.stderr[-2000:]
         assert "1 prepared transactions are pending" in job.stderr
         assert "this run is a rescale" in job.stderr

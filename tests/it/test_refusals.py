@@ -26,6 +26,8 @@ BASE = ["--input-topic", "i", "--output-topic", "o", "--dlq-topic", "d"]
 def test_dedup_job_refuses_unsafe_settings(
     kafka_bootstrap: str, extra: list[str], message: str
 ) -> None:
-    run = run_to_end("jobs.dedup", ["--bootstrap", kafka_bootstrap, *BASE, *extra], timeout=120)
+    run = run_to_end(
+        "onceflow.jobs.dedup", ["--bootstrap", kafka_bootstrap, *BASE, *extra], timeout=120
+    )
     assert run.returncode == 2, run.stderr[-2000:]
     assert message in run.stderr

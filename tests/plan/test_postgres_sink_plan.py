@@ -6,9 +6,9 @@ import json
 from typing import Any
 
 import pytest
+from onceflow.sinks.postgres import PgColumn, PostgresSinkSpec, ServerFacts, attach_postgres_sink
 
 from onceflow.flinkenv import FlinkSettings, create_env
-from sinks.postgres import PgColumn, PostgresSinkSpec, ServerFacts, attach_postgres_sink
 
 COLUMNS = (PgColumn("id", "STRING", False), PgColumn("record", "JSONB"))
 FACTS = ServerFacts("15", 100, 100, 3, 1, 0, {"id": "text", "record": "jsonb"}, ())

@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from operators.dedup import IdentitySpec, identity_of
-from operators.records import EMPTY_FIELD, MISSING_FIELD, NULL_FIELD, WRONG_TYPE, Rejected
+from onceflow.operators.dedup import IdentitySpec, identity_of
+from onceflow.operators.records import EMPTY_FIELD, MISSING_FIELD, NULL_FIELD, WRONG_TYPE, Rejected
 
 pytestmark = pytest.mark.unit
 

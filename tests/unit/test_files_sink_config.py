@@ -8,9 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
-from onceflow.errors import OnceflowError
-from sinks.files import (
+from onceflow.sinks.files import (
     NULL_PARTITION,
     Column,
     FileSinkSpec,
@@ -20,6 +18,8 @@ from sinks.files import (
     read_committed_parquet,
     validate_file_sink,
 )
+
+from onceflow.errors import OnceflowError
 
 pytestmark = pytest.mark.unit
 

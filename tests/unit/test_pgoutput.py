@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from onceflow.jobs.dedup import parse_config
 
-from jobs.dedup import parse_config
 from onceflow.errors import OnceflowError
 from onceflow.pgoutput import AT_LEAST_ONCE_FLUSH_MS, PostgresOutput, pop_postgres_output
 

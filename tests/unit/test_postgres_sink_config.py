@@ -5,9 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-
-from onceflow.errors import OnceflowError
-from sinks.postgres import (
+from onceflow.sinks.postgres import (
     PgColumn,
     PostgresSinkSpec,
     ServerFacts,
@@ -16,6 +14,8 @@ from sinks.postgres import (
     parse_url,
     validate_postgres_sink,
 )
+
+from onceflow.errors import OnceflowError
 
 URL = "postgresql://app:s3cr%40t@db.example:6432/shop?sslmode=require"
 ENTITY_COLUMNS = (

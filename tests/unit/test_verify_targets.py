@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from onceflow.operators.faults import marker_stem
 
 from onceflow.check import ConsumedRecord
 from onceflow.verify.faults import Profile
 from onceflow.verify.targets import TARGETS, DedupTarget, VersionedUpsertTarget, nonmonotonic
-from operators.faults import marker_stem
 
 
 def _record(key: bytes, offset: int, doc: object, partition: int = 0) -> ConsumedRecord:

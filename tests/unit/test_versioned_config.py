@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from onceflow.jobs.versioned_upsert import parse_config
 
-from jobs.versioned_upsert import parse_config
 from onceflow.errors import OnceflowError
 
 pytestmark = pytest.mark.unit

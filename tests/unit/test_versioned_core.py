@@ -7,8 +7,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from operators.records import (
+from onceflow.operators.records import (
     BAD_OP,
     EMPTY_FIELD,
     MISSING_FIELD,
@@ -17,8 +16,8 @@ from operators.records import (
     WRONG_TYPE,
     Rejected,
 )
-from operators.state import MemoryValueStore
-from operators.versioned import (
+from onceflow.operators.state import MemoryValueStore
+from onceflow.operators.versioned import (
     APPLIED,
     COMPARE_AND_SET,
     CONFLICT,

@@ -6,15 +6,7 @@ import json
 from collections import Counter
 
 import pytest
-
-from onceflow.changes import (
-    MALFORMED_KINDS,
-    ChangeWorkloadSpec,
-    expected_changes,
-    generate_changes,
-    report_identity,
-)
-from operators.versioned.core import (
+from onceflow.operators.versioned.core import (
     COMPARE_AND_SET,
     CONFLICT,
     DELETE,
@@ -24,12 +16,20 @@ from operators.versioned.core import (
     ChangeEvent,
     Outcome,
 )
-from operators.versioned.output import (
+from onceflow.operators.versioned.output import (
     CHANGE_COLUMNS,
     applied_value,
     change_row,
     json_text,
     outcome_report,
+)
+
+from onceflow.changes import (
+    MALFORMED_KINDS,
+    ChangeWorkloadSpec,
+    expected_changes,
+    generate_changes,
+    report_identity,
 )
 
 pytestmark = pytest.mark.unit
