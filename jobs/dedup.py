@@ -34,21 +34,21 @@ from onceflow.sinks.postgres import PgColumn, PostgresSinkSpec
 from pyflink.common import Types
 
 from onceflow.errors import OnceflowError
-from onceflow.jobconfig import (
+from onceflow.runtime.jobconfig import (
     RuntimeConfig,
     add_runtime_arguments,
     build_config,
     merged_options,
     require_flags,
 )
-from onceflow.jobrun import run_job
-from onceflow.pgoutput import (
+from onceflow.runtime.jobrun import run_job
+from onceflow.runtime.pgoutput import (
     PostgresOutput,
     add_postgres_arguments,
     check_postgres_output,
     pop_postgres_output,
 )
-from onceflow.pipeline import (
+from onceflow.runtime.pipeline import (
     read_kafka,
     read_kafka_keyed,
     routed_type,
@@ -172,7 +172,7 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: DedupConfig) -> None:
     write_routes(tenv, deduped, cfg.sink_specs())
     ledger = cfg.ledger_spec()
     if ledger is not None:
-        from onceflow.pgoutput import write_query_to_postgres
+        from onceflow.runtime.pgoutput import write_query_to_postgres
 
         write_query_to_postgres(
             env,

@@ -20,15 +20,15 @@ from typing import TYPE_CHECKING, Any
 
 from onceflow.sinks.kafka import KafkaSinkSpec
 
-from onceflow.jobconfig import (
+from onceflow.runtime.jobconfig import (
     RuntimeConfig,
     add_runtime_arguments,
     build_config,
     merged_options,
     require_flags,
 )
-from onceflow.jobrun import run_job
-from onceflow.pipeline import read_kafka, routed_type, table_env, validate_sinks, write_routes
+from onceflow.runtime.jobrun import run_job
+from onceflow.runtime.pipeline import read_kafka, routed_type, table_env, validate_sinks, write_routes
 
 if TYPE_CHECKING:
     from pyflink.datastream import StreamExecutionEnvironment

@@ -56,21 +56,21 @@ from onceflow.sinks.kafka import KafkaSinkSpec
 from onceflow.sinks.postgres import PgColumn, PostgresSinkSpec
 
 from onceflow.errors import OnceflowError
-from onceflow.jobconfig import (
+from onceflow.runtime.jobconfig import (
     RuntimeConfig,
     add_runtime_arguments,
     build_config,
     merged_options,
     require_flags,
 )
-from onceflow.jobrun import run_job
-from onceflow.pgoutput import (
+from onceflow.runtime.jobrun import run_job
+from onceflow.runtime.pgoutput import (
     PostgresOutput,
     add_postgres_arguments,
     check_postgres_output,
     pop_postgres_output,
 )
-from onceflow.pipeline import (
+from onceflow.runtime.pipeline import (
     read_kafka_keyed,
     routed_type,
     side_output,
@@ -272,7 +272,7 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: VersionedUpsertConfig) 
     write_routes(tenv, updated, cfg.sink_specs())
     entities = cfg.entities_spec()
     if entities is not None:
-        from onceflow.pgoutput import write_query_to_postgres
+        from onceflow.runtime.pgoutput import write_query_to_postgres
 
         write_query_to_postgres(
             env,
@@ -286,7 +286,7 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: VersionedUpsertConfig) 
 
 def prepare_topics(cfg: VersionedUpsertConfig) -> None:
     """Create missing outputs (``--create-topics``) and check the applied topic is compacted."""
-    from onceflow.topics import cleanup_policy, ensure_topics, partition_count
+    from onceflow.runtime.topics import cleanup_policy, ensure_topics, partition_count
 
     if cfg.create_topics:
         # Same partition count as the input keeps each entity's records in one partition.

@@ -19,8 +19,8 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _stack(args: argparse.Namespace) -> int:
-    from onceflow.postgres_stack import LocalPostgres, PostgresSettings
-    from onceflow.stack import BrokerSettings, LocalKafka
+    from onceflow.local.postgres import LocalPostgres, PostgresSettings
+    from onceflow.local.broker import BrokerSettings, LocalKafka
 
     kafka = LocalKafka(BrokerSettings(port=args.port))
     postgres = None if args.no_postgres else LocalPostgres(PostgresSettings(port=args.pg_port))
@@ -38,14 +38,14 @@ def _stack(args: argparse.Namespace) -> int:
         print(status.render())
         if postgres is not None:
             print(postgres.status().render())
-        from onceflow.cluster import LocalFlinkCluster
+        from onceflow.local.cluster import LocalFlinkCluster
 
         print(LocalFlinkCluster().status().render())
     return 0
 
 
 def _cluster(args: argparse.Namespace) -> int:
-    from onceflow.cluster import LocalFlinkCluster
+    from onceflow.local.cluster import LocalFlinkCluster
 
     cluster = LocalFlinkCluster(taskmanagers=args.taskmanagers)
     if args.action == "up":
@@ -64,8 +64,8 @@ def _cluster(args: argparse.Namespace) -> int:
 
 
 def _add_stack(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from onceflow.postgres_stack import default_pg_port
-    from onceflow.stack import default_port
+    from onceflow.local.postgres import default_pg_port
+    from onceflow.local.broker import default_port
 
     p = sub.add_parser("stack", help="the local KRaft Kafka broker and PostgreSQL server")
     p.add_argument("action", choices=["up", "down", "status"])
@@ -105,8 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 # (subcommand, module with add_arguments(parser) and run(args) -> int, help)
 _TOOLS: list[tuple[str, str, str]] = [
-    ("produce", "onceflow.produce", "write a deterministic JSON workload to a topic"),
-    ("check", "onceflow.check", "read a topic read_committed and compare with the expectation"),
+    ("produce", "onceflow.testing.produce", "write a deterministic JSON workload to a topic"),
+    ("check", "onceflow.testing.check", "read a topic read_committed and compare with the expectation"),
     ("demo", "onceflow.demo", "produce, run the dedup job end to end, check, summarise"),
     ("verify", "onceflow.verify.command", "inject real faults into the dedup job and check"),
 ]

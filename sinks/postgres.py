@@ -625,7 +625,7 @@ def read_server_facts(spec: PostgresSinkSpec, timeout_s: float = 10.0) -> Server
 
 def jdbc_jars() -> list[str]:
     """``file://`` URLs of the JDBC connector, the driver and onceflow's glue."""
-    from onceflow.paths import jars_dir
+    from onceflow.runtime.paths import jars_dir
 
     folder = jars_dir("jdbc")
     jars = sorted(folder.glob("*.jar"))

@@ -54,7 +54,7 @@ def _database_url() -> str:
     url = os.environ.get("ONCEFLOW_PG_URL")
     if url:
         return url
-    from onceflow.postgres_stack import LocalPostgres
+    from onceflow.local.postgres import LocalPostgres
 
     return LocalPostgres().up().url
 
@@ -200,9 +200,9 @@ CONTENDERS: dict[str, Callable[[BenchContext], ContenderResult]] = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The Flink side of a contender: sequence rows -> the PostgreSQL sink, bounded."""
-    from onceflow.flinkenv import FlinkSettings, create_env
-    from onceflow.pgoutput import PostgresOutput, write_query_to_postgres
-    from onceflow.pipeline import table_env
+    from onceflow.runtime.flinkenv import FlinkSettings, create_env
+    from onceflow.runtime.pgoutput import PostgresOutput, write_query_to_postgres
+    from onceflow.runtime.pipeline import table_env
     from onceflow.sinks.postgres import PgColumn
 
     p = argparse.ArgumentParser(prog="python -m onceflow.bench.postgres")

@@ -36,9 +36,9 @@ from typing import Any
 from onceflow.bench.common import PROGRESS_EVERY_S, BenchContext
 from onceflow.bench.flink_dedup import Variant, dedup_job_args
 from onceflow.bench.stream import Collector, Feeder
-from onceflow.cluster import LocalFlinkCluster, rest_get
+from onceflow.local.cluster import LocalFlinkCluster, rest_get
 from onceflow.errors import OnceflowError
-from onceflow.harness import free_port, wait_until
+from onceflow.testing.harness import free_port, wait_until
 
 __all__ = ["RecoveryResult", "run_recovery", "socket_owner"]
 

@@ -35,11 +35,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from onceflow.cluster import LocalFlinkCluster, rest_get
+from onceflow.local.cluster import LocalFlinkCluster, rest_get
 from onceflow.errors import OnceflowError
 from onceflow.operators.faults import marker_stem
-from onceflow.paths import project_root, run_dir
-from onceflow.stack import LocalKafka
+from onceflow.runtime.paths import project_root, run_dir
+from onceflow.local.broker import LocalKafka
 from onceflow.verify.faults import Fault, Profile, schedule
 from onceflow.verify.targets import TARGETS, Target
 
@@ -259,7 +259,7 @@ def _wait_gone(probe: _JobProbe, timeout: float = 120) -> None:
 
 
 def _find_hanging(bootstrap: str) -> list[str]:
-    from onceflow.java import run_java_main
+    from onceflow.runtime.java import run_java_main
 
     result = run_java_main(
         "org.apache.kafka.tools.TransactionsCommand",
@@ -274,8 +274,8 @@ def _find_hanging(bootstrap: str) -> list[str]:
 
 def verify(settings: VerifySettings, progress: bool = True) -> VerifyResult:
     """Run the protocol of the module docstring; see :class:`VerifyResult`."""
-    from onceflow.check import read_committed
-    from onceflow.topics import ensure_topics
+    from onceflow.testing.check import read_committed
+    from onceflow.runtime.topics import ensure_topics
 
     profile = settings.profile
     target: Target = TARGETS[settings.job]()

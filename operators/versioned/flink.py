@@ -20,7 +20,7 @@ keyed one costs about half the throughput: see operators/dedup/flink.py.)
   :class:`~onceflow.operators.versioned.core.VersionedUpdateCore`'s.
 
 Outputs of :class:`VersionedUpdateFunction`, main stream ``Row(route, k, v)``
-(:func:`onceflow.pipeline.routed_type`):
+(:func:`onceflow.runtime.pipeline.routed_type`):
 
 - ``applied``: key = entity key (UTF-8), value = the payload as canonical JSON,
   or None for an applied delete: a tombstone in a compacted topic.

@@ -19,8 +19,8 @@ import pytest
 from kafka import KafkaProducer
 
 from onceflow import check, produce
-from onceflow.check import check_output, compare_dead_letters, read_committed
-from onceflow.workload import Expectation, WorkloadSpec, generate
+from onceflow.testing.check import check_output, compare_dead_letters, read_committed
+from onceflow.testing.workload import Expectation, WorkloadSpec, generate
 
 pytestmark = pytest.mark.it
 

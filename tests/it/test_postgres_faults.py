@@ -22,11 +22,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from onceflow.check import compare
-from onceflow.harness import JobProcess, count_values, free_port, wait_until
-from onceflow.postgres_stack import LocalPostgres, PostgresSettings
-from onceflow.recovery import send
-from onceflow.workload import Expectation, WorkloadSpec, generate
+from onceflow.testing.check import compare
+from onceflow.testing.harness import JobProcess, count_values, free_port, wait_until
+from onceflow.local.postgres import LocalPostgres, PostgresSettings
+from onceflow.testing.recovery import send
+from onceflow.testing.workload import Expectation, WorkloadSpec, generate
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ import psycopg
 import pytest
 
 from onceflow.errors import OnceflowError
-from onceflow.harness import free_port
-from onceflow.postgres_stack import LocalPostgres, PostgresSettings
+from onceflow.testing.harness import free_port
+from onceflow.local.postgres import LocalPostgres, PostgresSettings
 
 
 def test_up_is_idempotent_and_sized_for_xa_then_down_stops_it() -> None:

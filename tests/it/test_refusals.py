@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from onceflow.harness import run_to_end
+from onceflow.testing.harness import run_to_end
 
 BASE = ["--input-topic", "i", "--output-topic", "o", "--dlq-topic", "d"]
 

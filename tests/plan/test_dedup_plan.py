@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from onceflow.jobs.dedup import build_pipeline, parse_config
 
-from onceflow.flinkenv import create_env
+from onceflow.runtime.flinkenv import create_env
 
 ARGS = [
     "--bootstrap",

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from onceflow.sinks.postgres import PgColumn, PostgresSinkSpec, ServerFacts, attach_postgres_sink
 
-from onceflow.flinkenv import FlinkSettings, create_env
+from onceflow.runtime.flinkenv import FlinkSettings, create_env
 
 COLUMNS = (PgColumn("id", "STRING", False), PgColumn("record", "JSONB"))
 FACTS = ServerFacts("15", 100, 100, 3, 1, 0, {"id": "text", "record": "jsonb"}, ())

@@ -11,7 +11,7 @@ from onceflow.jobs.versioned_upsert import CHANGES_SINK_UID, build_pipeline, par
 from onceflow.sinks.files import FileSinkSpec, RecordSchema, attach_file_sink
 
 from onceflow.errors import OnceflowError
-from onceflow.flinkenv import create_env
+from onceflow.runtime.flinkenv import create_env
 
 
 def _args(changes: Path) -> list[str]:

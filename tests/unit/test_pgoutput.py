@@ -6,7 +6,7 @@ import pytest
 from onceflow.jobs.dedup import parse_config
 
 from onceflow.errors import OnceflowError
-from onceflow.pgoutput import AT_LEAST_ONCE_FLUSH_MS, PostgresOutput, pop_postgres_output
+from onceflow.runtime.pgoutput import AT_LEAST_ONCE_FLUSH_MS, PostgresOutput, pop_postgres_output
 
 REQUIRED = ["--input-topic", "in", "--output-topic", "out", "--dlq-topic", "dlq"]
 URL = "postgresql://app:hunter2@db:5432/shop"

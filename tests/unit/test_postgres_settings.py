@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from onceflow.errors import OnceflowError
-from onceflow.postgres_stack import PostgresSettings, default_pg_port
+from onceflow.local.postgres import PostgresSettings, default_pg_port
 
 
 def test_url_is_loopback_with_the_configured_port_and_database() -> None:

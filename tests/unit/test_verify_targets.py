@@ -7,7 +7,7 @@ import json
 import pytest
 from onceflow.operators.faults import marker_stem
 
-from onceflow.check import ConsumedRecord
+from onceflow.testing.check import ConsumedRecord
 from onceflow.verify.faults import Profile
 from onceflow.verify.targets import TARGETS, DedupTarget, VersionedUpsertTarget, nonmonotonic
 

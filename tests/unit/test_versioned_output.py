@@ -1,4 +1,4 @@
-"""Unit tests for operators.versioned.output and onceflow.changes (generator and oracle)."""
+"""Unit tests for operators.versioned.output and onceflow.testing.changes (generator and oracle)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from onceflow.operators.versioned.output import (
     outcome_report,
 )
 
-from onceflow.changes import (
+from onceflow.testing.changes import (
     MALFORMED_KINDS,
     ChangeWorkloadSpec,
     expected_changes,

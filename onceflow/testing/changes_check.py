@@ -5,7 +5,7 @@ versioned-upsert``. Every output is read the way a downstream user would:
 Kafka topics with ``read_committed``, the Parquet log through
 :func:`onceflow.sinks.files.read_committed_parquet` (committed part files only).
 
-Reports (one :class:`~onceflow.check.CheckReport` each):
+Reports (one :class:`~onceflow.testing.check.CheckReport` each):
 
 - ``parquet``: one row per applied (key, version), nothing else;
 - ``applied``: the applied topic, one record per applied change (payload or
@@ -23,8 +23,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from onceflow.changes import ChangeOracle, applied_identity, report_identity, row_identity
-from onceflow.check import (
+from onceflow.testing.changes import ChangeOracle, applied_identity, report_identity, row_identity
+from onceflow.testing.check import (
     CheckReport,
     ConsumedRecord,
     compare,

@@ -1,4 +1,4 @@
-"""Check a job's output against an :class:`~onceflow.workload.Expectation`.
+"""Check a job's output against an :class:`~onceflow.testing.workload.Expectation`.
 
 ``onceflow check`` drains the output topic (and optionally the dead-letter
 topic) with a ``read_committed`` consumer and compares, as multisets, what it
@@ -32,8 +32,8 @@ from kafka.errors import KafkaError
 from tqdm import tqdm
 
 from onceflow.errors import OnceflowError
-from onceflow.produce import DEFAULT_BOOTSTRAP
-from onceflow.workload import Expectation, valid_id
+from onceflow.testing.produce import DEFAULT_BOOTSTRAP
+from onceflow.testing.workload import Expectation, valid_id
 
 __all__ = [
     "CheckReport",

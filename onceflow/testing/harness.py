@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from onceflow.errors import OnceflowError
-from onceflow.paths import project_root
+from onceflow.runtime.paths import project_root
 
 __all__ = ["ChildProcess", "JobProcess", "free_port", "count_values", "wait_until"]
 
@@ -198,7 +198,7 @@ class JobProcess(ChildProcess):
 
     # REST views of the mini-cluster ---------------------------------------------------
     def _get(self, path: str) -> Any:
-        from onceflow.cluster import rest_get
+        from onceflow.local.cluster import rest_get
 
         return rest_get(self.rest_url, path, timeout=3)
 

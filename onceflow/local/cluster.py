@@ -31,10 +31,10 @@ from typing import Any
 import yaml
 
 from onceflow.errors import OnceflowError
-from onceflow.flinkenv import expand_placeholders, prepare_python_path
-from onceflow.java import java_executable
-from onceflow.paths import flink_home, project_root, run_dir
-from onceflow.processes import pid_alive
+from onceflow.runtime.flinkenv import expand_placeholders, prepare_python_path
+from onceflow.runtime.java import java_executable
+from onceflow.runtime.paths import flink_home, project_root, run_dir
+from onceflow.local.processes import pid_alive
 
 __all__ = ["LocalFlinkCluster", "ClusterStatus", "rest_get"]
 
@@ -230,7 +230,7 @@ class LocalFlinkCluster:
         """``flink run -py job_file job_args`` against this cluster; returns its exit code.
 
         The connector jars travel as the ``pipeline.jars`` the job's environment
-        builder sets (``onceflow.flinkenv``).
+        builder sets (``onceflow.runtime.flinkenv``).
 
         :param savepoint: resume from this savepoint or retained checkpoint (``-s``).
         :param log_file: append the client's output here instead of the terminal.

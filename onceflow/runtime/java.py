@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from onceflow.errors import OnceflowError
-from onceflow.paths import jars_dir
+from onceflow.runtime.paths import jars_dir
 
 __all__ = ["java_executable", "classpath", "run_java_main"]
 

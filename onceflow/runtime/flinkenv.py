@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from onceflow.errors import OnceflowError
-from onceflow.paths import jars_dir, project_root, venv_python
+from onceflow.runtime.paths import jars_dir, project_root, venv_python
 
 if TYPE_CHECKING:
     from pyflink.datastream import StreamExecutionEnvironment
