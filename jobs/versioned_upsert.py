@@ -177,7 +177,7 @@ class VersionedUpsertConfig(RuntimeConfig):
             "applied": self.sink_spec(self.applied_topic, "applied"),
             "stale": self.sink_spec(self.stale_topic, "stale"),
             "conflict": self.sink_spec(self.conflict_topic, "conflict"),
-            "dlq": self.sink_spec(self.dlq_topic, "dlq"),
+            "dlq": self.sink_spec(self.dlq_topic, "dlq", self.dead_letter_max_bytes),
         }
 
     def changes_spec(self) -> FileSinkSpec:
@@ -210,6 +210,7 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: VersionedUpsertConfig) 
                 cfg.max_record_bytes,
                 fail_on_changes=cfg.fail_on_changes,
                 fail_marker_dir=cfg.failure_markers(),
+                dead_letter_max_bytes=cfg.dead_letter_max_bytes,
             ),
             routed_type(),
         )

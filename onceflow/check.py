@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import sys
 import time
 from collections import Counter
@@ -464,6 +465,12 @@ def _dead_letter_key(value: bytes | None) -> tuple[bytes | None, bytes | None, s
         original = base64.b64decode(b64, validate=True)
     except (binascii.Error, ValueError):
         return None, None, "original_b64 is not base64"
+    if obj.get("truncated") is True:
+        # Too large for the DLQ topic: a prefix, with the whole input's digest.
+        digest = obj.get("original_sha256")
+        if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
+            return None, None, "truncated without original_sha256"
+        return bytes.fromhex(digest), original, ""
     return hashlib.sha256(original).digest(), original, ""
 
 
