@@ -166,6 +166,20 @@ def test_dead_letters_against_the_jobs_format() -> None:
     assert compare_dead_letters(originals, dlq).ok
 
 
+def test_truncated_dead_letters_match_their_originals_by_digest() -> None:
+    from operators.records import dead_letter as job_dead_letter
+
+    big = bytes(range(256)) * 40
+    letters = [job_dead_letter(big, "oversize", "d", "in", 0, 1, max_bytes=2_000)]
+    assert len(letters[0]) <= 2_000
+    assert compare_dead_letters([big], letters).ok
+    assert not compare_dead_letters([big + b"x"], letters).ok
+    forged = json.loads(letters[0])
+    forged["original_sha256"] = "not hex"
+    r = compare_dead_letters([big], [json.dumps(forged).encode()])
+    assert r.invalid == 1
+
+
 def test_long_values_are_shortened_in_examples() -> None:
     r = compare_dead_letters([b"x" * 5_000], [])
     assert r.missing_examples[0].endswith("... (5000 bytes)")
