@@ -15,7 +15,7 @@ Pipeline (every stateful operator and sink has a stable uid):
 
 The job never fails on bad input. Run locally (mini-cluster)::
 
-    python -m jobs.dedup --input-topic in --output-topic out --dlq-topic dlq \\
+    python -m onceflow.jobs.dedup --input-topic in --output-topic out --dlq-topic dlq \\
         --transactional-id-prefix dedup-prod-1
 
 or on a cluster with ``flink run -py jobs/dedup.py`` and the same flags.
@@ -41,6 +41,7 @@ from onceflow.jobconfig import (
     require_flags,
 )
 from onceflow.jobrun import run_job
+from onceflow.operators.dedup.identity import IdentitySpec
 from onceflow.pipeline import (
     read_kafka,
     read_kafka_keyed,
@@ -49,8 +50,7 @@ from onceflow.pipeline import (
     validate_sinks,
     write_routes,
 )
-from operators.dedup.identity import IdentitySpec
-from sinks.kafka import KafkaSinkSpec
+from onceflow.sinks.kafka import KafkaSinkSpec
 
 if TYPE_CHECKING:
     from pyflink.datastream import StreamExecutionEnvironment
@@ -126,7 +126,7 @@ class DedupConfig(RuntimeConfig):
 
 def build_pipeline(env: StreamExecutionEnvironment, cfg: DedupConfig) -> None:
     """Attach source -> (keyed) dedup -> (output, DLQ) sinks to ``env``."""
-    from operators.dedup.flink import DedupFunction, FingerprintKey, sql_key_expression
+    from onceflow.operators.dedup.flink import DedupFunction, FingerprintKey, sql_key_expression
 
     tenv = table_env(env)
     source = cfg.source_spec(cfg.input_topic)
@@ -158,7 +158,9 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: DedupConfig) -> None:
 
 
 def parse_config(argv: Sequence[str] | None = None) -> DedupConfig:
-    parser = argparse.ArgumentParser(prog="jobs.dedup", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="onceflow.jobs.dedup", description=__doc__.splitlines()[0]
+    )
     g = parser.add_argument_group("dedup")
     g.add_argument("--input-topic")
     g.add_argument("--output-topic")

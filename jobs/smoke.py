@@ -5,7 +5,7 @@ checkpoints and ``read_committed``, one Python operator (thread mode by default)
 and the transactional ``KafkaSink``. Its output read with read_committed equals
 its input, once each, across restarts.
 
-Run: ``python -m jobs.smoke --input-topic in --output-topic out
+Run: ``python -m onceflow.jobs.smoke --input-topic in --output-topic out
 --transactional-id-prefix smoke-1 --group-id smoke-1 --bounded``.
 """
 
@@ -27,7 +27,7 @@ from onceflow.jobconfig import (
 )
 from onceflow.jobrun import run_job
 from onceflow.pipeline import read_kafka, routed_type, table_env, validate_sinks, write_routes
-from sinks.kafka import KafkaSinkSpec
+from onceflow.sinks.kafka import KafkaSinkSpec
 
 if TYPE_CHECKING:
     from pyflink.datastream import StreamExecutionEnvironment
@@ -69,7 +69,9 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: SmokeConfig) -> None:
 
 
 def parse_config(argv: Sequence[str] | None) -> SmokeConfig:
-    parser = argparse.ArgumentParser(prog="jobs.smoke", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="onceflow.jobs.smoke", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--input-topic")
     parser.add_argument("--output-topic")
     add_runtime_arguments(parser)

@@ -33,7 +33,7 @@ Pipeline (every stateful operator and sink has a stable uid):
 
 The job never fails on bad input. Run locally (mini-cluster)::
 
-    python -m jobs.versioned_upsert --input-topic changes --applied-topic entities \\
+    python -m onceflow.jobs.versioned_upsert --input-topic changes --applied-topic entities \\
         --stale-topic stale --conflict-topic conflicts --dlq-topic dlq \\
         --changes-path run/changes --transactional-id-prefix versioned-prod-1 --create-topics
 
@@ -58,6 +58,8 @@ from onceflow.jobconfig import (
     require_flags,
 )
 from onceflow.jobrun import run_job
+from onceflow.operators.versioned.core import MODES, NEWER_WINS
+from onceflow.operators.versioned.output import CHANGE_COLUMNS
 from onceflow.pipeline import (
     read_kafka_keyed,
     routed_type,
@@ -66,10 +68,8 @@ from onceflow.pipeline import (
     validate_sinks,
     write_routes,
 )
-from operators.versioned.core import MODES, NEWER_WINS
-from operators.versioned.output import CHANGE_COLUMNS
-from sinks.files import FileSinkSpec, RecordSchema, validate_file_sink
-from sinks.kafka import KafkaSinkSpec
+from onceflow.sinks.files import FileSinkSpec, RecordSchema, validate_file_sink
+from onceflow.sinks.kafka import KafkaSinkSpec
 
 if TYPE_CHECKING:
     from pyflink.datastream import StreamExecutionEnvironment
@@ -195,8 +195,12 @@ class VersionedUpsertConfig(RuntimeConfig):
 
 def build_pipeline(env: StreamExecutionEnvironment, cfg: VersionedUpsertConfig) -> None:
     """Attach source -> (keyed) versioned update -> (Kafka routes, Parquet log) to ``env``."""
-    from operators.versioned.flink import VersionedUpdateFunction, changes_tag, sql_key_expression
-    from sinks.files import attach_file_sink
+    from onceflow.operators.versioned.flink import (
+        VersionedUpdateFunction,
+        changes_tag,
+        sql_key_expression,
+    )
+    from onceflow.sinks.files import attach_file_sink
 
     tenv = table_env(env)
     keyed = read_kafka_keyed(tenv, cfg.source_spec(cfg.input_topic), sql_key_expression())
@@ -254,7 +258,7 @@ def prepare_topics(cfg: VersionedUpsertConfig) -> None:
 
 def parse_config(argv: Sequence[str] | None = None) -> VersionedUpsertConfig:
     parser = argparse.ArgumentParser(
-        prog="jobs.versioned_upsert", description=__doc__.splitlines()[0]
+        prog="onceflow.jobs.versioned_upsert", description=__doc__.splitlines()[0]
     )
     g = parser.add_argument_group("versioned upsert")
     g.add_argument("--input-topic")

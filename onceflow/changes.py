@@ -18,8 +18,8 @@ of the versioned operator:
 
 :func:`expected_changes` is the oracle. It does not trust the generator's
 labels: it parses the records' bytes in arrival order with the same parsing
-rules as the job (:mod:`operators.records`, :func:`parse_change`) and runs the
-pure core over them (:func:`~operators.versioned.core.simulate`). Its view
+rules as the job (:mod:`onceflow.operators.records`, :func:`parse_change`) and runs the
+pure core over them (:func:`~onceflow.operators.versioned.core.simulate`). Its view
 of an entity is exact as long as each key's records are read in the order
 they were written, which holds when the Kafka record key is the entity key
 (one partition per key) and there is no TTL.
@@ -36,8 +36,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from operators.records import Rejected, parse_object
-from operators.versioned.core import (
+from onceflow.operators.records import Rejected, parse_object
+from onceflow.operators.versioned.core import (
     APPLIED,
     CONFLICT,
     DELETE,
@@ -49,7 +49,7 @@ from operators.versioned.core import (
     parse_change,
     simulate,
 )
-from operators.versioned.output import applied_value, json_text
+from onceflow.operators.versioned.output import applied_value, json_text
 
 __all__ = [
     "MALFORMED_KINDS",

@@ -3,7 +3,7 @@
 Used by the job's integration tests and by ``onceflow verify --job
 versioned-upsert``. Every output is read the way a downstream user would:
 Kafka topics with ``read_committed``, the Parquet log through
-:func:`sinks.files.read_committed_parquet` (committed part files only).
+:func:`onceflow.sinks.files.read_committed_parquet` (committed part files only).
 
 Reports (one :class:`~onceflow.check.CheckReport` each):
 
@@ -63,8 +63,8 @@ def read_outputs(
     :param topics: role -> topic name, for every role in :data:`TOPIC_ROLES`.
     :param quiet_ms: how long a topic must stay quiet to count as drained.
     """
-    from operators.versioned.output import CHANGE_COLUMNS
-    from sinks.files import RecordSchema, read_committed_parquet
+    from onceflow.operators.versioned.output import CHANGE_COLUMNS
+    from onceflow.sinks.files import RecordSchema, read_committed_parquet
 
     drained = {
         role: read_committed(bootstrap, topics[role], quiet_ms=quiet_ms, progress=progress)
@@ -85,8 +85,8 @@ def last_per_key(records: list[ConsumedRecord]) -> dict[str, bytes | None]:
 
 def compare_outputs(oracle: ChangeOracle, outputs: ChangeOutputs) -> dict[str, CheckReport]:
     """Exact multiset reports of every output (see the module docstring)."""
-    from operators.records import parse_dead_letter
-    from operators.versioned.core import CONFLICT, STALE
+    from onceflow.operators.records import parse_dead_letter
+    from onceflow.operators.versioned.core import CONFLICT, STALE
 
     applied, dlq = outputs.topics["applied"], outputs.topics["dlq"]
 

@@ -388,7 +388,7 @@ def _preview(value: bytes | None) -> str:
 def _id_of(value: bytes | None, id_field: str) -> tuple[str | None, str]:
     """The id of an output record, or ``(None, why not)``.
 
-    The reasons are those of :mod:`operators.records`; ``id_field`` may be a
+    The reasons are those of :mod:`onceflow.operators.records`; ``id_field`` may be a
     dotted path into nested objects.
     """
     if value is None:
@@ -481,7 +481,7 @@ def compare_dead_letters(
 
     Pure. Each DLQ record value must be a JSON object with ``original_b64``
     (base64 of the original record's bytes, ``null`` for a null value: the
-    format of :func:`operators.records.dead_letter`); originals are matched by
+    format of :func:`onceflow.operators.records.dead_letter`); originals are matched by
     content, as a multiset. A DLQ record without it counts as ``invalid``.
 
     :param expected_values: the malformed inputs (``Expectation.malformed_values``).

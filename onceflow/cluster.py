@@ -33,7 +33,7 @@ import yaml
 from onceflow.errors import OnceflowError
 from onceflow.flinkenv import expand_placeholders, prepare_python_path
 from onceflow.java import java_executable
-from onceflow.paths import flink_home, project_root, run_dir
+from onceflow.paths import flink_conf_file, flink_home, project_root, run_dir
 from onceflow.processes import pid_alive
 
 __all__ = ["LocalFlinkCluster", "ClusterStatus", "rest_get"]
@@ -85,9 +85,7 @@ class LocalFlinkCluster:
         self.conf_dir = self.home / "conf"
         self.log_dir = self.home / "log"
         self.pid_dir = self.home / "pid"
-        self.config = yaml.safe_load(
-            expand_placeholders((project_root() / "flink-conf" / "config.yaml").read_text())
-        )
+        self.config = yaml.safe_load(expand_placeholders(flink_conf_file().read_text()))
         port = self.config.get("rest", {}).get("port", 8081)
         self.rest_url = f"http://localhost:{port}"
 

@@ -50,7 +50,7 @@ def _run_job(args: list[str], log_file: Path) -> float:
     start = time.monotonic()
     with open(log_file, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "jobs.dedup", *args],
+            [sys.executable, "-m", "onceflow.jobs.dedup", *args],
             cwd=project_root(),
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -1,6 +1,6 @@
 """Running a job as a real process and watching it: the recovery tests' harness.
 
-A :class:`JobProcess` is ``python -m jobs.<name> ...`` in its own process group,
+A :class:`JobProcess` is ``python -m onceflow.jobs.<name> ...`` in its own process group,
 with its log in a file and the mini-cluster's REST API on a port of its own, so
 the harness can read checkpoint and restart counts while it injects faults.
 :func:`count_values` reads a topic with a chosen isolation level to see what a
@@ -172,7 +172,7 @@ FRESH_REST_VIEWS = (
 class JobProcess(ChildProcess):
     """One job on its own mini-cluster, in a child process group.
 
-    :param module: the job module, e.g. ``jobs.dedup``.
+    :param module: the job module, e.g. ``onceflow.jobs.dedup``.
     :param args: the job's command-line flags.
     :param log_file: where its stdout and stderr go.
     :param rest_port: REST port of its mini-cluster (a free one when None).

@@ -22,8 +22,8 @@ import yaml
 from onceflow.errors import OnceflowError
 from onceflow.flinkenv import FlinkSettings
 from onceflow.kafka_source import KafkaSourceSpec
-from operators.records import DEAD_LETTER_MAX_BYTES, DEAD_LETTER_MIN_BYTES
-from sinks.kafka import KafkaSinkSpec
+from onceflow.operators.records import DEAD_LETTER_MAX_BYTES, DEAD_LETTER_MIN_BYTES
+from onceflow.sinks.kafka import KafkaSinkSpec
 
 __all__ = [
     "RuntimeConfig",

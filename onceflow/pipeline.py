@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from onceflow.kafka_source import KafkaSourceSpec, kafka_source_descriptor
-from sinks.kafka import (
+from onceflow.sinks.kafka import (
     KafkaSinkSpec,
     broker_transaction_max_timeout_ms,
     kafka_sink_descriptor,
@@ -106,7 +106,7 @@ def read_kafka_keyed(
     """Source rows ``(key, v, topic, partition, offset)`` keyed by ``key_sql``.
 
     ``key_sql`` is a STRING expression over the source columns that never yields
-    a lone surrogate (see :func:`operators.records.sql_unicode_safe`): the key
+    a lone surrogate (see :func:`onceflow.operators.records.sql_unicode_safe`): the key
     crosses into Python, and such a string would fail the task on every replay.
     The key is computed and the stream partitioned in the JVM, so the keyed Python
     operator after it is the only Python call per record. PyFlink's ``key_by``

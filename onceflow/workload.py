@@ -48,7 +48,7 @@ DEFAULT_DUPLICATE_WINDOW = 10_000
 
 #: Reasons a record is malformed, in the order the generator rotates through
 #: them (``oversize`` is placed separately, see :attr:`WorkloadSpec.oversize_every`).
-#: They are the rejection reasons of :mod:`operators.records` (the id field is
+#: They are the rejection reasons of :mod:`onceflow.operators.records` (the id field is
 #: the "field"), so a dead letter's ``reason`` can be compared with them.
 MALFORMED_REASONS: tuple[str, ...] = (
     "not_json",

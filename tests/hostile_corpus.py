@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from operators.records import (
+from onceflow.operators.records import (
     AMBIGUOUS_KEY,
     BAD_OP,
     EMPTY_FIELD,

@@ -39,7 +39,7 @@ from typing import Any, Protocol
 
 from onceflow.errors import OnceflowError
 from onceflow.harness import ChildProcess
-from onceflow.paths import project_root, run_dir
+from onceflow.paths import jars_dir, project_root, run_dir
 from onceflow.workload import Expectation, WorkloadSpec
 
 __all__ = [
@@ -509,7 +509,7 @@ def machine_info() -> dict[str, Any]:
         from importlib.metadata import version
 
         versions["apache-flink"] = version("apache-flink")
-    kafka_jars = sorted((project_root() / ".cache" / "jars" / "kafka").glob("kafka-clients-*.jar"))
+    kafka_jars = sorted(jars_dir("kafka").glob("kafka-clients-*.jar"))
     if kafka_jars:
         versions["kafka"] = kafka_jars[0].stem.removeprefix("kafka-clients-")
     return {

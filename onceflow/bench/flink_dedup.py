@@ -1,4 +1,4 @@
-"""onceflow's dedup job (``jobs.dedup``, Python operators) under several settings.
+"""onceflow's dedup job (``onceflow.jobs.dedup``, Python operators) under several settings.
 
 A baseline -- exactly-once, thread mode, parallelism 1, RocksDB -- and one factor
 changed at a time: the delivery guarantee, the execution mode, the parallelism,
@@ -6,7 +6,7 @@ the state backend. One extra process-mode row adds the bundle/cache settings the
 field notes found faster (``python.fn-execution.bundle.size``,
 ``python.state.cache-size``), so whether they matter is measured, not assumed.
 
-Each run is ``python -m jobs.dedup --bounded`` on its own mini-cluster (the same
+Each run is ``python -m onceflow.jobs.dedup --bounded`` on its own mini-cluster (the same
 command a user runs), with checkpoints every 2 s into a run-local directory,
 no restarts (a failure is reported, not retried), and its own output topic,
 DLQ topic, consumer group and transactional id prefix.
@@ -81,7 +81,7 @@ def dedup_job_args(
     checkpoint_interval_ms: int = CHECKPOINT_INTERVAL_MS,
     restart_attempts: int = 0,
 ) -> list[str]:
-    """Command-line flags of ``jobs.dedup`` for one contender."""
+    """Command-line flags of ``onceflow.jobs.dedup`` for one contender."""
     args = [
         "--bootstrap",
         ctx.bootstrap,
@@ -125,7 +125,9 @@ def run_variant(ctx: BenchContext, name: str, variant: Variant) -> ContenderResu
     }
     result = ContenderResult(name, "flink", variant.describe())
     job = JobProcess(
-        "jobs.dedup", dedup_job_args(ctx, name, variant, topics), ctx.work_dir / f"{name}.log"
+        "onceflow.jobs.dedup",
+        dedup_job_args(ctx, name, variant, topics),
+        ctx.work_dir / f"{name}.log",
     )
     run_contender(
         ctx,

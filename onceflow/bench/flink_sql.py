@@ -136,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from onceflow.flinkenv import FlinkSettings, create_env
     from onceflow.pipeline import validate_sinks
-    from sinks.kafka import KafkaSinkSpec
+    from onceflow.sinks.kafka import KafkaSinkSpec
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = parse_args(argv)

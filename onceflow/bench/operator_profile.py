@@ -56,11 +56,11 @@ def profile_operator(spec: WorkloadSpec, limit: int = 100_000, top: int = 12) ->
     """Time and profile the dedup job's Python logic on ``spec``'s first ``limit`` records."""
     from pyflink.common import Row
 
-    from operators.dedup.core import DedupCore
-    from operators.dedup.flink import DedupFunction
-    from operators.dedup.identity import IdentitySpec, identity_of
-    from operators.records import Parsed, parse_object
-    from operators.state import KeyedMemoryStore
+    from onceflow.operators.dedup.core import DedupCore
+    from onceflow.operators.dedup.flink import DedupFunction
+    from onceflow.operators.dedup.identity import IdentitySpec, identity_of
+    from onceflow.operators.records import Parsed, parse_object
+    from onceflow.operators.state import KeyedMemoryStore
 
     values = [item.value for item in itertools.islice(generate(spec), limit)]
     n = len(values)

@@ -37,11 +37,11 @@ from typing import Any
 
 from onceflow.cluster import LocalFlinkCluster, rest_get
 from onceflow.errors import OnceflowError
+from onceflow.operators.faults import marker_stem
 from onceflow.paths import project_root, run_dir
 from onceflow.stack import LocalKafka
 from onceflow.verify.faults import Fault, Profile, schedule
 from onceflow.verify.targets import TARGETS, Target
-from operators.faults import marker_stem
 
 __all__ = ["VerifySettings", "VerifyResult", "verify"]
 

@@ -189,7 +189,7 @@ class VersionedUpsertTarget:
 
     def prepare(self, profile: Profile, seed: int) -> int:
         from onceflow.changes import ChangeWorkloadSpec, expected_changes, generate_changes
-        from operators.versioned.core import NEWER_WINS
+        from onceflow.operators.versioned.core import NEWER_WINS
 
         # Duplicates, conflicts and malformed records come on top of the changes.
         base = ChangeWorkloadSpec(changes=0, keys=1, seed=seed)

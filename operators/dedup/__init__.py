@@ -2,11 +2,11 @@
 
 The pure core (:class:`DedupCore`) decides per record from its key's state; the
 identity (:func:`identity_of`) comes from an id field or a content fingerprint.
-See :mod:`operators.dedup.core` for the horizon, processing-time TTL and state
+See :mod:`onceflow.operators.dedup.core` for the horizon, processing-time TTL and state
 size guarantees.
 """
 
-from operators.dedup.core import DedupCore, DedupStats, simulate
-from operators.dedup.identity import IdentitySpec, identity_of
+from onceflow.operators.dedup.core import DedupCore, DedupStats, simulate
+from onceflow.operators.dedup.identity import IdentitySpec, identity_of
 
 __all__ = ["DedupCore", "DedupStats", "IdentitySpec", "identity_of", "simulate"]

@@ -1,7 +1,7 @@
 """Deduplication core: pass the first occurrence of each identity, drop repeats.
 
 The adapter keys the stream by the record identity
-(:func:`operators.dedup.identity.identity_of`) and, per record, calls
+(:func:`onceflow.operators.dedup.identity.identity_of`) and, per record, calls
 :meth:`DedupCore.process` with that key's ``ValueState[int]``. The state holds
 the processing-time millisecond at which the identity was *first seen*.
 
@@ -39,7 +39,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
-from operators.state import KeyedMemoryStore, ValueStore
+from onceflow.operators.state import KeyedMemoryStore, ValueStore
 
 __all__ = ["DedupCore", "DedupStats", "simulate"]
 

@@ -11,7 +11,7 @@ halves throughput (10.4k vs 22.8k records/s, EOS, p1, hashmap).
   the source query (``JSON_QUERY(..., WITH CONDITIONAL ARRAY WRAPPER)``, so the
   string ``"1"`` and the number ``1`` are different keys, as they are different
   identities), with lone surrogates replaced so that the key can cross into
-  Python at all (:func:`~operators.records.sql_unicode_safe`). Malformed records
+  Python at all (:func:`~onceflow.operators.records.sql_unicode_safe`). Malformed records
   get the empty key. The key rides in the record too (one more short string in
   the same crossing, cheaper than asking the JVM for the current key), and the
   operator enforces the key contract: a record whose Flink key is not the
@@ -44,10 +44,10 @@ from typing import Any
 from pyflink.common import Row, Types
 from pyflink.datastream import KeyedProcessFunction, KeySelector, RuntimeContext
 
-from operators.dedup.core import DedupCore
-from operators.dedup.identity import IdentitySpec, identity_of, jvm_key_matches
-from operators.faults import inject_failure_once
-from operators.records import (
+from onceflow.operators.dedup.core import DedupCore
+from onceflow.operators.dedup.identity import IdentitySpec, identity_of, jvm_key_matches
+from onceflow.operators.faults import inject_failure_once
+from onceflow.operators.records import (
     AMBIGUOUS_KEY,
     DEAD_LETTER_MAX_BYTES,
     Rejected,
@@ -56,7 +56,7 @@ from operators.records import (
     sql_json_path,
     sql_unicode_safe,
 )
-from operators.state import FlinkValueStore, value_state_descriptor
+from onceflow.operators.state import FlinkValueStore, value_state_descriptor
 
 __all__ = ["DedupFunction", "FingerprintKey", "sql_key_expression"]
 
@@ -111,14 +111,14 @@ class DedupFunction(KeyedProcessFunction):
     :param max_record_bytes: larger values are dead letters (``oversize``).
     :param ttl_ms: the horizon in processing-time ms; None remembers forever
         (state then grows with the number of distinct identities).
-    :param fail_on_ids: raise :class:`~operators.faults.InjectedFailure` the first
+    :param fail_on_ids: raise :class:`~onceflow.operators.faults.InjectedFailure` the first
         time one of these ids (raw ids) arrives; replays after the restart pass.
         For recovery tests and the verifier.
     :param fail_marker_dir: folder of marker files ``<id>.fired`` recording that
         a failure happened, so each fires once even across restarts and redeploys.
     :param jvm_keyed: whether the input carries its JVM-computed Flink key first.
     :param dead_letter_max_bytes: the largest dead letter written (a larger one
-        keeps a prefix of the input: see :func:`~operators.records.dead_letter`).
+        keeps a prefix of the input: see :func:`~onceflow.operators.records.dead_letter`).
     """
 
     def __init__(

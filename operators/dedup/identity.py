@@ -9,7 +9,7 @@ Two modes, chosen once per job by an :class:`IdentitySpec`:
 * **fingerprint**: no id exists, so a record's identity is a hash of its
   content: the whole object, or only ``fingerprint_fields``. Two records with
   equal content (up to object member order) are duplicates. The hash is taken
-  over canonical JSON (:func:`operators.records.canonical_json`), so number
+  over canonical JSON (:func:`onceflow.operators.records.canonical_json`), so number
   spelling counts: ``1`` and ``1.0`` are different. Fingerprints look like
   ``"f:<32 hex>"``.
 
@@ -18,12 +18,12 @@ entry: a long id costs state. Bound it with the parser's ``max_bytes`` or use a
 fingerprint of the id field (``IdentitySpec.by_fingerprint(("msg_id",))``).
 
 An identity that cannot be derived is returned as a
-:class:`~operators.records.Rejected` (missing/null/empty/wrong-typed id, an id
+:class:`~onceflow.operators.records.Rejected` (missing/null/empty/wrong-typed id, an id
 that is not Unicode text, a missing fingerprint field) for the dead-letter
 topic; it never raises on input.
 
 When the stream is keyed in the JVM (the id's JSON text, see
-:func:`operators.dedup.flink.sql_key_expression`), :func:`jvm_key_matches`
+:func:`onceflow.operators.dedup.flink.sql_key_expression`), :func:`jvm_key_matches`
 checks that the Flink key and the identity Python derived from the same bytes
 name the same id: the JVM's and Python's JSON parsers must never disagree
 silently (duplicate member names, numbers, escapes).
@@ -35,7 +35,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from operators.records import (
+from onceflow.operators.records import (
     INVALID_UNICODE,
     MISSING,
     MISSING_FIELD,
@@ -114,10 +114,10 @@ def identity_of(obj: dict[str, Any], spec: IdentitySpec) -> str | Rejected:
     Deterministic: the same object and spec give the same identity in every
     process and after every restart, so it is safe as a Flink key.
 
-    :param obj: the decoded record (from :func:`operators.records.parse_object`).
+    :param obj: the decoded record (from :func:`onceflow.operators.records.parse_object`).
     :param spec: the identity spec.
     :return: ``"s:<id>"`` / ``"i:<id>"`` for an id field, ``"f:<32 hex>"`` for a
-        fingerprint, or :class:`~operators.records.Rejected` if the id is
+        fingerprint, or :class:`~onceflow.operators.records.Rejected` if the id is
         missing, null, empty, or neither a string nor an integer (a boolean or
         a float is ``wrong_type``), a string with a lone surrogate
         (``invalid_unicode``), or a fingerprint field is missing.

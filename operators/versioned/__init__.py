@@ -1,10 +1,10 @@
 """Exactly-once versioned updates: apply each entity change once, in version order.
 
-See :mod:`operators.versioned.core` for the modes (``newer_wins``,
+See :mod:`onceflow.operators.versioned.core` for the modes (``newer_wins``,
 ``compare_and_set``), tombstones and the TTL caveat.
 """
 
-from operators.versioned.core import (
+from onceflow.operators.versioned.core import (
     APPLIED,
     COMPARE_AND_SET,
     CONFLICT,

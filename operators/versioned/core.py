@@ -58,7 +58,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, cast
 
-from operators.records import (
+from onceflow.operators.records import (
     BAD_OP,
     INVALID_UNICODE,
     MISSING,
@@ -71,7 +71,7 @@ from operators.records import (
     split_path,
     stable_hash,
 )
-from operators.state import KeyedMemoryStore, ValueStore
+from onceflow.operators.state import KeyedMemoryStore, ValueStore
 
 __all__ = [
     "APPLIED",
@@ -277,7 +277,7 @@ def parse_change(
 
     1. ``key`` required: a non-empty string or an integer (converted with
        ``str``, so ``42`` and ``"42"`` are the same entity); a string with a
-       lone surrogate is :data:`~operators.records.INVALID_UNICODE` (no Kafka
+       lone surrogate is :data:`~onceflow.operators.records.INVALID_UNICODE` (no Kafka
        key or Flink key can hold it).
     2. ``version`` required: an integer (not a boolean) in ``[0, 2**63-1]``.
     3. ``op`` optional (absent or null -> ``"upsert"``): a string, exactly
@@ -289,7 +289,7 @@ def parse_change(
 
     :param obj: the decoded record.
     :param schema: where the fields are.
-    :return: the event, or :class:`~operators.records.Rejected` with one of
+    :return: the event, or :class:`~onceflow.operators.records.Rejected` with one of
         ``missing_field``, ``null_field``, ``empty_field``, ``wrong_type``,
         ``invalid_unicode``, ``out_of_range`` or ``bad_op``.
     """

@@ -14,13 +14,13 @@ keyed one costs about half the throughput: see operators/dedup/flink.py.)
   bad op...) becomes a dead letter (reason + original bytes + source
   topic/partition/offset) routed to ``dlq`` instead of failing the job; so does
   a record the JVM keyed by another value than the parsed key
-  (:data:`~operators.records.AMBIGUOUS_KEY`: duplicate ``key`` members, say),
-  and a key that is not Unicode text (:data:`~operators.records.INVALID_UNICODE`).
+  (:data:`~onceflow.operators.records.AMBIGUOUS_KEY`: duplicate ``key`` members, say),
+  and a key that is not Unicode text (:data:`~onceflow.operators.records.INVALID_UNICODE`).
   Dead letters touch no state.
 - Per entity key, a ``ValueState`` of the core's state tuple ``(version,
   payload_hash, deleted, written_ms)`` (``Types.TUPLE([LONG, STRING, BOOLEAN,
   LONG])``, optional state TTL); every decision is
-  :class:`~operators.versioned.core.VersionedUpdateCore`'s.
+  :class:`~onceflow.operators.versioned.core.VersionedUpdateCore`'s.
 
 Outputs of :class:`VersionedUpdateFunction`, main stream ``Row(route, k, v)``
 (:func:`onceflow.pipeline.routed_type`):
@@ -29,7 +29,7 @@ Outputs of :class:`VersionedUpdateFunction`, main stream ``Row(route, k, v)``
   or None for an applied delete: a tombstone in a compacted topic.
 - ``stale`` / ``conflict``: key = entity key, value = a JSON report with the
   event, the stored version and the reason
-  (:func:`operators.versioned.output.outcome_report`).
+  (:func:`onceflow.operators.versioned.output.outcome_report`).
 - ``dlq``: dead letters, keyed by source position.
 - repeats (re-deliveries of the applied version) are dropped and counted.
 
@@ -57,8 +57,8 @@ from typing import Any, Final
 from pyflink.common import Row, Types
 from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
 
-from operators.faults import inject_failure_once
-from operators.records import (
+from onceflow.operators.faults import inject_failure_once
+from onceflow.operators.records import (
     AMBIGUOUS_KEY,
     DEAD_LETTER_MAX_BYTES,
     Rejected,
@@ -67,8 +67,8 @@ from operators.records import (
     sql_json_path,
     sql_unicode_safe,
 )
-from operators.state import FlinkValueStore, value_state_descriptor
-from operators.versioned.core import (
+from onceflow.operators.state import FlinkValueStore, value_state_descriptor
+from onceflow.operators.versioned.core import (
     APPLIED,
     CONFLICT,
     REPEAT,
@@ -79,13 +79,13 @@ from operators.versioned.core import (
     VersionedUpdateCore,
     parse_change,
 )
-from operators.versioned.output import (
+from onceflow.operators.versioned.output import (
     CHANGE_COLUMNS,
     applied_value,
     change_row,
     outcome_report,
 )
-from sinks.files import RecordSchema
+from onceflow.sinks.files import RecordSchema
 
 __all__ = [
     "CHANGES_SCHEMA",
@@ -141,13 +141,13 @@ class VersionedUpdateFunction(KeyedProcessFunction):
     :param schema: where the change fields live in a record (the stream must be
         keyed by the same key field).
     :param fail_on_changes: ``KEY@VERSION`` of changes that raise
-        :class:`~operators.faults.InjectedFailure` the first time they arrive;
+        :class:`~onceflow.operators.faults.InjectedFailure` the first time they arrive;
         replays after the restart pass. For recovery tests and the verifier.
     :param fail_marker_dir: folder of the ``<key>@<version>.fired`` marker that
         records the injected failure fired (the attempt number is not available
         to Python in thread mode), so it fires once even across restarts.
     :param dead_letter_max_bytes: the largest dead letter written (a larger one
-        keeps a prefix of the input: see :func:`~operators.records.dead_letter`).
+        keeps a prefix of the input: see :func:`~onceflow.operators.records.dead_letter`).
     """
 
     def __init__(

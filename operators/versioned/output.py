@@ -1,7 +1,7 @@
 """What the versioned-update operator writes: payload text, outcome reports, change rows.
 
 Pure functions (no pyflink), shared by the PyFlink adapter
-(:mod:`operators.versioned.flink`) and the test oracle (:mod:`onceflow.changes`),
+(:mod:`onceflow.operators.versioned.flink`) and the test oracle (:mod:`onceflow.changes`),
 so both sides encode a payload the same way and a unit test pins the format.
 
 Every encoding is deterministic (sorted members, no spaces): a record replayed
@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
-from operators.versioned.core import DELETE, ChangeEvent, Outcome
+from onceflow.operators.versioned.core import DELETE, ChangeEvent, Outcome
 
 __all__ = [
     "CHANGE_COLUMNS",

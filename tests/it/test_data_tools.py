@@ -86,7 +86,7 @@ def test_check_passes_on_a_perfect_dedup_output_and_dead_letters(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from operators.records import dead_letter
+    from onceflow.operators.records import dead_letter
 
     spec = WorkloadSpec(3_000, 0.3, 0.05, seed=11, oversize_bytes=20_000, oversize_every=10)
     items = list(generate(spec))
@@ -133,7 +133,7 @@ def test_check_passes_on_a_perfect_dedup_output_and_dead_letters(
 def test_check_fails_on_a_flawed_dead_letter_topic(
     kafka_bootstrap: str, topic_factory: Callable[..., str]
 ) -> None:
-    from operators.records import dead_letter
+    from onceflow.operators.records import dead_letter
 
     spec = WorkloadSpec(1_000, 0.0, 0.05, seed=5, oversize_every=0)
     exp = Expectation.collect(generate(spec), spec)

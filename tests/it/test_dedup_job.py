@@ -70,7 +70,7 @@ def test_dedup_100k_records_exactly_once_with_dlq(
         "2",
         "--bounded",
     ]
-    job = run_to_end("jobs.dedup", args, timeout=600)
+    job = run_to_end("onceflow.jobs.dedup", args, timeout=600)
     assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
     for report in _reports(kafka_bootstrap, topics, exp):
         assert report.ok, report.render()
@@ -115,7 +115,7 @@ def _recovery(
         "--fail-marker-dir",
         str(tmp_path / "faults"),
     ]
-    job = JobProcess("jobs.dedup", args, tmp_path / "job.log")
+    job = JobProcess("onceflow.jobs.dedup", args, tmp_path / "job.log")
     story = run_kill_and_recover(job, bootstrap, topics["in"], topics["out"], phases)
     assert (tmp_path / "faults" / f"{poison_id}.fired").exists(), "the failure never fired"
     assert story.restarts >= 1, story.render()

@@ -23,11 +23,16 @@ from hostile_corpus import MAX_RECORD_BYTES, PASS, cases_for
 from onceflow.changes_check import read_outputs
 from onceflow.check import ConsumedRecord, read_committed
 from onceflow.harness import run_to_end
+from onceflow.operators.dedup.identity import IdentitySpec, identity_of
+from onceflow.operators.records import (
+    DEAD_LETTER_MAX_BYTES,
+    Parsed,
+    parse_dead_letter,
+    parse_object,
+)
+from onceflow.operators.versioned.core import ChangeEvent, parse_change
+from onceflow.operators.versioned.output import applied_value
 from onceflow.recovery import send
-from operators.dedup.identity import IdentitySpec, identity_of
-from operators.records import DEAD_LETTER_MAX_BYTES, Parsed, parse_dead_letter, parse_object
-from operators.versioned.core import ChangeEvent, parse_change
-from operators.versioned.output import applied_value
 
 Interleaved = list[tuple[str, bytes | None, str]]
 
@@ -93,7 +98,7 @@ def test_dedup_job_passes_or_dead_letters_every_hostile_class_exactly_once(
         *("--output-topic", topics["out"], "--dlq-topic", topics["dlq"]),
         *("--transactional-id-prefix", unique_name("tx"), "--group-id", unique_name("g")),
     ]
-    _run("jobs.dedup", args, records, kafka_bootstrap, topics["in"])
+    _run("onceflow.jobs.dedup", args, records, kafka_bootstrap, topics["in"])
 
     expected: Counter[tuple[bytes | None, bytes | None]] = Counter()
     for _, raw, expect in records:
@@ -128,7 +133,7 @@ def test_versioned_job_passes_or_dead_letters_every_hostile_class_exactly_once(
         *("--changes-path", str(changes)),
         *("--transactional-id-prefix", unique_name("tx"), "--group-id", unique_name("g")),
     ]
-    _run("jobs.versioned_upsert", args, records, kafka_bootstrap, topics["in"])
+    _run("onceflow.jobs.versioned_upsert", args, records, kafka_bootstrap, topics["in"])
 
     applied: Counter[tuple[bytes | None, bytes | None]] = Counter()
     rows: Counter[tuple[str, int]] = Counter()

@@ -28,7 +28,9 @@ BASE = ["--input-topic", "i", "--output-topic", "o", "--dlq-topic", "d"]
 def test_dedup_job_refuses_unsafe_settings(
     kafka_bootstrap: str, extra: list[str], message: str
 ) -> None:
-    run = run_to_end("jobs.dedup", ["--bootstrap", kafka_bootstrap, *BASE, *extra], timeout=120)
+    run = run_to_end(
+        "onceflow.jobs.dedup", ["--bootstrap", kafka_bootstrap, *BASE, *extra], timeout=120
+    )
     assert run.returncode == 2, run.stderr[-2000:]
     assert message in run.stderr
 
@@ -40,11 +42,11 @@ def test_dedup_job_refuses_a_dlq_topic_too_small_for_its_dead_letters(
     dlq = topic_factory("dlq", config={"max.message.bytes": "200000"})
     args = ["--bootstrap", kafka_bootstrap, "--input-topic", "i", "--output-topic", "o"]
     args += ["--dlq-topic", dlq, "--transactional-id-prefix", "p"]
-    run = run_to_end("jobs.dedup", args, timeout=120)
+    run = run_to_end("onceflow.jobs.dedup", args, timeout=120)
     assert run.returncode == 2, run.stderr[-2000:]
     assert f"topic {dlq!r} accepts (max.message.bytes) at most 200000" in run.stderr
     assert "--dead-letter-max-bytes" in run.stderr
     # Smaller dead letters fit: the next check speaks (a timeout the broker refuses).
     fits = [*args, "--dead-letter-max-bytes", "150000", "--transaction-timeout-ms", "4000000"]
-    run = run_to_end("jobs.dedup", fits, timeout=120)
+    run = run_to_end("onceflow.jobs.dedup", fits, timeout=120)
     assert run.returncode == 2 and "transaction.max.timeout.ms" in run.stderr, run.stderr[-2000:]

@@ -38,7 +38,7 @@ def test_smoke_job_output_equals_input_read_committed(
         "1000",
         "--bounded",
     ]
-    job = run_to_end("jobs.smoke", args, timeout=300)
+    job = run_to_end("onceflow.jobs.smoke", args, timeout=300)
     assert job.returncode == 0, job.stderr[-3000:]
 
     records = read_committed(kafka_bootstrap, sink, quiet_ms=2000, progress=False)

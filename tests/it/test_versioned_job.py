@@ -40,6 +40,7 @@ from onceflow.changes import (
 from onceflow.changes_check import compare_outputs, read_outputs
 from onceflow.check import CheckReport
 from onceflow.harness import JobProcess, run_to_end
+from onceflow.operators.versioned.core import COMPARE_AND_SET, NEWER_WINS
 from onceflow.recovery import (
     Phases,
     ScenarioLog,
@@ -47,9 +48,8 @@ from onceflow.recovery import (
     run_kill_and_recover,
     send,
 )
+from onceflow.sinks.files import committed_files
 from onceflow.topics import cleanup_policy, partition_count
-from operators.versioned.core import COMPARE_AND_SET, NEWER_WINS
-from sinks.files import committed_files
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +180,7 @@ def _recovery(
         "--fail-marker-dir",
         str(tmp_path / "faults"),
     ]
-    job = JobProcess("jobs.versioned_upsert", args, tmp_path / "job.log")
+    job = JobProcess("onceflow.jobs.versioned_upsert", args, tmp_path / "job.log")
     story = run_kill_and_recover(job, bootstrap, topics["in"], topics["applied"], phases)
     assert list((tmp_path / "faults").glob("*.fired")), "the injected failure never fired"
     assert story.restarts >= 1, story.render()
@@ -274,7 +274,7 @@ def test_bounded_compare_and_set_run_creates_compacted_topic_and_writes_exactly(
         "--ttl-ms",
         "3600000",
     ]
-    job = run_to_end("jobs.versioned_upsert", args, timeout=240)
+    job = run_to_end("onceflow.jobs.versioned_upsert", args, timeout=240)
     assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
     assert cleanup_policy(kafka_bootstrap, topics["applied"]) == "compact"
     assert partition_count(kafka_bootstrap, topics["applied"]) == 2
@@ -305,7 +305,7 @@ def test_field_buckets_hold_each_applied_change_once_in_its_values_folder(
         "--changes-bucket-field",
         "op",
     ]
-    job = run_to_end("jobs.versioned_upsert", args, timeout=240)
+    job = run_to_end("onceflow.jobs.versioned_upsert", args, timeout=240)
     assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
     files = committed_files(changes)
     assert {Path(f).parent.name for f in files} == {"op=upsert", "op=delete"}, files

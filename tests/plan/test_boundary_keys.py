@@ -24,13 +24,13 @@ from hostile_corpus import cases_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from operators.dedup.flink import DedupFunction
-from operators.dedup.flink import sql_key_expression as dedup_key_sql
-from operators.dedup.identity import IdentitySpec
-from operators.records import Rejected, is_unicode
-from operators.versioned.core import ChangeEvent
-from operators.versioned.flink import VersionedUpdateFunction, changes_tag
-from operators.versioned.flink import sql_key_expression as versioned_key_sql
+from onceflow.operators.dedup.flink import DedupFunction
+from onceflow.operators.dedup.flink import sql_key_expression as dedup_key_sql
+from onceflow.operators.dedup.identity import IdentitySpec
+from onceflow.operators.records import Rejected, is_unicode
+from onceflow.operators.versioned.core import ChangeEvent
+from onceflow.operators.versioned.flink import VersionedUpdateFunction, changes_tag
+from onceflow.operators.versioned.flink import sql_key_expression as versioned_key_sql
 
 MAX_BYTES = 1 << 20
 # Java regex: a valid surrogate pair is one code point outside this range.
@@ -173,7 +173,7 @@ def test_hostile_corpus_keys_are_safe_and_agree_or_dead_letter(jvm_keys: Any) ->
 
 def test_dedup_record_keyed_by_another_field_is_an_ambiguous_key_dead_letter() -> None:
     """The key contract: a stream keyed by anything but the id never reaches the state."""
-    from operators.records import AMBIGUOUS_KEY
+    from onceflow.operators.records import AMBIGUOUS_KEY
 
     dedup = DedupFunction(IdentitySpec.by_id("id"), MAX_BYTES, None)
     raw = b'{"id": "a-1", "customer": "c-9"}'

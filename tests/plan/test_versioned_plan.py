@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from jobs.versioned_upsert import CHANGES_SINK_UID, build_pipeline, parse_config
 from onceflow.errors import OnceflowError
 from onceflow.flinkenv import create_env
-from sinks.files import FileSinkSpec, RecordSchema, attach_file_sink
+from onceflow.jobs.versioned_upsert import CHANGES_SINK_UID, build_pipeline, parse_config
+from onceflow.sinks.files import FileSinkSpec, RecordSchema, attach_file_sink
 
 
 def _args(changes: Path) -> list[str]:
@@ -132,9 +132,9 @@ def test_jvm_key_is_the_text_the_core_parses_as_entity_key() -> None:
     """The Flink key (JSON_VALUE in the source query) equals the core's ``str(key)``."""
     from pyflink.table import DataTypes, EnvironmentSettings, TableEnvironment
 
-    from operators.records import Rejected, parse_object
-    from operators.versioned.core import parse_change
-    from operators.versioned.flink import sql_key_expression
+    from onceflow.operators.records import Rejected, parse_object
+    from onceflow.operators.versioned.core import parse_change
+    from onceflow.operators.versioned.flink import sql_key_expression
 
     def core_key(raw: bytes) -> str:
         parsed = parse_object(raw, 1 << 20)
@@ -160,9 +160,9 @@ def test_jvm_key_is_the_text_the_core_parses_as_entity_key() -> None:
 
 def test_record_keyed_by_another_value_than_its_parsed_key_is_a_dead_letter() -> None:
     """The guard behind the JVM keying: a key's state only ever sees its own entity."""
-    from operators.records import AMBIGUOUS_KEY, Rejected
-    from operators.versioned.core import ChangeEvent
-    from operators.versioned.flink import VersionedUpdateFunction, changes_tag
+    from onceflow.operators.records import AMBIGUOUS_KEY, Rejected
+    from onceflow.operators.versioned.core import ChangeEvent
+    from onceflow.operators.versioned.flink import VersionedUpdateFunction, changes_tag
 
     update = VersionedUpdateFunction("newer_wins", None, changes_tag(), max_record_bytes=1 << 20)
     raw = b'{"key": "b", "version": 3, "payload": {"x": 1}}'

@@ -159,7 +159,7 @@ def test_dead_letters_anomalies() -> None:
 
 
 def test_dead_letters_against_the_jobs_format() -> None:
-    from operators.records import dead_letter as job_dead_letter
+    from onceflow.operators.records import dead_letter as job_dead_letter
 
     originals = [b"\xff\x00 not utf-8", b'{"id":null}']
     dlq = [job_dead_letter(v, "not_json", "d", "in", 0, n) for n, v in enumerate(originals)]
@@ -167,7 +167,7 @@ def test_dead_letters_against_the_jobs_format() -> None:
 
 
 def test_truncated_dead_letters_match_their_originals_by_digest() -> None:
-    from operators.records import dead_letter as job_dead_letter
+    from onceflow.operators.records import dead_letter as job_dead_letter
 
     big = bytes(range(256)) * 40
     letters = [job_dead_letter(big, "oversize", "d", "in", 0, 1, max_bytes=2_000)]

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from operators.dedup import DedupCore, DedupStats, simulate
-from operators.state import KeyedMemoryStore, MemoryValueStore
+from onceflow.operators.dedup import DedupCore, DedupStats, simulate
+from onceflow.operators.state import KeyedMemoryStore, MemoryValueStore
 
 pytestmark = pytest.mark.unit
 

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from operators.dedup import IdentitySpec, identity_of
-from operators.dedup.identity import jvm_key_matches
-from operators.records import (
+from onceflow.operators.dedup import IdentitySpec, identity_of
+from onceflow.operators.dedup.identity import jvm_key_matches
+from onceflow.operators.records import (
     EMPTY_FIELD,
     INVALID_UNICODE,
     MISSING_FIELD,

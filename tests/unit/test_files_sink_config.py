@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from onceflow.errors import OnceflowError
-from sinks.files import (
+from onceflow.sinks.files import (
     NULL_PARTITION,
     Column,
     FileSinkSpec,

@@ -1,7 +1,7 @@
 """The hostile-input corpus against the pure cores: its expectations are what the
 Python half of each job decides (the ITs run the same corpus through the JVM).
 
-Only :data:`~operators.records.AMBIGUOUS_KEY` cannot be decided here: it needs
+Only :data:`~onceflow.operators.records.AMBIGUOUS_KEY` cannot be decided here: it needs
 the key the JVM computed.
 """
 
@@ -12,9 +12,9 @@ from collections import Counter
 import pytest
 from hostile_corpus import CORPUS, MAX_RECORD_BYTES, PASS, cases_for
 
-from operators.dedup.identity import IdentitySpec, identity_of
-from operators.records import AMBIGUOUS_KEY, REASONS, Rejected, parse_object
-from operators.versioned.core import parse_change
+from onceflow.operators.dedup.identity import IdentitySpec, identity_of
+from onceflow.operators.records import AMBIGUOUS_KEY, REASONS, Rejected, parse_object
+from onceflow.operators.versioned.core import parse_change
 
 
 def _dedup(raw: bytes | None) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from onceflow.errors import OnceflowError
-from sinks.kafka import KafkaSinkSpec, validate_record_size, validate_sink
+from onceflow.sinks.kafka import KafkaSinkSpec, validate_record_size, validate_sink
 
 
 def _spec(**kw: object) -> KafkaSinkSpec:
@@ -66,7 +66,7 @@ def test_invalid_topic_names_are_refused(topic: str) -> None:
 
 
 def test_secret_kafka_properties_are_redacted_in_the_job_config_repr() -> None:
-    from jobs.dedup import parse_config
+    from onceflow.jobs.dedup import parse_config
 
     cfg = parse_config(
         [

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from operators.records import (
+from onceflow.operators.records import (
     DEAD_LETTER_TEXT_LIMIT,
     EMPTY_FIELD,
     INVALID_UNICODE,

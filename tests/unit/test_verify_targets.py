@@ -7,9 +7,9 @@ import json
 import pytest
 
 from onceflow.check import ConsumedRecord
+from onceflow.operators.faults import marker_stem
 from onceflow.verify.faults import Profile
 from onceflow.verify.targets import TARGETS, DedupTarget, VersionedUpsertTarget, nonmonotonic
-from operators.faults import marker_stem
 
 
 def _record(key: bytes, offset: int, doc: object, partition: int = 0) -> ConsumedRecord:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from jobs.versioned_upsert import parse_config
 from onceflow.errors import OnceflowError
+from onceflow.jobs.versioned_upsert import parse_config
 
 pytestmark = pytest.mark.unit
 

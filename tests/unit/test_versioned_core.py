@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from operators.records import (
+from onceflow.operators.records import (
     BAD_OP,
     EMPTY_FIELD,
     INVALID_UNICODE,
@@ -18,8 +18,8 @@ from operators.records import (
     WRONG_TYPE,
     Rejected,
 )
-from operators.state import MemoryValueStore
-from operators.versioned import (
+from onceflow.operators.state import MemoryValueStore
+from onceflow.operators.versioned import (
     APPLIED,
     COMPARE_AND_SET,
     CONFLICT,

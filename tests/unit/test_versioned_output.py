@@ -14,7 +14,7 @@ from onceflow.changes import (
     generate_changes,
     report_identity,
 )
-from operators.versioned.core import (
+from onceflow.operators.versioned.core import (
     COMPARE_AND_SET,
     CONFLICT,
     DELETE,
@@ -24,7 +24,7 @@ from operators.versioned.core import (
     ChangeEvent,
     Outcome,
 )
-from operators.versioned.output import (
+from onceflow.operators.versioned.output import (
     CHANGE_COLUMNS,
     applied_value,
     change_row,

@@ -190,13 +190,13 @@ def _is_utf8(b: bytes) -> bool:
 
 
 def test_reasons_match_the_jobs_rejection_reasons() -> None:
-    from operators.records import REASONS
+    from onceflow.operators.records import REASONS
 
     assert set(MALFORMED_REASONS) <= set(REASONS)
 
 
 def test_default_oversize_record_exceeds_the_dedup_limit_and_is_rare() -> None:
-    from jobs.dedup import DedupConfig
+    from onceflow.jobs.dedup import DedupConfig
 
     s = WorkloadSpec(1_000, 0.0, 0.1, seed=3)  # 100 malformed -> one oversize by default
     big = [i.value for i in generate(s) if i.malformed_reason == "oversize"]
