@@ -33,16 +33,16 @@ from typing import TYPE_CHECKING
 from pyflink.common import Types
 
 from onceflow.errors import OnceflowError
-from onceflow.jobconfig import (
+from onceflow.operators.dedup.identity import IdentitySpec
+from onceflow.runtime.jobconfig import (
     RuntimeConfig,
     add_runtime_arguments,
     build_config,
     merged_options,
     require_flags,
 )
-from onceflow.jobrun import run_job
-from onceflow.operators.dedup.identity import IdentitySpec
-from onceflow.pipeline import (
+from onceflow.runtime.jobrun import run_job
+from onceflow.runtime.pipeline import (
     read_kafka,
     read_kafka_keyed,
     routed_type,

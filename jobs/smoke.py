@@ -18,15 +18,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from onceflow.jobconfig import (
+from onceflow.runtime.jobconfig import (
     RuntimeConfig,
     add_runtime_arguments,
     build_config,
     merged_options,
     require_flags,
 )
-from onceflow.jobrun import run_job
-from onceflow.pipeline import read_kafka, routed_type, table_env, validate_sinks, write_routes
+from onceflow.runtime.jobrun import run_job
+from onceflow.runtime.pipeline import (
+    read_kafka,
+    routed_type,
+    table_env,
+    validate_sinks,
+    write_routes,
+)
 from onceflow.sinks.kafka import KafkaSinkSpec
 
 if TYPE_CHECKING:

@@ -50,17 +50,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from onceflow.errors import OnceflowError
-from onceflow.jobconfig import (
+from onceflow.operators.versioned.core import MODES, NEWER_WINS
+from onceflow.operators.versioned.output import CHANGE_COLUMNS
+from onceflow.runtime.jobconfig import (
     RuntimeConfig,
     add_runtime_arguments,
     build_config,
     merged_options,
     require_flags,
 )
-from onceflow.jobrun import run_job
-from onceflow.operators.versioned.core import MODES, NEWER_WINS
-from onceflow.operators.versioned.output import CHANGE_COLUMNS
-from onceflow.pipeline import (
+from onceflow.runtime.jobrun import run_job
+from onceflow.runtime.pipeline import (
     read_kafka_keyed,
     routed_type,
     side_output,
@@ -230,7 +230,7 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: VersionedUpsertConfig) 
 
 def prepare_topics(cfg: VersionedUpsertConfig) -> None:
     """Create missing outputs (``--create-topics``) and check the applied topic is compacted."""
-    from onceflow.topics import cleanup_policy, ensure_topics, partition_count
+    from onceflow.runtime.topics import cleanup_policy, ensure_topics, partition_count
 
     if cfg.create_topics:
         # Same partition count as the input keeps each entity's records in one partition.

@@ -19,7 +19,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _stack(args: argparse.Namespace) -> int:
-    from onceflow.stack import BrokerSettings, LocalKafka
+    from onceflow.local.broker import BrokerSettings, LocalKafka
 
     kafka = LocalKafka(BrokerSettings(port=args.port))
     if args.action == "up":
@@ -30,14 +30,14 @@ def _stack(args: argparse.Namespace) -> int:
     else:
         status = kafka.status()
         print(status.render())
-        from onceflow.cluster import LocalFlinkCluster
+        from onceflow.local.cluster import LocalFlinkCluster
 
         print(LocalFlinkCluster().status().render())
     return 0
 
 
 def _cluster(args: argparse.Namespace) -> int:
-    from onceflow.cluster import LocalFlinkCluster
+    from onceflow.local.cluster import LocalFlinkCluster
 
     cluster = LocalFlinkCluster(taskmanagers=args.taskmanagers)
     if args.action == "up":
@@ -56,7 +56,7 @@ def _cluster(args: argparse.Namespace) -> int:
 
 
 def _add_stack(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from onceflow.stack import default_port
+    from onceflow.local.broker import default_port
 
     p = sub.add_parser("stack", help="the local single-node KRaft Kafka broker")
     p.add_argument("action", choices=["up", "down", "status"])
@@ -77,7 +77,7 @@ def _add_cluster(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 
 def _jars(args: argparse.Namespace) -> int:
-    from onceflow.java import JAR_KINDS, resolve_jars
+    from onceflow.runtime.java import JAR_KINDS, resolve_jars
 
     for kind in args.kind or list(JAR_KINDS):
         folder = resolve_jars(kind, force=args.force)
@@ -125,8 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 # (subcommand, module with add_arguments(parser) and run(args) -> int, help)
 _TOOLS: list[tuple[str, str, str]] = [
-    ("produce", "onceflow.produce", "write a deterministic JSON workload to a topic"),
-    ("check", "onceflow.check", "read a topic read_committed and compare with the expectation"),
+    ("produce", "onceflow.testing.produce", "write a deterministic JSON workload to a topic"),
+    (
+        "check",
+        "onceflow.testing.check",
+        "read a topic read_committed and compare with the expectation",
+    ),
     ("demo", "onceflow.demo", "produce, run the dedup job end to end, check, summarise"),
     ("verify", "onceflow.verify.command", "inject real faults into the dedup job and check"),
 ]

@@ -25,9 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from onceflow.check import ConsumedRecord
 from onceflow.errors import OnceflowError
-from onceflow.paths import project_root, run_dir
+from onceflow.runtime.paths import project_root, run_dir
+from onceflow.testing.drain import ConsumedRecord
 
 __all__ = ["add_arguments", "run"]
 
@@ -71,11 +71,12 @@ def _write_span_s(records: list[ConsumedRecord]) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    from onceflow.check import check_output, compare_dead_letters, read_committed
-    from onceflow.produce import produce
-    from onceflow.stack import LocalKafka
-    from onceflow.topics import ensure_topics
-    from onceflow.workload import WorkloadSpec
+    from onceflow.local.broker import LocalKafka
+    from onceflow.runtime.topics import ensure_topics
+    from onceflow.testing.check import check_output, compare_dead_letters
+    from onceflow.testing.drain import read_committed
+    from onceflow.testing.produce import produce
+    from onceflow.testing.workload import WorkloadSpec
 
     # Step 1.
     bootstrap = args.bootstrap or os.environ.get("KAFKA_BOOTSTRAP")

@@ -40,12 +40,12 @@ def kafka_bootstrap() -> Iterator[str]:
     """A transaction-ready broker: ``$KAFKA_BOOTSTRAP`` or the project's own."""
     external = os.environ.get("KAFKA_BOOTSTRAP")
     if external:
-        from onceflow.stack import commit_probe_transaction
+        from onceflow.local.broker import commit_probe_transaction
 
         commit_probe_transaction(external)  # fails the run loudly if unusable
         yield external
         return
-    from onceflow.stack import LocalKafka
+    from onceflow.local.broker import LocalKafka
 
     broker = LocalKafka()
     was_running = broker.status().running

@@ -83,7 +83,7 @@ def select(only: str | None) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from onceflow.paths import project_root
+    from onceflow.runtime.paths import project_root
 
     p = argparse.ArgumentParser(
         prog="python -m onceflow.bench",
@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _produce(ctx: BenchContext, doc: dict[str, Any]) -> None:
-    from onceflow.produce import produce
+    from onceflow.testing.produce import produce
 
     spec = ctx.spec()
     # produce() creates the topic (it sizes max.message.bytes for the workload).
@@ -149,7 +149,7 @@ def _produce(ctx: BenchContext, doc: dict[str, Any]) -> None:
 def _run(
     doc: dict[str, Any], ctx: BenchContext, chosen: list[str], args: argparse.Namespace
 ) -> None:
-    from onceflow.stack import commit_probe_transaction
+    from onceflow.local.broker import commit_probe_transaction
 
     # Step 1.
     try:

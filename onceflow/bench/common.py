@@ -38,9 +38,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from onceflow.errors import OnceflowError
-from onceflow.harness import ChildProcess
-from onceflow.paths import jars_dir, project_root, run_dir
-from onceflow.workload import Expectation, WorkloadSpec
+from onceflow.runtime.paths import jars_dir, project_root, run_dir
+from onceflow.testing.harness import ChildProcess
+from onceflow.testing.workload import Expectation, WorkloadSpec
 
 __all__ = [
     "BenchContext",
@@ -173,7 +173,7 @@ class BenchContext:
 
     def create_topic(self, hint: str, partitions: int | None = None, *, output: bool = True) -> str:
         """Create ``bench-<run>-<hint>``; output topics stamp records with the append time."""
-        from onceflow.topics import ensure_topics
+        from onceflow.runtime.topics import ensure_topics
 
         name = self.name(hint)
         configs = {"message.timestamp.type": "LogAppendTime"} if output else {}
@@ -310,7 +310,7 @@ class OutputSpan:
 
 def measure_output(bootstrap: str, topic: str) -> OutputSpan:
     """Read ``topic`` (read_committed) once: count, distinct keys, first/last append time."""
-    from onceflow.check import read_committed
+    from onceflow.testing.drain import read_committed
 
     records = read_committed(bootstrap, topic, quiet_ms=500, timeout_s=300, progress=False)
     if not records:
@@ -333,12 +333,10 @@ def flink_tasks_running(job: Any) -> Callable[[], float | None]:
     """
 
     def probe() -> float | None:
-        from onceflow.cluster import rest_get
-
         jid = job.job_id()
         if jid is None:
             return None
-        vertices = rest_get(job.rest_url, f"/jobs/{jid}", timeout=2).get("vertices", [])
+        vertices = job.rest.job(jid).get("vertices", [])
         if not vertices or any(v.get("status") not in ("RUNNING", "FINISHED") for v in vertices):
             return None
         return float(max(v.get("start-time", 0) for v in vertices))
@@ -450,7 +448,7 @@ def run_contender(
 
 def _local_broker(bootstrap: str) -> Any:
     """The project's own broker when ``bootstrap`` points at it, else None."""
-    from onceflow.stack import BrokerSettings, LocalKafka
+    from onceflow.local.broker import BrokerSettings, LocalKafka
 
     host, _, port = bootstrap.split(",")[0].rpartition(":")
     if host not in ("localhost", "127.0.0.1") or not port.isdigit():
@@ -470,7 +468,7 @@ def broker_pid(bootstrap: str) -> int | None:
 
 def wait_for_broker(bootstrap: str, timeout_s: float = 180.0) -> None:
     """Block until the broker commits transactions again (it is never started here)."""
-    from onceflow.stack import commit_probe_transaction
+    from onceflow.local.broker import commit_probe_transaction
 
     broker = _local_broker(bootstrap)
     if broker is not None:
@@ -498,7 +496,7 @@ def machine_info() -> dict[str, Any]:
                 break
     java = ""
     with contextlib.suppress(Exception):
-        from onceflow.java import java_executable
+        from onceflow.runtime.java import java_executable
 
         out = subprocess.run(
             [java_executable(), "-version"], capture_output=True, text=True, timeout=30

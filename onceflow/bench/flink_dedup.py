@@ -24,7 +24,7 @@ from onceflow.bench.common import (
     flink_tasks_running,
     run_contender,
 )
-from onceflow.harness import JobProcess
+from onceflow.testing.harness import JobProcess
 
 __all__ = ["BASELINE", "CONTENDERS", "Variant", "dedup_job_args"]
 

@@ -16,7 +16,7 @@ read_committed, offsets from the group (earliest for a new group), bounded at th
 offsets that were latest at start. State TTL is the dedup job's 24 h horizon.
 
 It runs through PyFlink's ``TableEnvironment`` on an environment from
-:func:`onceflow.flinkenv.create_env`, so it has the same jars, checkpoint storage
+:func:`onceflow.runtime.flinkenv.create_env`, so it has the same jars, checkpoint storage
 and restart strategy as the Python job. Run it as a job::
 
     python -m onceflow.bench.flink_sql --input-topic in --output-topic out \\
@@ -36,8 +36,8 @@ from onceflow.bench.common import (
     flink_tasks_running,
     run_contender,
 )
-from onceflow.harness import JobProcess
-from onceflow.jobconfig import parse_properties
+from onceflow.runtime.jobconfig import parse_properties
+from onceflow.testing.harness import JobProcess
 
 __all__ = ["CONTENDERS", "DEDUP_QUERY", "main", "sink_ddl", "source_ddl"]
 
@@ -134,8 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the SQL dedup; returns when a bounded run has finished (final checkpoint committed)."""
     from pyflink.table import StreamTableEnvironment
 
-    from onceflow.flinkenv import FlinkSettings, create_env
-    from onceflow.pipeline import validate_sinks
+    from onceflow.runtime.flinkenv import FlinkSettings, create_env
+    from onceflow.runtime.pipeline import validate_sinks
     from onceflow.sinks.kafka import KafkaSinkSpec
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")

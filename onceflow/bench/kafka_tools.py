@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from onceflow.bench.common import BenchContext, Child, ContenderResult, run_contender, watch
-from onceflow.java import classpath, java_executable
-from onceflow.workload import generate
+from onceflow.runtime.java import classpath, java_executable
+from onceflow.testing.workload import generate
 
 __all__ = [
     "CONTENDERS",

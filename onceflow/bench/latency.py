@@ -29,7 +29,7 @@ from onceflow.bench.common import PROGRESS_EVERY_S, BenchContext
 from onceflow.bench.flink_dedup import BASELINE, dedup_job_args
 from onceflow.bench.stream import Collector, Feeder, percentile
 from onceflow.errors import OnceflowError
-from onceflow.harness import JobProcess, wait_until
+from onceflow.testing.harness import JobProcess, wait_until
 
 __all__ = ["LatencyResult", "run_latency"]
 

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from onceflow.workload import WorkloadSpec, generate
+from onceflow.testing.workload import WorkloadSpec, generate
 
 __all__ = ["profile_operator"]
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from onceflow.bench.common import BenchContext, BenchSkipped, Child, ContenderResult, run_contender
-from onceflow.paths import cache_dir
+from onceflow.runtime.paths import cache_dir
 
 __all__ = ["CONTENDERS", "QUIX_REQUIREMENT", "ensure_quix_venv", "quix_venv_dir"]
 

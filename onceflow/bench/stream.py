@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from onceflow.workload import WorkloadSpec, generate
+from onceflow.testing.workload import WorkloadSpec, generate
 
 __all__ = ["Collector", "Feeder", "Seen", "percentile", "stamp"]
 

@@ -7,7 +7,7 @@ import dataclasses
 import time
 from pathlib import Path
 
-from onceflow.paths import run_dir
+from onceflow.runtime.paths import run_dir
 from onceflow.verify.faults import PROFILES
 from onceflow.verify.targets import TARGETS
 

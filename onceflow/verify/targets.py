@@ -10,7 +10,7 @@ expectation. The runner owns the cluster, the faults and the timeline.
 - ``versioned-upsert``: change events with duplicates, conflicts, shuffled
   versions and malformed records; the applied topic, the stale/conflict/DLQ
   topics and the Parquet log must equal the oracle's
-  (:mod:`onceflow.changes_check`) exactly.
+  (:mod:`onceflow.testing.changes_check`) exactly.
 
 Both name anomalies as Jepsen's Kafka checker does: ``lost``, ``duplicate``,
 ``unexpected``; ``nonmonotonic`` counts records of one key whose sequence
@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from onceflow.check import CheckReport, ConsumedRecord
+from onceflow.testing.check import CheckReport
+from onceflow.testing.drain import ConsumedRecord
 from onceflow.verify.faults import Profile
 
 __all__ = ["TARGETS", "Checked", "DedupTarget", "Target", "VersionedUpsertTarget", "nonmonotonic"]
@@ -120,7 +121,7 @@ class DedupTarget:
     fail_flag = "--fail-on-id"
 
     def prepare(self, profile: Profile, seed: int) -> int:
-        from onceflow.workload import Expectation, WorkloadSpec, generate
+        from onceflow.testing.workload import Expectation, WorkloadSpec, generate
 
         self.spec = WorkloadSpec(
             count=profile.records, duplicate_ratio=0.3, malformed_ratio=0.01, seed=seed,
@@ -146,14 +147,15 @@ class DedupTarget:
                 "--dlq-topic", topics["dlq"]]  # fmt: skip
 
     def feed(self, bootstrap: str, topic: str, rate: float) -> None:
-        from onceflow.produce import produce
+        from onceflow.testing.produce import produce
 
         produce(bootstrap, topic, self.spec, None, progress=False, rate=rate)
 
     def check(
         self, bootstrap: str, topics: dict[str, str], out_dir: Path, progress: bool
     ) -> tuple[Checked, list[ConsumedRecord]]:
-        from onceflow.check import check_output, compare_dead_letters, read_committed
+        from onceflow.testing.check import check_output, compare_dead_letters
+        from onceflow.testing.drain import read_committed
 
         committed = read_committed(bootstrap, topics["out"], quiet_ms=2000, progress=progress)
         dlq = read_committed(bootstrap, topics["dlq"], quiet_ms=2000, progress=progress)
@@ -188,8 +190,8 @@ class VersionedUpsertTarget:
     fail_flag = "--fail-on-change"
 
     def prepare(self, profile: Profile, seed: int) -> int:
-        from onceflow.changes import ChangeWorkloadSpec, expected_changes, generate_changes
         from onceflow.operators.versioned.core import NEWER_WINS
+        from onceflow.testing.changes import ChangeWorkloadSpec, expected_changes, generate_changes
 
         # Duplicates, conflicts and malformed records come on top of the changes.
         base = ChangeWorkloadSpec(changes=0, keys=1, seed=seed)
@@ -221,14 +223,14 @@ class VersionedUpsertTarget:
         ]  # fmt: skip
 
     def feed(self, bootstrap: str, topic: str, rate: float) -> None:
-        from onceflow.recovery import send
+        from onceflow.testing.recovery import send
 
         send(bootstrap, topic, [(it.key, it.value) for it in self.items], rate=rate)
 
     def check(
         self, bootstrap: str, topics: dict[str, str], out_dir: Path, progress: bool
     ) -> tuple[Checked, list[ConsumedRecord]]:
-        from onceflow.changes_check import compare_outputs, read_outputs
+        from onceflow.testing.changes_check import compare_outputs, read_outputs
 
         outputs = read_outputs(
             bootstrap, topics, out_dir / "changes", quiet_ms=2000, progress=progress

@@ -23,7 +23,7 @@ keyed one costs about half the throughput: see operators/dedup/flink.py.)
   :class:`~onceflow.operators.versioned.core.VersionedUpdateCore`'s.
 
 Outputs of :class:`VersionedUpdateFunction`, main stream ``Row(route, k, v)``
-(:func:`onceflow.pipeline.routed_type`):
+(:func:`onceflow.runtime.pipeline.routed_type`):
 
 - ``applied``: key = entity key (UTF-8), value = the payload as canonical JSON,
   or None for an applied delete: a tombstone in a compacted topic.
@@ -85,7 +85,7 @@ from onceflow.operators.versioned.output import (
     change_row,
     outcome_report,
 )
-from onceflow.sinks.files import RecordSchema
+from onceflow.schema import RecordSchema
 
 __all__ = [
     "CHANGES_SCHEMA",

@@ -1,7 +1,7 @@
 """What the versioned-update operator writes: payload text, outcome reports, change rows.
 
 Pure functions (no pyflink), shared by the PyFlink adapter
-(:mod:`onceflow.operators.versioned.flink`) and the test oracle (:mod:`onceflow.changes`),
+(:mod:`onceflow.operators.versioned.flink`) and the test oracle (:mod:`onceflow.testing.changes`),
 so both sides encode a payload the same way and a unit test pins the format.
 
 Every encoding is deterministic (sorted members, no spaces): a record replayed

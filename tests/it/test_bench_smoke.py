@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from onceflow.harness import run_to_end
+from onceflow.testing.harness import run_to_end
 
 CONTENDERS = ("kafka-consumer-perf", "kafka-eos-copier", "flink-sql")
 

@@ -20,9 +20,6 @@ from pathlib import Path
 
 from hostile_corpus import MAX_RECORD_BYTES, PASS, cases_for
 
-from onceflow.changes_check import read_outputs
-from onceflow.check import ConsumedRecord, read_committed
-from onceflow.harness import run_to_end
 from onceflow.operators.dedup.identity import IdentitySpec, identity_of
 from onceflow.operators.records import (
     DEAD_LETTER_MAX_BYTES,
@@ -32,7 +29,10 @@ from onceflow.operators.records import (
 )
 from onceflow.operators.versioned.core import ChangeEvent, parse_change
 from onceflow.operators.versioned.output import applied_value
-from onceflow.recovery import send
+from onceflow.testing.changes_check import read_outputs
+from onceflow.testing.drain import ConsumedRecord, read_committed
+from onceflow.testing.harness import run_to_end
+from onceflow.testing.recovery import send
 
 Interleaved = list[tuple[str, bytes | None, str]]
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from onceflow.harness import run_to_end
+from onceflow.testing.harness import run_to_end
 
 BASE = ["--input-topic", "i", "--output-topic", "o", "--dlq-topic", "d"]
 

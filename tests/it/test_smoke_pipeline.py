@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 from kafka import KafkaProducer
 
-from onceflow.check import read_committed
-from onceflow.harness import run_to_end
+from onceflow.testing.drain import read_committed
+from onceflow.testing.harness import run_to_end
 
 
 def test_smoke_job_output_equals_input_read_committed(

@@ -2,7 +2,7 @@
 
 Exactly-once must hold for both jobs; the same faults with an at-least-once
 sink must be reported as duplicates (proof that the verifier can fail). The
-versioned job's checks (onceflow.changes_check) are the ones its own
+versioned job's checks (onceflow.testing.changes_check) are the ones its own
 kill-and-recover IT uses, whose at-least-once control shows they can fail too.
 """
 

@@ -1,6 +1,6 @@
 """The versioned upsert job end to end on the mini-cluster against the real broker.
 
-Input: a deterministic change workload (:mod:`onceflow.changes`) with shuffled,
+Input: a deterministic change workload (:mod:`onceflow.testing.changes`) with shuffled,
 duplicated, conflicting and malformed records; the oracle is computed from the
 records' bytes in arrival order with the pure core.
 
@@ -30,26 +30,26 @@ from pathlib import Path
 
 import pytest
 
-from onceflow.changes import (
+from onceflow.operators.versioned.core import COMPARE_AND_SET, NEWER_WINS
+from onceflow.runtime.topics import cleanup_policy, partition_count
+from onceflow.sinks.files import committed_files
+from onceflow.testing.changes import (
     ChangeItem,
     ChangeOracle,
     ChangeWorkloadSpec,
     expected_changes,
     generate_changes,
 )
-from onceflow.changes_check import compare_outputs, read_outputs
-from onceflow.check import CheckReport
-from onceflow.harness import JobProcess, run_to_end
-from onceflow.operators.versioned.core import COMPARE_AND_SET, NEWER_WINS
-from onceflow.recovery import (
+from onceflow.testing.changes_check import compare_outputs, read_outputs
+from onceflow.testing.check import CheckReport
+from onceflow.testing.harness import JobProcess, run_to_end
+from onceflow.testing.recovery import (
     Phases,
     ScenarioLog,
     retry_until_replayed,
     run_kill_and_recover,
     send,
 )
-from onceflow.sinks.files import committed_files
-from onceflow.topics import cleanup_policy, partition_count
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,9 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from onceflow.check import read_committed
-from onceflow.paths import checkout_root
-from onceflow.recovery import send
+from onceflow.runtime.paths import checkout_root
+from onceflow.testing.drain import read_committed
+from onceflow.testing.recovery import send
 
 
 def _run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float) -> str:

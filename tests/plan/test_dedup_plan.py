@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from onceflow.flinkenv import create_env
 from onceflow.jobs.dedup import build_pipeline, parse_config
+from onceflow.runtime.flinkenv import create_env
 
 ARGS = [
     "--bootstrap",

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from onceflow.errors import OnceflowError
-from onceflow.flinkenv import create_env
 from onceflow.jobs.versioned_upsert import CHANGES_SINK_UID, build_pipeline, parse_config
+from onceflow.runtime.flinkenv import create_env
 from onceflow.sinks.files import FileSinkSpec, RecordSchema, attach_file_sink
 
 

@@ -1,4 +1,4 @@
-"""Unit tests for the pure half of onceflow.check: multiset comparison of output and DLQ."""
+"""Unit tests for the pure half of onceflow.testing.check: multiset comparison of output and DLQ."""
 
 from __future__ import annotations
 
@@ -9,14 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from onceflow.check import (
-    CheckReport,
-    ConsumedRecord,
-    check_output,
-    compare,
-    compare_dead_letters,
-)
-from onceflow.workload import WorkloadSpec, generate
+from onceflow.testing.check import CheckReport, check_output, compare, compare_dead_letters
+from onceflow.testing.drain import ConsumedRecord
+from onceflow.testing.workload import WorkloadSpec, generate
 
 pytestmark = pytest.mark.unit
 

@@ -8,12 +8,14 @@ names.
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
 from pathlib import Path
 
-from onceflow.paths import project_root
+import onceflow as onceflow_package
+from onceflow.runtime.paths import project_root
 
 TOP_LEVEL_IMPORT = re.compile(r"^\s*(from|import) (jobs|operators|sinks)\b", re.M)
 
@@ -62,3 +64,48 @@ def test_a_job_module_runs_from_any_directory(tmp_path: Path) -> None:
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert "--input-topic" in run.stdout
+
+
+# What each layer may import from onceflow (besides itself): tooling -> runtime ->
+# operators/sinks -> schema/errors.
+ALLOWED = {
+    "onceflow/operators": ("onceflow.operators", "onceflow.schema", "onceflow.errors"),
+    "onceflow/sinks": ("onceflow.sinks", "onceflow.schema", "onceflow.errors"),
+    "onceflow/runtime": (
+        "onceflow.runtime",
+        "onceflow.operators",
+        "onceflow.sinks",
+        "onceflow.schema",
+        "onceflow.errors",
+    ),
+    "onceflow/jobs": (
+        "onceflow.jobs",
+        "onceflow.runtime",
+        "onceflow.operators",
+        "onceflow.sinks",
+        "onceflow.schema",
+        "onceflow.errors",
+    ),
+}
+
+
+def _onceflow_imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return {name for name in found if name == "onceflow" or name.startswith("onceflow.")}
+
+
+def test_imports_flow_one_way() -> None:
+    package = Path(onceflow_package.__file__ or "").parent
+    wrong: list[str] = []
+    for layer, allowed in ALLOWED.items():
+        for path in sorted((package / layer.split("/", 1)[1]).rglob("*.py")):
+            for name in _onceflow_imports(path):
+                if name != "onceflow" and not name.startswith(allowed):
+                    wrong.append(f"{layer}/{path.name} imports {name}")
+    assert not wrong, wrong

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from onceflow.errors import OnceflowError
-from onceflow.recovery import ScenarioLog, retry_until_replayed
+from onceflow.testing.recovery import ScenarioLog, retry_until_replayed
 
 
 def _story(before_b: int | None, restored: int | None) -> ScenarioLog:

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from onceflow.check import ConsumedRecord
 from onceflow.operators.faults import marker_stem
+from onceflow.testing.drain import ConsumedRecord
 from onceflow.verify.faults import Profile
 from onceflow.verify.targets import TARGETS, DedupTarget, VersionedUpsertTarget, nonmonotonic
 

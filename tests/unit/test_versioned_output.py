@@ -1,4 +1,4 @@
-"""Unit tests for operators.versioned.output and onceflow.changes (generator and oracle)."""
+"""Unit tests for operators.versioned.output and onceflow.testing.changes (generator and oracle)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,6 @@ from collections import Counter
 
 import pytest
 
-from onceflow.changes import (
-    MALFORMED_KINDS,
-    ChangeWorkloadSpec,
-    expected_changes,
-    generate_changes,
-    report_identity,
-)
 from onceflow.operators.versioned.core import (
     COMPARE_AND_SET,
     CONFLICT,
@@ -30,6 +23,13 @@ from onceflow.operators.versioned.output import (
     change_row,
     json_text,
     outcome_report,
+)
+from onceflow.testing.changes import (
+    MALFORMED_KINDS,
+    ChangeWorkloadSpec,
+    expected_changes,
+    generate_changes,
+    report_identity,
 )
 
 pytestmark = pytest.mark.unit

@@ -1,4 +1,4 @@
-"""Unit tests for onceflow.workload: exact counts, determinism, duplicates, malformed kinds."""
+"""Unit tests for onceflow.testing.workload: exact counts, determinism, duplicates, malformed."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from onceflow.workload import (
+from onceflow.testing.workload import (
     DEFAULT_DUPLICATE_WINDOW,
     MALFORMED_REASONS,
     Expectation,

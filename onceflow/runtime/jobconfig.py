@@ -20,9 +20,9 @@ from typing import Any, TypeVar
 import yaml
 
 from onceflow.errors import OnceflowError
-from onceflow.flinkenv import FlinkSettings
-from onceflow.kafka_source import KafkaSourceSpec
 from onceflow.operators.records import DEAD_LETTER_MAX_BYTES, DEAD_LETTER_MIN_BYTES
+from onceflow.runtime.flinkenv import FlinkSettings
+from onceflow.runtime.kafka_source import KafkaSourceSpec
 from onceflow.sinks.kafka import KafkaSinkSpec
 
 __all__ = [
@@ -132,7 +132,7 @@ class RuntimeConfig:
     def failure_marker_dir(self, armed: bool, configured: str | None, job: str) -> str | None:
         """Folder of injected-failure markers: None when nothing is armed, else the
         configured folder, else ``run/faults/<transactional id prefix or job>``."""
-        from onceflow.paths import run_dir
+        from onceflow.runtime.paths import run_dir
 
         if not armed:
             return None

@@ -5,7 +5,7 @@ versioned-upsert``. Every output is read the way a downstream user would:
 Kafka topics with ``read_committed``, the Parquet log through
 :func:`onceflow.sinks.files.read_committed_parquet` (committed part files only).
 
-Reports (one :class:`~onceflow.check.CheckReport` each):
+Reports (one :class:`~onceflow.testing.check.CheckReport` each):
 
 - ``parquet``: one row per applied (key, version), nothing else;
 - ``applied``: the applied topic, one record per applied change (payload or
@@ -23,14 +23,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from onceflow.changes import ChangeOracle, applied_identity, report_identity, row_identity
-from onceflow.check import (
-    CheckReport,
-    ConsumedRecord,
-    compare,
-    compare_dead_letters,
-    read_committed,
-)
+from onceflow.testing.changes import ChangeOracle, applied_identity, report_identity, row_identity
+from onceflow.testing.check import CheckReport, compare, compare_dead_letters
+from onceflow.testing.drain import ConsumedRecord, read_committed
 
 __all__ = ["ChangeOutputs", "compare_outputs", "last_per_key", "read_outputs"]
 

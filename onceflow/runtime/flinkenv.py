@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from onceflow.errors import OnceflowError
-from onceflow.paths import checkout_root, flink_conf_file, project_root, venv_python
+from onceflow.runtime.paths import checkout_root, flink_conf_file, project_root, venv_python
 
 if TYPE_CHECKING:
     from pyflink.datastream import StreamExecutionEnvironment
@@ -143,8 +143,8 @@ def load_flink_conf(path: Path | None = None) -> dict[str, str]:
 
 def connector_jars() -> list[str]:
     """``file://`` URLs of the connector jars (Kafka, Parquet, Hadoop client), resolved
-    with Maven on first use (:func:`onceflow.java.resolve_jars`)."""
-    from onceflow.java import resolve_jars
+    with Maven on first use (:func:`onceflow.runtime.java.resolve_jars`)."""
+    from onceflow.runtime.java import resolve_jars
 
     folder = resolve_jars("flink")
     jars = sorted(folder.glob("*.jar"))

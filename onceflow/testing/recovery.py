@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from onceflow.errors import OnceflowError
-from onceflow.harness import JobProcess, count_values, wait_until
+from onceflow.testing.harness import JobProcess, count_values, wait_until
 
 __all__ = ["Phases", "ScenarioLog", "retry_until_replayed", "run_kill_and_recover", "send"]
 

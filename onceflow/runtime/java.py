@@ -1,7 +1,7 @@
 """The pinned Java artifacts: resolving them with Maven, finding a JDK, running Java.
 
 The manifests (``java/<kind>/pom.xml``) ship with the package; Maven copies each
-manifest's runtime dependencies into :func:`onceflow.paths.jars_dir` (the
+manifest's runtime dependencies into :func:`onceflow.runtime.paths.jars_dir` (the
 checkout's ``.cache/jars`` or the user's cache, never the current directory).
 A stamp file holds the manifest's SHA-256, so a second resolution of an
 unchanged manifest does nothing and a changed one resolves again.
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from onceflow.errors import OnceflowError
-from onceflow.paths import data_path, jars_dir
+from onceflow.runtime.paths import data_path, jars_dir
 
 __all__ = ["JAR_KINDS", "classpath", "java_executable", "resolve_jars", "run_java_main"]
 

@@ -5,7 +5,7 @@ Steps (a job supplies the pieces):
 1. Parse the job's config (CLI flags over YAML over defaults) and run its
    checks; an :class:`OnceflowError` ends here as ``error: ...`` and exit code 2,
    before any JVM starts.
-2. Build the environment from ``flink-conf/`` (:func:`onceflow.flinkenv.create_env`)
+2. Build the environment from ``flink-conf/`` (:func:`onceflow.runtime.flinkenv.create_env`)
    and attach the pipeline; a refusal at this step (e.g. a sink that inspects the
    environment) also exits 2.
 3. Execute: on the mini-cluster this blocks until the job ends; under
@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from onceflow.errors import OnceflowError
-from onceflow.jobconfig import RuntimeConfig
+from onceflow.runtime.jobconfig import RuntimeConfig
 
 if TYPE_CHECKING:
     from pyflink.datastream import StreamExecutionEnvironment
@@ -40,7 +40,7 @@ def run_job(
     job_name: Callable[[C], str],
 ) -> int:
     """Run one job per the module docstring; returns the process exit code."""
-    from onceflow.flinkenv import create_env
+    from onceflow.runtime.flinkenv import create_env
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)

@@ -1,8 +1,8 @@
-"""Write a deterministic workload (:mod:`onceflow.workload`) to a Kafka topic.
+"""Write a deterministic workload (:mod:`onceflow.testing.workload`) to a Kafka topic.
 
 ``onceflow produce`` feeds the dedup job: it creates the input topic if it is
 missing, writes the records with an idempotent producer and saves the
-:class:`~onceflow.workload.Expectation` that ``onceflow check`` later compares
+:class:`~onceflow.testing.workload.Expectation` that ``onceflow check`` later compares
 the job's output with.
 
 Delivery guarantee: every record is written exactly once and, per key, in
@@ -34,7 +34,7 @@ from kafka.errors import KafkaError
 from tqdm import tqdm
 
 from onceflow.errors import OnceflowError
-from onceflow.workload import Expectation, WorkloadSpec, generate
+from onceflow.testing.workload import Expectation, WorkloadSpec, generate
 
 __all__ = [
     "DEFAULT_BOOTSTRAP",
@@ -91,7 +91,7 @@ def _ensure_input_topic(
     An existing topic is left alone; a partition count other than ``partitions``
     (when given) is logged as a warning.
     """
-    from onceflow.topics import ensure_topics, partition_count
+    from onceflow.runtime.topics import ensure_topics, partition_count
 
     configs: dict[str, str] = {}
     if max_record_bytes > _KAFKA_MAX_MESSAGE_BYTES:

@@ -28,7 +28,8 @@ __all__ = [
     "venv_python",
 ]
 
-_PACKAGE = Path(__file__).resolve().parent
+# onceflow/runtime/paths.py -> the onceflow package folder.
+_PACKAGE = Path(__file__).resolve().parent.parent
 
 
 def checkout_root() -> Path | None:

@@ -14,7 +14,6 @@ so a job file runs unchanged on the mini-cluster and on this cluster.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import re
@@ -26,25 +25,19 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from onceflow.errors import OnceflowError
-from onceflow.flinkenv import expand_placeholders, prepare_python_path
-from onceflow.java import java_executable
-from onceflow.paths import flink_conf_file, flink_home, project_root, run_dir
-from onceflow.processes import pid_alive
+from onceflow.local.processes import pid_alive
+from onceflow.local.rest import FlinkRest, rest_get
+from onceflow.runtime.flinkenv import expand_placeholders, prepare_python_path
+from onceflow.runtime.java import java_executable
+from onceflow.runtime.paths import flink_conf_file, flink_home, project_root, run_dir
 
-__all__ = ["LocalFlinkCluster", "ClusterStatus", "rest_get"]
+__all__ = ["LocalFlinkCluster", "ClusterStatus"]
 
 log = logging.getLogger(__name__)
-
-
-def rest_get(url: str, path: str, timeout: float = 5.0) -> Any:
-    """GET ``url + path`` from Flink's REST API as JSON."""
-    with urllib.request.urlopen(f"{url}{path}", timeout=timeout) as response:
-        return json.load(response)
 
 
 @dataclass(frozen=True)
@@ -228,7 +221,7 @@ class LocalFlinkCluster:
         """``flink run -py job_file job_args`` against this cluster; returns its exit code.
 
         The connector jars travel as the ``pipeline.jars`` the job's environment
-        builder sets (``onceflow.flinkenv``).
+        builder sets (``onceflow.runtime.flinkenv``).
 
         :param savepoint: resume from this savepoint or retained checkpoint (``-s``).
         :param log_file: append the client's output here instead of the terminal.
@@ -258,10 +251,7 @@ class LocalFlinkCluster:
 
     def cancel(self, job_id: str) -> None:
         """Cancel a job through the REST API (its checkpoints are retained)."""
-        request = urllib.request.Request(
-            f"{self.rest_url}/jobs/{job_id}?mode=cancel", method="PATCH"
-        )
-        urllib.request.urlopen(request, timeout=10).close()
+        FlinkRest(self.rest_url).cancel(job_id)
 
     def stop_with_savepoint(self, job_id: str, target: str, log_file: Path) -> str:
         """``flink stop --savepointPath target job_id``; returns the savepoint's path.

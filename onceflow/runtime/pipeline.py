@@ -13,7 +13,7 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from onceflow.kafka_source import KafkaSourceSpec, kafka_source_descriptor
+from onceflow.runtime.kafka_source import KafkaSourceSpec, kafka_source_descriptor
 from onceflow.sinks.kafka import (
     KafkaSinkSpec,
     broker_transaction_max_timeout_ms,
