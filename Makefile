@@ -26,28 +26,19 @@ setup: venv jars postgres ## create .venv, install onceflow (editable, pinned) a
 
 venv: $(VENV)/.installed ## the Python environment only
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	@command -v $(PYTHON_BASE) >/dev/null || { echo "error: $(PYTHON_BASE) not found; onceflow needs CPython 3.11 (PyFlink 2.2 supports 3.9-3.12)"; exit 1; }
 	@test -x $(PY) || $(PYTHON_BASE) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade "pip==25.3"
-	$(PY) -m pip install -q -e ".[dev]" --config-settings editable_mode=compat
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev]" --config-settings editable_mode=compat
 	@touch $@
 
 jars: $(JARS)/kafka/.resolved $(JARS)/flink/.resolved $(JARS)/jdbc/.resolved ## resolve the pinned Java artifacts (java/*/pom.xml) with Maven
 
-$(JARS)/kafka/.resolved: java/kafka/pom.xml
+# `onceflow jars` runs Maven and writes the stamp (the manifest's SHA-256) itself.
+$(JARS)/%/.resolved: java/%/pom.xml $(VENV)/.installed
 	@command -v $(MVN) >/dev/null || { echo "error: Maven (mvn) not found; install it (apt-get install maven) to resolve the Java artifacts"; exit 1; }
-	@rm -rf $(JARS)/kafka && mkdir -p $(JARS)/kafka
-	$(MVN) -q -B -f java/kafka/pom.xml dependency:copy-dependencies \
-	  -DoutputDirectory=$(CURDIR)/$(JARS)/kafka -DincludeScope=runtime
-	@touch $@
-
-$(JARS)/flink/.resolved: java/flink/pom.xml
-	@command -v $(MVN) >/dev/null || { echo "error: Maven (mvn) not found; install it (apt-get install maven) to resolve the Java artifacts"; exit 1; }
-	@rm -rf $(JARS)/flink && mkdir -p $(JARS)/flink
-	$(MVN) -q -B -f java/flink/pom.xml dependency:copy-dependencies \
-	  -DoutputDirectory=$(CURDIR)/$(JARS)/flink -DincludeScope=runtime \
-	  -DexcludeArtifactIds=slf4j-api,commons-logging,jsr305
+	$(ONCEFLOW) jars --kind $*
 	@touch $@
 
 # The JDBC glue (java/jdbc-glue): built here, copied with the JDBC connector and the
@@ -105,7 +96,7 @@ test-it: setup ## integration tests (real broker + Flink)
 lint: venv ## ruff and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy onceflow jobs operators sinks
+	$(VENV)/bin/mypy onceflow
 
 bench: up ## benchmarks, ~15 min, not in make test -> bench/results/ (ARGS="--only flink,sql")
 	$(PY) -m onceflow.bench $(ARGS)

@@ -1,3 +1,6 @@
-"""Runnable PyFlink jobs: ``python -m onceflow.jobs.<name>`` locally, ``flink run -py jobs/<name>.py``."""
+"""Runnable PyFlink jobs (``onceflow.jobs``).
+
+Locally: ``python -m onceflow.jobs.<name>``; on a cluster: ``flink run -py jobs/<name>.py``.
+"""
 
 __all__: list[str] = []

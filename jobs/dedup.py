@@ -4,7 +4,9 @@ Pipeline (every stateful operator and sink has a stable uid):
 
 1. ``KafkaSource`` (read_committed, offsets in checkpoints, committed on checkpoint);
 2. keyed by identity: the id's JSON text computed in the JVM (a fingerprint is
-   computed in Python);
+   computed in Python); a record whose JVM key and Python identity disagree is a
+   dead letter (``ambiguous_key``), an id that is not Unicode text too
+   (``invalid_unicode``);
 3. ``dedup``: one Python call per record parses the JSON, checks the identity
    (malformed records become dead letters with the reason and source
    topic/partition/offset) and passes the first occurrence within the TTL horizon;
@@ -28,12 +30,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from onceflow.operators.dedup.identity import IdentitySpec
-from onceflow.sinks.kafka import KafkaSinkSpec
-from onceflow.sinks.postgres import PgColumn, PostgresSinkSpec
 from pyflink.common import Types
 
 from onceflow.errors import OnceflowError
+from onceflow.operators.dedup.identity import IdentitySpec
 from onceflow.runtime.jobconfig import (
     RuntimeConfig,
     add_runtime_arguments,
@@ -56,6 +56,8 @@ from onceflow.runtime.pipeline import (
     validate_sinks,
     write_routes,
 )
+from onceflow.sinks.kafka import KafkaSinkSpec
+from onceflow.sinks.postgres import PgColumn, PostgresSinkSpec
 
 if TYPE_CHECKING:
     from pyflink.datastream import StreamExecutionEnvironment
@@ -129,8 +131,9 @@ class DedupConfig(RuntimeConfig):
 
     def sink_specs(self) -> dict[str, KafkaSinkSpec]:
         return {
-            "out": self.sink_spec(self.output_topic, "out"),
-            "dlq": self.sink_spec(self.dlq_topic, "dlq"),
+            # Passed records are the input's bytes, at most max_record_bytes.
+            "out": self.sink_spec(self.output_topic, "out", self.max_record_bytes),
+            "dlq": self.sink_spec(self.dlq_topic, "dlq", self.dead_letter_max_bytes),
         }
 
     def ledger_spec(self) -> PostgresSinkSpec | None:
@@ -163,6 +166,8 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: DedupConfig) -> None:
                 cfg.ttl_ms or None,
                 cfg.fail_on_ids,
                 cfg.failure_markers(),
+                jvm_keyed=key_sql is not None,
+                dead_letter_max_bytes=cfg.dead_letter_max_bytes,
             ),
             routed_type(),
         )

@@ -18,8 +18,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from onceflow.sinks.kafka import KafkaSinkSpec
-
 from onceflow.runtime.jobconfig import (
     RuntimeConfig,
     add_runtime_arguments,
@@ -28,7 +26,14 @@ from onceflow.runtime.jobconfig import (
     require_flags,
 )
 from onceflow.runtime.jobrun import run_job
-from onceflow.runtime.pipeline import read_kafka, routed_type, table_env, validate_sinks, write_routes
+from onceflow.runtime.pipeline import (
+    read_kafka,
+    routed_type,
+    table_env,
+    validate_sinks,
+    write_routes,
+)
+from onceflow.sinks.kafka import KafkaSinkSpec
 
 if TYPE_CHECKING:
     from pyflink.datastream import StreamExecutionEnvironment

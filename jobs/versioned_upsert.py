@@ -49,13 +49,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from onceflow.errors import OnceflowError
 from onceflow.operators.versioned.core import MODES, NEWER_WINS
 from onceflow.operators.versioned.output import CHANGE_COLUMNS
-from onceflow.sinks.files import FileSinkSpec, RecordSchema, validate_file_sink
-from onceflow.sinks.kafka import KafkaSinkSpec
-from onceflow.sinks.postgres import PgColumn, PostgresSinkSpec
-
-from onceflow.errors import OnceflowError
 from onceflow.runtime.jobconfig import (
     RuntimeConfig,
     add_runtime_arguments,
@@ -78,6 +74,9 @@ from onceflow.runtime.pipeline import (
     validate_sinks,
     write_routes,
 )
+from onceflow.sinks.files import FileSinkSpec, RecordSchema, validate_file_sink
+from onceflow.sinks.kafka import KafkaSinkSpec
+from onceflow.sinks.postgres import PgColumn, PostgresSinkSpec
 
 if TYPE_CHECKING:
     from pyflink.datastream import StreamExecutionEnvironment
@@ -211,7 +210,7 @@ class VersionedUpsertConfig(RuntimeConfig):
             "applied": self.sink_spec(self.applied_topic, "applied"),
             "stale": self.sink_spec(self.stale_topic, "stale"),
             "conflict": self.sink_spec(self.conflict_topic, "conflict"),
-            "dlq": self.sink_spec(self.dlq_topic, "dlq"),
+            "dlq": self.sink_spec(self.dlq_topic, "dlq", self.dead_letter_max_bytes),
         }
 
     def entities_spec(self) -> PostgresSinkSpec | None:
@@ -259,6 +258,7 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: VersionedUpsertConfig) 
                 cfg.max_record_bytes,
                 fail_on_changes=cfg.fail_on_changes,
                 fail_marker_dir=cfg.failure_markers(),
+                dead_letter_max_bytes=cfg.dead_letter_max_bytes,
             ),
             routed_type(),
         )

@@ -19,8 +19,8 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _stack(args: argparse.Namespace) -> int:
-    from onceflow.local.postgres import LocalPostgres, PostgresSettings
     from onceflow.local.broker import BrokerSettings, LocalKafka
+    from onceflow.local.postgres import LocalPostgres, PostgresSettings
 
     kafka = LocalKafka(BrokerSettings(port=args.port))
     postgres = None if args.no_postgres else LocalPostgres(PostgresSettings(port=args.pg_port))
@@ -64,8 +64,8 @@ def _cluster(args: argparse.Namespace) -> int:
 
 
 def _add_stack(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from onceflow.local.postgres import default_pg_port
     from onceflow.local.broker import default_port
+    from onceflow.local.postgres import default_pg_port
 
     p = sub.add_parser("stack", help="the local KRaft Kafka broker and PostgreSQL server")
     p.add_argument("action", choices=["up", "down", "status"])
@@ -87,6 +87,32 @@ def _add_cluster(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.set_defaults(handler=_cluster)
 
 
+def _jars(args: argparse.Namespace) -> int:
+    from onceflow.runtime.java import JAR_KINDS, resolve_jars
+
+    for kind in args.kind or list(JAR_KINDS):
+        folder = resolve_jars(kind, force=args.force)
+        print(f"{kind}: {len(list(folder.glob('*.jar')))} jars in {folder}")
+    return 0
+
+
+def _add_jars(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("jars", help="resolve the pinned Java artifacts with Maven (once)")
+    p.add_argument("--kind", action="append", choices=["kafka", "flink"], help="default: both")
+    p.add_argument("--force", action="store_true", help="resolve again even if current")
+    p.set_defaults(handler=_jars)
+
+
+def _missing_extra(name: str, exc: ModuleNotFoundError) -> Handler:
+    def handler(args: argparse.Namespace) -> int:
+        raise OnceflowError(
+            f"`onceflow {name}` needs {exc.name}, part of the tools extra: "
+            "pip install 'onceflow[tools]'"
+        )
+
+    return handler
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="onceflow", description="Exactly-once stream processing on Apache Flink"
@@ -95,9 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_stack(sub)
     _add_cluster(sub)
+    _add_jars(sub)
     for name, module, text in _TOOLS:
-        mod = __import__(module, fromlist=["add_arguments", "run"])
         p = sub.add_parser(name, help=text)
+        try:
+            mod = __import__(module, fromlist=["add_arguments", "run"])
+        except ModuleNotFoundError as exc:  # a tool of an extra that is not installed
+            p.set_defaults(handler=_missing_extra(name, exc))
+            continue
         mod.add_arguments(p)
         p.set_defaults(handler=mod.run)
     return parser
@@ -106,7 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
 # (subcommand, module with add_arguments(parser) and run(args) -> int, help)
 _TOOLS: list[tuple[str, str, str]] = [
     ("produce", "onceflow.testing.produce", "write a deterministic JSON workload to a topic"),
-    ("check", "onceflow.testing.check", "read a topic read_committed and compare with the expectation"),
+    (
+        "check",
+        "onceflow.testing.check",
+        "read a topic read_committed and compare with the expectation",
+    ),
     ("demo", "onceflow.demo", "produce, run the dedup job end to end, check, summarise"),
     ("verify", "onceflow.verify.command", "inject real faults into the dedup job and check"),
 ]

@@ -25,9 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from onceflow.testing.check import ConsumedRecord
 from onceflow.errors import OnceflowError
 from onceflow.runtime.paths import project_root, run_dir
+from onceflow.testing.drain import ConsumedRecord
 
 __all__ = ["add_arguments", "run"]
 
@@ -71,10 +71,11 @@ def _write_span_s(records: list[ConsumedRecord]) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    from onceflow.testing.check import check_output, compare_dead_letters, read_committed
-    from onceflow.testing.produce import produce
     from onceflow.local.broker import LocalKafka
     from onceflow.runtime.topics import ensure_topics
+    from onceflow.testing.check import check_output, compare_dead_letters
+    from onceflow.testing.drain import read_committed
+    from onceflow.testing.produce import produce
     from onceflow.testing.workload import WorkloadSpec
 
     # Step 1.

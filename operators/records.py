@@ -38,7 +38,10 @@ __all__ = [
     "BAD_OP",
     "DEAD_LETTER_TEXT_LIMIT",
     "DEFAULT_MAX_DEPTH",
+    "DEAD_LETTER_MAX_BYTES",
+    "DEAD_LETTER_MIN_BYTES",
     "EMPTY_FIELD",
+    "INVALID_UNICODE",
     "MISSING",
     "MISSING_FIELD",
     "NOT_JSON",
@@ -56,11 +59,13 @@ __all__ = [
     "dead_letter",
     "dead_letter_record",
     "get_path",
+    "is_unicode",
     "parse_dead_letter",
     "parse_object",
     "require_field",
     "split_path",
     "sql_json_path",
+    "sql_unicode_safe",
     "stable_hash",
 ]
 
@@ -90,6 +95,10 @@ AMBIGUOUS_KEY: Final = "ambiguous_key"
 """The record was keyed (in the JVM) by another value of its key field than the
 one parsed in Python: duplicate member names, or a number the JVM renders
 differently. It touches no state."""
+INVALID_UNICODE: Final = "invalid_unicode"
+"""An id or key is a JSON string that is not Unicode text: a lone surrogate escape
+(``"\\ud800"``) is valid JSON grammar, but no UTF-8 Kafka key, Java string
+crossing into Python or state key can hold it."""
 
 REASONS: Final = (
     NOT_JSON,
@@ -103,6 +112,7 @@ REASONS: Final = (
     OUT_OF_RANGE,
     BAD_OP,
     AMBIGUOUS_KEY,
+    INVALID_UNICODE,
 )
 """Every rejection reason this package emits."""
 
@@ -269,6 +279,22 @@ def sql_json_path(path: str) -> str | None:
     return "$" + "".join(f".{segment}" for segment in segments)
 
 
+def sql_unicode_safe(expression: str) -> str:
+    """A SQL STRING ``expression`` with each lone surrogate replaced by U+FFFD.
+
+    A JSON escape such as ``"\\ud800"`` is valid grammar, and Flink's JSON
+    functions turn it into a Java string holding a lone surrogate. Such a string
+    cannot cross into Python (PEMJA decodes it as UTF-16 and fails the task
+    before any Python code runs, on every replay: a poison pill), so a key
+    computed in the JVM goes through this first. Java's regex engine reads a
+    valid surrogate pair as one code point outside the range, so only lone
+    halves are replaced. The Python side rejects such records as
+    :data:`INVALID_UNICODE` from the raw bytes; they touch no state, so the
+    replaced key sharing a key with a real U+FFFD id is harmless.
+    """
+    return f"REGEXP_REPLACE({expression}, '[\\x{{D800}}-\\x{{DFFF}}]', '\ufffd')"
+
+
 def get_path(obj: dict[str, Any], path: str) -> object:
     """Follow a dotted path through nested objects.
 
@@ -366,6 +392,9 @@ class DeadLetter(TypedDict):
     source: _Source
     original_bytes: bytes | None
     original: str | None
+    truncated: bool
+    original_size: int | None
+    original_sha256: str | None
 
 
 def dead_letter(
@@ -377,6 +406,7 @@ def dead_letter(
     offset: int,
     *,
     include_text: bool = True,
+    max_bytes: int | None = None,
 ) -> bytes:
     """Build the value of a dead-letter record for a rejected input record.
 
@@ -390,9 +420,14 @@ def dead_letter(
     ``original`` text is a convenience for people reading the topic. The output
     is deterministic (same input -> same bytes), so a replay after failover
     writes an identical record. Size: about 1.33x the input, 2.33x with the
-    text; the DLQ topic's ``max.message.bytes`` must allow that for the largest
-    input up to ``max_bytes``, or the sink fails the job. Pass
-    ``include_text=False`` to keep only the base64 copy.
+    text; pass ``include_text=False`` to keep only the base64 copy.
+
+    With ``max_bytes``, a dead letter that would be larger keeps only a prefix of
+    the input (no text copy) and says so: ``"truncated": true``,
+    ``"original_size"`` (bytes) and ``"original_sha256"`` (hex, of the whole
+    input), so the record is still written (a record over the DLQ topic's
+    ``max.message.bytes`` would fail the sink, and the job with it) and can be
+    matched with its source, which ``source`` locates exactly.
 
     :param raw: the rejected record value (``None`` for a Kafka null value).
     :param reason: the rejection reason, one of :data:`REASONS`.
@@ -401,8 +436,12 @@ def dead_letter(
     :param partition: the source partition.
     :param offset: the source offset.
     :param include_text: whether to add ``original`` when the input is UTF-8.
+    :param max_bytes: the largest dead letter to build (at least 1024), or None.
     :return: the dead-letter record value.
+    :raises ValueError: if ``max_bytes`` is below 1024.
     """
+    if max_bytes is not None and max_bytes < DEAD_LETTER_MIN_BYTES:
+        raise ValueError(f"max_bytes must be at least {DEAD_LETTER_MIN_BYTES}, got {max_bytes}")
     doc: dict[str, Any] = {
         "reason": reason,
         "detail": detail,
@@ -413,6 +452,16 @@ def dead_letter(
         with contextlib.suppress(UnicodeDecodeError):
             doc["original"] = bytes(raw).decode("utf-8")
     doc["original_b64"] = None if raw is None else base64.b64encode(raw).decode("ascii")
+    value = _dead_letter_json(doc, topic, partition, offset)
+    if raw is None or max_bytes is None or len(value) <= max_bytes:
+        return value
+    return _truncated_dead_letter(bytes(raw), doc, max_bytes, topic, partition, offset)
+
+
+DEAD_LETTER_MIN_BYTES: Final = 1024
+
+
+def _dead_letter_json(doc: dict[str, Any], topic: str, partition: int, offset: int) -> bytes:
     try:
         return json.dumps(doc, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
@@ -421,22 +470,57 @@ def dead_letter(
         return json.dumps(doc, ensure_ascii=True).encode("ascii")
 
 
+def _truncated_dead_letter(
+    raw: bytes, doc: dict[str, Any], max_bytes: int, topic: str, partition: int, offset: int
+) -> bytes:
+    """The dead letter of ``raw`` with only as much of it as fits ``max_bytes``."""
+    doc.pop("original", None)
+    doc["detail"] = str(doc["detail"])[:500]
+    doc["truncated"] = True
+    doc["original_size"] = len(raw)
+    doc["original_sha256"] = hashlib.sha256(raw).hexdigest()
+    doc["original_b64"] = ""
+    room = max_bytes - len(_dead_letter_json(doc, topic, partition, offset))
+    # base64 writes 4 characters per 3 bytes: keep whole 3-byte groups that fit.
+    doc["original_b64"] = base64.b64encode(raw[: max(room, 0) // 4 * 3]).decode("ascii")
+    return _dead_letter_json(doc, topic, partition, offset)
+
+
 DEAD_LETTER_TEXT_LIMIT: Final = 64 * 1024
 """Inputs up to this size keep a text copy in their dead letter (see :func:`dead_letter_record`)."""
 
+DEAD_LETTER_MAX_BYTES: Final = 1_000_000
+"""Default largest dead letter: fits Kafka's default ``max.message.bytes`` (1,048,588)
+and the producer's ``max.request.size`` (1,048,576) with room for the key and the
+record batch's overhead."""
+
 
 def dead_letter_record(
-    raw: bytes | None, why: Rejected, topic: str, partition: int, offset: int
+    raw: bytes | None,
+    why: Rejected,
+    topic: str,
+    partition: int,
+    offset: int,
+    max_bytes: int = DEAD_LETTER_MAX_BYTES,
 ) -> tuple[bytes, bytes]:
     """Kafka key and value of the dead letter of a rejected source record.
 
     The key is ``topic/partition/offset`` (unique, stable across replays). The
     text copy doubles a dead letter's size, so inputs over
-    :data:`DEAD_LETTER_TEXT_LIMIT` keep only the base64 copy and still fit the
-    DLQ topic's ``max.message.bytes``.
+    :data:`DEAD_LETTER_TEXT_LIMIT` keep only the base64 copy; a dead letter over
+    ``max_bytes`` keeps a prefix of the input (see :func:`dead_letter`).
     """
     small = raw is None or len(raw) <= DEAD_LETTER_TEXT_LIMIT
-    letter = dead_letter(raw, why.reason, why.detail, topic, partition, offset, include_text=small)
+    letter = dead_letter(
+        raw,
+        why.reason,
+        why.detail,
+        topic,
+        partition,
+        offset,
+        include_text=small,
+        max_bytes=max_bytes,
+    )
     return f"{topic}/{partition}/{offset}".encode(), letter
 
 
@@ -444,8 +528,9 @@ def parse_dead_letter(data: bytes) -> DeadLetter:
     """Decode and check a value built by :func:`dead_letter` (for tests and checkers).
 
     :param data: a dead-letter record value.
-    :return: the fields, with ``original_bytes`` decoded from base64 and
-        ``original`` set to ``None`` when the record has no text copy.
+    :return: the fields, with ``original_bytes`` decoded from base64 (a prefix of
+        the input when ``truncated``), ``original`` set to ``None`` when the
+        record has no text copy, and the whole input's size and SHA-256 (hex).
     :raises ValueError: if the value is not a well-formed dead letter, or its
         ``original`` text disagrees with ``original_b64``.
     """
@@ -474,6 +559,14 @@ def parse_dead_letter(data: bytes) -> DeadLetter:
         or original.encode("utf-8", "surrogatepass") != original_bytes
     ):
         raise ValueError("dead letter 'original' text does not match 'original_b64'")
+    truncated = doc.get("truncated", False) is True
+    size, digest = doc.get("original_size"), doc.get("original_sha256")
+    if original_bytes is not None and not truncated:
+        size, digest = len(original_bytes), hashlib.sha256(original_bytes).hexdigest()
+    elif truncated and not (
+        isinstance(size, int) and isinstance(digest, str) and original_bytes is not None
+    ):
+        raise ValueError("a truncated dead letter needs original_size and original_sha256")
     return DeadLetter(
         reason=doc["reason"],
         detail=doc["detail"],
@@ -482,7 +575,23 @@ def parse_dead_letter(data: bytes) -> DeadLetter:
         ),
         original_bytes=original_bytes,
         original=original,
+        truncated=truncated,
+        original_size=size,
+        original_sha256=digest,
     )
+
+
+def is_unicode(text: str) -> bool:
+    """Whether ``text`` is Unicode text: no lone surrogate (from a ``\\ud800`` escape).
+
+    Only such text can be UTF-8 (a Kafka key), a Java string handed to Python, or
+    a Flink key.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _check_positive(name: str, value: int) -> None:

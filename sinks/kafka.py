@@ -20,7 +20,10 @@ Refused at start (``validate``), with what to change: EXACTLY_ONCE without
 checkpointing; a missing transactional id prefix; ``transaction.timeout.ms`` not
 above checkpoint interval + restart budget (the broker would abort a transaction
 the job still means to commit), or above the broker's ``transaction.max.timeout.ms``
-(the broker refuses every transaction).
+(the broker refuses every transaction); a sink whose largest record
+(``max_value_bytes``) exceeds the topic's ``max.message.bytes`` or the producer's
+``max.request.size`` (the first such record would fail the sink, the job would
+restart and fail on it again).
 """
 
 from __future__ import annotations
@@ -41,12 +44,18 @@ __all__ = [
     "KafkaSinkSpec",
     "broker_transaction_max_timeout_ms",
     "kafka_sink_descriptor",
+    "topic_max_message_bytes",
+    "validate_record_size",
     "validate_sink",
 ]
 
 log = logging.getLogger(__name__)
 
 GUARANTEES = ("exactly-once", "at-least-once", "none")
+# Kafka's defaults: the producer's max.request.size and a topic's max.message.bytes.
+DEFAULT_MAX_REQUEST_SIZE = 1_048_576
+# Room for a record's key, headers and its batch's framing above the value.
+RECORD_OVERHEAD_BYTES = 1024
 TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 PREFIX_RE = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
 
@@ -63,6 +72,8 @@ class KafkaSinkSpec:
         transactions that stall read_committed readers).
     :param transaction_timeout_ms: the producer's ``transaction.timeout.ms``.
     :param properties: further producer properties (``properties.*`` of the connector).
+    :param max_value_bytes: the largest value the job writes to this sink, when
+        known; checked at start against the topic's and the producer's limits.
     """
 
     bootstrap: str
@@ -71,6 +82,7 @@ class KafkaSinkSpec:
     transactional_id_prefix: str | None = None
     transaction_timeout_ms: int = 600_000
     properties: Mapping[str, str] = field(default_factory=dict)
+    max_value_bytes: int | None = None
 
     def __post_init__(self) -> None:
         if self.guarantee not in GUARANTEES:
@@ -92,8 +104,10 @@ class KafkaSinkSpec:
             )
 
 
-def broker_transaction_max_timeout_ms(bootstrap: str, timeout_s: float = 10.0) -> int | None:
-    """Read ``transaction.max.timeout.ms`` from a broker; None when it cannot be read."""
+def _read_config(
+    bootstrap: str, kind: str, name: str | None, key: str, timeout_s: float
+) -> int | None:
+    """An integer config of the broker (``name`` None: the first broker) or a topic."""
     try:
         from kafka import KafkaAdminClient
         from kafka.admin import ConfigResource, ConfigResourceType
@@ -102,19 +116,53 @@ def broker_transaction_max_timeout_ms(bootstrap: str, timeout_s: float = 10.0) -
             bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000)
         )
         try:
-            broker_id = str(admin.describe_cluster()["brokers"][0]["broker_id"])
-            resource = ConfigResource(
-                ConfigResourceType.BROKER, broker_id, configs=["transaction.max.timeout.ms"]
-            )
+            if name is None:
+                name = str(admin.describe_cluster()["brokers"][0]["broker_id"])
+            resource = ConfigResource(getattr(ConfigResourceType, kind.upper()), name, [key])
             found = admin.describe_configs([resource], config_filter="all")
-            entry = found.get("broker", {}).get(broker_id, {}).get("transaction.max.timeout.ms")
+            entry = found.get(kind, {}).get(name, {}).get(key)
             if entry is not None:
                 return int(entry["value"])
         finally:
             admin.close()
     except Exception as exc:  # noqa: BLE001 - unreachable broker: validation skips the check
-        log.warning("could not read transaction.max.timeout.ms from %s: %s", bootstrap, exc)
+        log.warning("could not read %s of %s %s from %s: %s", key, kind, name, bootstrap, exc)
     return None
+
+
+def broker_transaction_max_timeout_ms(bootstrap: str, timeout_s: float = 10.0) -> int | None:
+    """Read ``transaction.max.timeout.ms`` from a broker; None when it cannot be read."""
+    return _read_config(bootstrap, "broker", None, "transaction.max.timeout.ms", timeout_s)
+
+
+def topic_max_message_bytes(bootstrap: str, topic: str, timeout_s: float = 10.0) -> int | None:
+    """Read a topic's ``max.message.bytes``; None when the topic does not exist (yet)
+    or cannot be read."""
+    return _read_config(bootstrap, "topic", topic, "max.message.bytes", timeout_s)
+
+
+def validate_record_size(spec: KafkaSinkSpec, topic_max_bytes: int | None) -> None:
+    """Refuse a sink whose largest record would not fit the topic or the producer.
+
+    :param topic_max_bytes: the topic's ``max.message.bytes``, or None when unknown.
+    :raises OnceflowError: with what to change.
+    """
+    if spec.max_value_bytes is None:
+        return
+    needed = spec.max_value_bytes + RECORD_OVERHEAD_BYTES
+    request = int(spec.properties.get("max.request.size", DEFAULT_MAX_REQUEST_SIZE))
+    for limit, what in (
+        (topic_max_bytes, f"topic {spec.topic!r} accepts (max.message.bytes)"),
+        (request, "the producer sends (max.request.size)"),
+    ):
+        if limit is not None and limit < needed:
+            raise OnceflowError(
+                f"records to {spec.topic!r} may be up to {spec.max_value_bytes} bytes plus "
+                f"{RECORD_OVERHEAD_BYTES} of key and framing, but {what} at most {limit}: the "
+                "first such record would fail the sink on every restart; raise that limit "
+                "or lower the job's record size limit (--max-record-bytes, "
+                "--dead-letter-max-bytes)"
+            )
 
 
 def validate_sink(

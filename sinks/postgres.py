@@ -93,7 +93,6 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Final
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
@@ -115,7 +114,6 @@ __all__ = [
     "connections_needed",
     "create_table_sql",
     "insert_sql",
-    "jdbc_jars",
     "parse_url",
     "postgres_sink",
     "read_server_facts",
@@ -623,20 +621,6 @@ def read_server_facts(spec: PostgresSinkSpec, timeout_s: float = 10.0) -> Server
         )
 
 
-def jdbc_jars() -> list[str]:
-    """``file://`` URLs of the JDBC connector, the driver and onceflow's glue."""
-    from onceflow.runtime.paths import jars_dir
-
-    folder = jars_dir("jdbc")
-    jars = sorted(folder.glob("*.jar"))
-    if not any(j.name.startswith("onceflow-jdbc-glue") for j in jars):
-        raise OnceflowError(
-            f"the JDBC glue jar is not in {folder}: run `make jars` (it builds java/jdbc-glue "
-            "and resolves the JDBC connector and the PostgreSQL driver)"
-        )
-    return [Path(j).resolve().as_uri() for j in jars]
-
-
 def postgres_sink(spec: PostgresSinkSpec) -> Sink:
     """The Java ``JdbcSink`` for ``spec`` (its jars must be loaded: see attach)."""
     from pyflink.datastream.connectors.base import Sink
@@ -685,10 +669,11 @@ def attach_postgres_sink(
     facts: ServerFacts | None = None,
 ) -> DataStreamSink:
     """Check the server and the table, then write ``rows`` (``Row`` s with the spec's
-    columns in order) into the table.
+    columns in order) into the table. The JDBC jars must be on the job's classpath
+    (:func:`onceflow.runtime.java.jdbc_jars`, added with ``env.add_jars``).
 
     :param facts: what the server said (read now when None; tests pass their own).
-    :raises OnceflowError: a refusal of :func:`validate_postgres_sink`, or no glue jar.
+    :raises OnceflowError: a refusal of :func:`validate_postgres_sink`.
     """
     if facts is None:
         facts = read_server_facts(spec)
@@ -704,7 +689,6 @@ def attach_postgres_sink(
             facts.prepared_transactions,
             spec.target().redacted(),
         )
-    env.add_jars(*jdbc_jars())
     sink = rows.sink_to(postgres_sink(spec)).name(spec.uid).uid(spec.uid)
     if spec.parallelism is not None:
         sink = sink.set_parallelism(spec.parallelism)

@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from onceflow.errors import OnceflowError
+from onceflow.runtime.paths import jars_dir, project_root, run_dir
 from onceflow.testing.harness import ChildProcess
-from onceflow.runtime.paths import project_root, run_dir
 from onceflow.testing.workload import Expectation, WorkloadSpec
 
 __all__ = [
@@ -310,7 +310,7 @@ class OutputSpan:
 
 def measure_output(bootstrap: str, topic: str) -> OutputSpan:
     """Read ``topic`` (read_committed) once: count, distinct keys, first/last append time."""
-    from onceflow.testing.check import read_committed
+    from onceflow.testing.drain import read_committed
 
     records = read_committed(bootstrap, topic, quiet_ms=500, timeout_s=300, progress=False)
     if not records:
@@ -333,12 +333,10 @@ def flink_tasks_running(job: Any) -> Callable[[], float | None]:
     """
 
     def probe() -> float | None:
-        from onceflow.local.cluster import rest_get
-
         jid = job.job_id()
         if jid is None:
             return None
-        vertices = rest_get(job.rest_url, f"/jobs/{jid}", timeout=2).get("vertices", [])
+        vertices = job.rest.job(jid).get("vertices", [])
         if not vertices or any(v.get("status") not in ("RUNNING", "FINISHED") for v in vertices):
             return None
         return float(max(v.get("start-time", 0) for v in vertices))
@@ -509,7 +507,7 @@ def machine_info() -> dict[str, Any]:
         from importlib.metadata import version
 
         versions["apache-flink"] = version("apache-flink")
-    kafka_jars = sorted((project_root() / ".cache" / "jars" / "kafka").glob("kafka-clients-*.jar"))
+    kafka_jars = sorted(jars_dir("kafka").glob("kafka-clients-*.jar"))
     if kafka_jars:
         versions["kafka"] = kafka_jars[0].stem.removeprefix("kafka-clients-")
     return {

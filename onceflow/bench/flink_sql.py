@@ -36,8 +36,8 @@ from onceflow.bench.common import (
     flink_tasks_running,
     run_contender,
 )
-from onceflow.testing.harness import JobProcess
 from onceflow.runtime.jobconfig import parse_properties
+from onceflow.testing.harness import JobProcess
 
 __all__ = ["CONTENDERS", "DEDUP_QUERY", "main", "sink_ddl", "source_ddl"]
 

@@ -32,7 +32,7 @@ from typing import Any
 
 from onceflow.testing.workload import WorkloadSpec, generate
 
-__all__ = ["profile_operator"]
+__all__ = ["WHOLE_STAGE", "profile_operator"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,10 @@ def _per_record_us(fn: Callable[[], object], n: int, repeat: int = 3) -> float:
     return best / n * 1e6
 
 
+WHOLE_STAGE = "DedupFunction.process_element (parse + identity + key check + dedup + Row)"
+"""The label of the whole per-record call in the profile."""
+
+
 def profile_operator(spec: WorkloadSpec, limit: int = 100_000, top: int = 12) -> dict[str, Any]:
     """Time and profile the dedup job's Python logic on ``spec``'s first ``limit`` records."""
     from pyflink.common import Row
@@ -59,15 +63,25 @@ def profile_operator(spec: WorkloadSpec, limit: int = 100_000, top: int = 12) ->
     from onceflow.operators.dedup.core import DedupCore
     from onceflow.operators.dedup.flink import DedupFunction
     from onceflow.operators.dedup.identity import IdentitySpec, identity_of
-    from onceflow.operators.records import Parsed, parse_object
+    from onceflow.operators.records import Parsed, Rejected, parse_object
     from onceflow.operators.state import KeyedMemoryStore
 
     values = [item.value for item in itertools.islice(generate(spec), limit)]
     n = len(values)
-    rows = [Row(v, "in", i % 4, i) for i, v in enumerate(values)]
     ident_spec = IdentitySpec.by_id("id")
     max_bytes = 512 * 1024
     parsed = [parse_object(v, max_bytes) for v in values]
+
+    def jvm_key(p: Parsed | Rejected) -> str:
+        # The key the source query computes (JSON_QUERY's rendering of the id), '' if none.
+        if isinstance(p, Rejected) or isinstance(identity_of(p.value, ident_spec), Rejected):
+            return ""
+        return json.dumps([p.value["id"]], ensure_ascii=False, separators=(",", ":"))
+
+    rows = [
+        Row(jvm_key(p), v, "in", i % 4, i)
+        for i, (p, v) in enumerate(zip(parsed, values, strict=True))
+    ]
     objects = [p.value for p in parsed if isinstance(p, Parsed)]
     idents = [identity_of(o, ident_spec) for o in objects]
     # The keyed operator as Flink drives it: the key's state set before each call.
@@ -106,7 +120,7 @@ def profile_operator(spec: WorkloadSpec, limit: int = 100_000, top: int = 12) ->
         "parse_object (json.loads + strict checks)": parse,
         "identity_of": identities,
         "DedupCore.process (in-memory state)": dedup,
-        "DedupFunction.process_element (parse + identity + dedup + Row)": whole,
+        WHOLE_STAGE: whole,
     }
     per_record = {label: round(_per_record_us(fn, n), 2) for label, fn in stages.items()}
 
@@ -132,7 +146,7 @@ def profile_operator(spec: WorkloadSpec, limit: int = 100_000, top: int = 12) ->
                 "us_per_record": round(tt / n * 1e6, 2),
             }
         )
-    whole_us = per_record["DedupFunction.process_element (parse + identity + dedup + Row)"]
+    whole_us = per_record[WHOLE_STAGE]
     json_us = per_record["parse_object (json.loads + strict checks)"]
     return {
         "records": n,

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from onceflow.bench.common import BenchContext, BenchSkipped, Child, ContenderResult, run_contender
-from onceflow.runtime.paths import project_root
+from onceflow.runtime.paths import cache_dir
 
 __all__ = ["CONTENDERS", "QUIX_REQUIREMENT", "ensure_quix_venv", "quix_venv_dir"]
 
@@ -28,7 +28,7 @@ COMMIT_INTERVAL_S = 2.0
 
 
 def quix_venv_dir() -> Path:
-    return project_root() / ".cache" / "bench-venvs" / "quix"
+    return cache_dir() / "bench-venvs" / "quix"
 
 
 def ensure_quix_venv(timeout_s: float = 900.0) -> Path:

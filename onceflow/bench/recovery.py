@@ -28,7 +28,6 @@ import logging
 import os
 import threading
 import time
-import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,8 +35,9 @@ from typing import Any
 from onceflow.bench.common import PROGRESS_EVERY_S, BenchContext
 from onceflow.bench.flink_dedup import Variant, dedup_job_args
 from onceflow.bench.stream import Collector, Feeder
-from onceflow.local.cluster import LocalFlinkCluster, rest_get
 from onceflow.errors import OnceflowError
+from onceflow.local.cluster import LocalFlinkCluster
+from onceflow.local.rest import FlinkRest, rest_get
 from onceflow.testing.harness import free_port, wait_until
 
 __all__ = ["RecoveryResult", "run_recovery", "socket_owner"]
@@ -157,28 +157,27 @@ def _job_id(rest_url: str, known: set[str]) -> str | None:
 
 def _job_view(rest_url: str, jid: str) -> dict[str, Any]:
     """State, whether every task runs, restarts and the last completed checkpoint's time."""
-    job = rest_get(rest_url, f"/jobs/{jid}", timeout=3)
+    rest = FlinkRest(rest_url)
+    job = rest.get(f"/jobs/{jid}")
     counts = job.get("status-counts", {})
     tasks_running = job.get("state") == "RUNNING" and all(
         n == 0 for state, n in counts.items() if state not in ("RUNNING", "FINISHED")
     )
     view: dict[str, Any] = {"state": job.get("state"), "tasks_running": tasks_running}
-    with contextlib.suppress(Exception):
-        ckpt = rest_get(rest_url, f"/jobs/{jid}/checkpoints", timeout=3)
+    ckpt = rest.checkpoints(jid)
+    if ckpt:
         view["completed"] = int(ckpt.get("counts", {}).get("completed", 0))
         latest = (ckpt.get("latest") or {}).get("completed") or {}
         view["latest_ack_ms"] = latest.get("latest_ack_timestamp")
-    with contextlib.suppress(Exception):
-        metrics = rest_get(rest_url, f"/jobs/{jid}/metrics?get=numRestarts", timeout=3)
-        for metric in metrics:
-            if metric.get("id") == "numRestarts":
-                view["restarts"] = int(float(metric.get("value", 0)))
+    restarts = rest.restarts(jid)
+    if restarts is not None:
+        view["restarts"] = restarts
     return view
 
 
 def _first_checkpoint_after(rest_url: str, jid: str, when_ms: float) -> float | None:
     """Ack time (epoch ms) of the first checkpoint completed after ``when_ms``, if any."""
-    history = rest_get(rest_url, f"/jobs/{jid}/checkpoints", timeout=3).get("history", [])
+    history = FlinkRest(rest_url).get(f"/jobs/{jid}/checkpoints").get("history", [])
     acks = [
         float(c["latest_ack_timestamp"])
         for c in history
@@ -188,9 +187,8 @@ def _first_checkpoint_after(rest_url: str, jid: str, when_ms: float) -> float | 
 
 
 def _cancel(rest_url: str, jid: str) -> None:
-    request = urllib.request.Request(f"{rest_url}/jobs/{jid}?mode=cancel", method="PATCH")
-    with contextlib.suppress(Exception), urllib.request.urlopen(request, timeout=10):
-        pass
+    with contextlib.suppress(Exception):
+        FlinkRest(rest_url).cancel(jid)
 
 
 # ---------------------------------------------------------------------- protocol

@@ -16,6 +16,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from onceflow.bench.operator_profile import WHOLE_STAGE
+
 __all__ = ["CEILING", "REFERENCE", "add_ratios", "render_markdown", "write_chart", "write_results"]
 
 log = logging.getLogger(__name__)
@@ -196,9 +198,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
         ]
         lines += [f"| {k} | {val:.2f} |" for k, val in prof["per_record_us"].items()]
         base = _rate(doc["contenders"], "flink-py-baseline")
-        whole = prof["per_record_us"].get(
-            "DedupFunction.process_element (parse + identity + dedup + Row)"
-        )
+        whole = prof["per_record_us"].get(WHOLE_STAGE)
         if base and whole:
             job_us = 1e6 / base
             lines += [

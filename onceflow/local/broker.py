@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from onceflow.errors import OnceflowError
+from onceflow.local.processes import pid_alive, port_open
 from onceflow.runtime.java import classpath, java_executable, run_java_main
 from onceflow.runtime.paths import run_dir
-from onceflow.local.processes import pid_alive, port_open
 
 __all__ = ["BrokerSettings", "LocalKafka", "BrokerStatus", "default_port"]
 

@@ -14,7 +14,6 @@ so a job file runs unchanged on the mini-cluster and on this cluster.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import re
@@ -26,25 +25,19 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from onceflow.errors import OnceflowError
+from onceflow.local.processes import pid_alive
+from onceflow.local.rest import FlinkRest, rest_get
 from onceflow.runtime.flinkenv import expand_placeholders, prepare_python_path
 from onceflow.runtime.java import java_executable
-from onceflow.runtime.paths import flink_home, project_root, run_dir
-from onceflow.local.processes import pid_alive
+from onceflow.runtime.paths import flink_conf_file, flink_home, project_root, run_dir
 
-__all__ = ["LocalFlinkCluster", "ClusterStatus", "rest_get"]
+__all__ = ["LocalFlinkCluster", "ClusterStatus"]
 
 log = logging.getLogger(__name__)
-
-
-def rest_get(url: str, path: str, timeout: float = 5.0) -> Any:
-    """GET ``url + path`` from Flink's REST API as JSON."""
-    with urllib.request.urlopen(f"{url}{path}", timeout=timeout) as response:
-        return json.load(response)
 
 
 @dataclass(frozen=True)
@@ -85,9 +78,7 @@ class LocalFlinkCluster:
         self.conf_dir = self.home / "conf"
         self.log_dir = self.home / "log"
         self.pid_dir = self.home / "pid"
-        self.config = yaml.safe_load(
-            expand_placeholders((project_root() / "flink-conf" / "config.yaml").read_text())
-        )
+        self.config = yaml.safe_load(expand_placeholders(flink_conf_file().read_text()))
         port = self.config.get("rest", {}).get("port", 8081)
         self.rest_url = f"http://localhost:{port}"
 
@@ -260,10 +251,7 @@ class LocalFlinkCluster:
 
     def cancel(self, job_id: str) -> None:
         """Cancel a job through the REST API (its checkpoints are retained)."""
-        request = urllib.request.Request(
-            f"{self.rest_url}/jobs/{job_id}?mode=cancel", method="PATCH"
-        )
-        urllib.request.urlopen(request, timeout=10).close()
+        FlinkRest(self.rest_url).cancel(job_id)
 
     def stop_with_savepoint(self, job_id: str, target: str, log_file: Path) -> str:
         """``flink stop --savepointPath target job_id``; returns the savepoint's path.

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from onceflow.errors import OnceflowError
-from onceflow.runtime.paths import run_dir
 from onceflow.local.processes import pid_alive, port_open
+from onceflow.runtime.paths import run_dir
 
 __all__ = [
     "PG_BIN",

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from onceflow.errors import OnceflowError
-from onceflow.runtime.paths import jars_dir, project_root, venv_python
+from onceflow.runtime.paths import checkout_root, flink_conf_file, project_root, venv_python
 
 if TYPE_CHECKING:
     from pyflink.datastream import StreamExecutionEnvironment
@@ -131,7 +131,7 @@ def expand_placeholders(text: str) -> str:
 
 def load_flink_conf(path: Path | None = None) -> dict[str, str]:
     """``flink-conf/config.yaml`` as flat ``key: value`` strings, placeholders expanded."""
-    conf_file = path or project_root() / "flink-conf" / "config.yaml"
+    conf_file = path or flink_conf_file()
     try:
         raw = yaml.safe_load(expand_placeholders(conf_file.read_text())) or {}
     except FileNotFoundError as exc:
@@ -142,12 +142,15 @@ def load_flink_conf(path: Path | None = None) -> dict[str, str]:
 
 
 def connector_jars() -> list[str]:
-    """``file://`` URLs of the resolved connector jars (Kafka, Parquet, Hadoop client)."""
-    folder = jars_dir("flink")
+    """``file://`` URLs of the connector jars (Kafka, Parquet, Hadoop client), resolved
+    with Maven on first use (:func:`onceflow.runtime.java.resolve_jars`)."""
+    from onceflow.runtime.java import resolve_jars
+
+    folder = resolve_jars("flink")
     jars = sorted(folder.glob("*.jar"))
     if not jars:
         raise OnceflowError(
-            f"no connector jars in {folder}: run `make jars` (KafkaSource/KafkaSink "
+            f"no connector jars in {folder}: run `onceflow jars --force` (KafkaSource/KafkaSink "
             "and the Parquet writer are not part of the PyFlink distribution)"
         )
     return [j.resolve().as_uri() for j in jars]
@@ -168,14 +171,23 @@ def job_configuration(settings: FlinkSettings | None = None) -> dict[str, str]:
 
 
 def prepare_python_path() -> None:
-    """Put the venv's site-packages on PYTHONPATH for JVMs started from here.
+    """Put what Python workers import on PYTHONPATH for JVMs started from here.
 
-    Thread mode imports ``pemja`` and ``pyflink`` inside the TaskManager JVM; that
-    interpreter searches PYTHONPATH, not the venv, and fails with
-    ``No module named 'pemja'`` otherwise. The project root goes there too, so the
-    ``jobs``/``operators``/``sinks`` packages resolve in Python workers.
+    Thread mode imports ``pemja``, ``pyflink`` and the job's own functions inside
+    the TaskManager JVM; that interpreter searches PYTHONPATH, not the venv, and
+    fails with ``No module named 'pemja'`` otherwise. The folders holding
+    ``pyflink``, ``pemja`` and ``onceflow`` (the checkout root, or the
+    site-packages of an installed copy) go there, whichever way they were found.
     """
-    wanted = [*site.getsitepackages(), str(project_root())]
+    import pemja
+    import pyflink
+
+    import onceflow
+
+    homes = [Path(m.__file__ or "").resolve().parent.parent for m in (pyflink, pemja)]
+    root = checkout_root()
+    ours = [str(root)] if root else [str(Path(onceflow.__file__ or "").resolve().parent.parent)]
+    wanted = [*site.getsitepackages(), *map(str, homes), *ours]
     current = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     merged = list(dict.fromkeys([*wanted, *current]))
     os.environ["PYTHONPATH"] = os.pathsep.join(merged)

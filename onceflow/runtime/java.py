@@ -1,7 +1,16 @@
-"""Finding a JDK and running Java classes from the project's resolved jars."""
+"""The pinned Java artifacts: resolving them with Maven, finding a JDK, running Java.
+
+The manifests (``java/<kind>/pom.xml``) ship with the package; Maven copies each
+manifest's runtime dependencies into :func:`onceflow.runtime.paths.jars_dir` (the
+checkout's ``.cache/jars`` or the user's cache, never the current directory).
+A stamp file holds the manifest's SHA-256, so a second resolution of an
+unchanged manifest does nothing and a changed one resolves again.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 import shutil
 import subprocess
@@ -9,9 +18,77 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from onceflow.errors import OnceflowError
-from onceflow.runtime.paths import jars_dir
+from onceflow.runtime.paths import data_path, jars_dir
 
-__all__ = ["java_executable", "classpath", "run_java_main"]
+__all__ = [
+    "JAR_KINDS",
+    "classpath",
+    "java_executable",
+    "jdbc_jars",
+    "resolve_jars",
+    "run_java_main",
+]
+
+log = logging.getLogger(__name__)
+
+JAR_KINDS = {
+    # The broker and Kafka's own tools.
+    "kafka": (),
+    # Connectors attached to jobs; Flink's own lib/ already has these three.
+    "flink": ("slf4j-api", "commons-logging", "jsr305"),
+}
+"""Jar folders by kind, with the artifacts left out of each."""
+
+
+def resolve_jars(kind: str, *, force: bool = False) -> Path:
+    """Copy the pinned artifacts of ``kind`` into their folder with Maven, once.
+
+    :param force: resolve again even when the stamp says the folder is current.
+    :returns: the folder.
+    :raises OnceflowError: when Maven is missing or fails.
+    """
+    if kind not in JAR_KINDS:
+        raise OnceflowError(f"unknown jar kind {kind!r}: use one of {', '.join(JAR_KINDS)}")
+    pom = data_path("java", kind, "pom.xml")
+    folder = jars_dir(kind)
+    stamp = folder / ".resolved"
+    digest = hashlib.sha256(pom.read_bytes()).hexdigest()
+    if not force and stamp.is_file() and stamp.read_text().strip() == digest:
+        return folder
+    mvn = shutil.which(os.environ.get("MVN", "mvn"))
+    if mvn is None:
+        raise OnceflowError(
+            "Maven (mvn) not found: it resolves onceflow's pinned Java artifacts from Maven "
+            "Central; install it (apt-get install maven) and run `onceflow jars`"
+        )
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    cmd = [mvn, "-q", "-B", "-f", str(pom), "dependency:copy-dependencies"]
+    cmd += [f"-DoutputDirectory={folder}", "-DincludeScope=runtime"]
+    if JAR_KINDS[kind]:
+        cmd.append("-DexcludeArtifactIds=" + ",".join(JAR_KINDS[kind]))
+    log.info("resolving the %s jars into %s", kind, folder)
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise OnceflowError(
+            f"Maven could not resolve {pom}: {(done.stdout + done.stderr).strip()[-1500:]}"
+        )
+    stamp.write_text(digest + "\n")
+    return folder
+
+
+def jdbc_jars() -> list[str]:
+    """``file://`` URLs of the JDBC connector, the PostgreSQL driver and onceflow's glue
+    (built from ``java/jdbc-glue`` by ``make jars``; checkout only)."""
+    folder = jars_dir("jdbc")
+    jars = sorted(folder.glob("*.jar"))
+    if not any(j.name.startswith("onceflow-jdbc-glue") for j in jars):
+        raise OnceflowError(
+            f"the JDBC glue jar is not in {folder}: run `make jars` (it builds java/jdbc-glue "
+            "and resolves the JDBC connector and the PostgreSQL driver)"
+        )
+    return [j.resolve().as_uri() for j in jars]
 
 
 def java_executable() -> str:
@@ -30,11 +107,9 @@ def java_executable() -> str:
 
 def classpath(kind: str) -> str:
     """The ``-cp`` wildcard of a resolved jar folder; a clear error when unresolved."""
-    folder = jars_dir(kind)
+    folder = resolve_jars(kind)
     if not any(folder.glob("*.jar")):
-        raise OnceflowError(
-            f"no jars in {folder}: the Java artifacts are not resolved; run `make jars`"
-        )
+        raise OnceflowError(f"no jars in {folder}: run `onceflow jars --force`")
     return str(folder / "*")
 
 

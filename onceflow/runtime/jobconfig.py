@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import yaml
 
 from onceflow.errors import OnceflowError
+from onceflow.operators.records import DEAD_LETTER_MAX_BYTES, DEAD_LETTER_MIN_BYTES
 from onceflow.runtime.flinkenv import FlinkSettings
 from onceflow.runtime.kafka_source import KafkaSourceSpec
 from onceflow.sinks.kafka import KafkaSinkSpec
@@ -81,6 +82,9 @@ class RuntimeConfig:
     :param bounded: stop once the input's latest offsets at start are consumed.
     :param kafka_properties: extra client properties for source and sinks
         (security settings for your own cluster).
+    :param dead_letter_max_bytes: the largest dead letter written; a larger one
+        keeps a prefix of its input, with the input's size and SHA-256. Checked at
+        start against the DLQ topic's ``max.message.bytes``.
     """
 
     bootstrap: str = field(
@@ -100,6 +104,7 @@ class RuntimeConfig:
     bounded: bool = False
     kafka_properties: Mapping[str, str] = field(default_factory=dict)
     flink_options: Mapping[str, str] = field(default_factory=dict)
+    dead_letter_max_bytes: int = DEAD_LETTER_MAX_BYTES
 
     def __post_init__(self) -> None:
         if not self.bootstrap:
@@ -110,6 +115,11 @@ class RuntimeConfig:
             )
         if self.restart_budget_ms < 0 or self.transaction_timeout_ms <= 0:
             raise OnceflowError("restart budget and transaction timeout must be positive")
+        if self.dead_letter_max_bytes < DEAD_LETTER_MIN_BYTES:
+            raise OnceflowError(
+                f"--dead-letter-max-bytes must be at least {DEAD_LETTER_MIN_BYTES} "
+                "(the reason and source position of a dead letter must fit)"
+            )
         # FlinkSettings validates parallelism, interval, mode and backend.
         self.flink_settings()
 
@@ -128,7 +138,9 @@ class RuntimeConfig:
             return None
         return configured or str(run_dir("faults", self.transactional_id_prefix or job))
 
-    def sink_spec(self, topic: str, suffix: str) -> KafkaSinkSpec:
+    def sink_spec(
+        self, topic: str, suffix: str, max_value_bytes: int | None = None
+    ) -> KafkaSinkSpec:
         """A sink with this job's guarantee; its transactional ids are ``<prefix>-<suffix>``.
 
         Each sink of a job needs its own prefix: two sinks sharing one would fence
@@ -144,6 +156,7 @@ class RuntimeConfig:
             transactional_id_prefix=prefix,
             transaction_timeout_ms=self.transaction_timeout_ms,
             properties=self.kafka_properties,
+            max_value_bytes=max_value_bytes,
         )
 
     def source_spec(self, topic: str) -> KafkaSourceSpec:
@@ -184,6 +197,11 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--restart-budget-ms", type=int)
     g.add_argument("--transaction-timeout-ms", type=int)
     g.add_argument("--checkpoint-dir", help="checkpoint directory (path or URI)")
+    g.add_argument(
+        "--dead-letter-max-bytes",
+        type=int,
+        help="largest dead letter; larger ones keep a prefix of the input (default 1000000)",
+    )
     g.add_argument(
         "--bounded",
         action="store_true",

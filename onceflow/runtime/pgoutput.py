@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from onceflow.errors import OnceflowError
+from onceflow.runtime.java import jdbc_jars
 from onceflow.sinks.postgres import (
     PgColumn,
     PostgresSinkSpec,
@@ -184,6 +185,7 @@ def write_query_to_postgres(
     )
     # to_append_stream yields Java Rows with a RowTypeInfo, what the glue binds.
     rows = tenv.to_append_stream(table, row_type)
+    env.add_jars(*jdbc_jars())
     return attach_postgres_sink(env, rows, spec, checkpoint_interval_ms=checkpoint_interval_ms)
 
 

@@ -18,6 +18,8 @@ from onceflow.sinks.kafka import (
     KafkaSinkSpec,
     broker_transaction_max_timeout_ms,
     kafka_sink_descriptor,
+    topic_max_message_bytes,
+    validate_record_size,
     validate_sink,
 )
 
@@ -36,6 +38,7 @@ __all__ = [
     "side_output",
     "table_env",
     "read_kafka",
+    "keyed_row_type",
     "read_kafka_keyed",
     "source_row_type",
     "write_routes",
@@ -81,16 +84,37 @@ def source_row_type() -> Any:
     )
 
 
+def keyed_row_type() -> Any:
+    """Row type of JVM-keyed source records: key STRING, then the source columns."""
+    from pyflink.common import Types
+
+    return Types.ROW_NAMED(
+        ["key", "v", "topic", "partition", "offset"],
+        [
+            Types.STRING(),
+            Types.PRIMITIVE_ARRAY(Types.BYTE()),
+            Types.STRING(),
+            Types.INT(),
+            Types.LONG(),
+        ],
+    )
+
+
 def read_kafka_keyed(
     tenv: StreamTableEnvironment, spec: KafkaSourceSpec, key_sql: str, name: str = "source"
 ) -> KeyedStream:
-    """Source rows keyed by ``key_sql`` (a STRING expression over the source columns).
+    """Source rows ``(key, v, topic, partition, offset)`` keyed by ``key_sql``.
 
+    ``key_sql`` is a STRING expression over the source columns that never yields
+    a lone surrogate (see :func:`onceflow.operators.records.sql_unicode_safe`): the key
+    crosses into Python, and such a string would fail the task on every replay.
     The key is computed and the stream partitioned in the JVM, so the keyed Python
     operator after it is the only Python call per record. PyFlink's ``key_by``
     always runs its key selector in Python (an extra Python operator); this builds
     the same keyed stream it would (rows ``(key, record)`` partitioned on field 0
-    by PyFlink's own ``KeyByKeySelector``) from a SQL projection instead.
+    by PyFlink's own ``KeyByKeySelector``) from a SQL projection instead. The
+    record repeats the key, so the operator can check its key contract without a
+    call back into the JVM.
     """
     from pyflink.common import Types
     from pyflink.datastream import KeyedStream
@@ -98,10 +122,10 @@ def read_kafka_keyed(
 
     tenv.create_temporary_table(name, kafka_source_descriptor(spec))
     keyed_rows = tenv.sql_query(
-        f"SELECT {key_sql} AS `key`, ROW(`v`, `topic`, `partition`, `offset`) AS `rec` "
-        f"FROM `{name}`"
+        f"SELECT `key`, ROW(`key`, `v`, `topic`, `partition`, `offset`) AS `rec` "
+        f"FROM (SELECT {key_sql} AS `key`, `v`, `topic`, `partition`, `offset` FROM `{name}`)"
     )
-    record = source_row_type()
+    record = keyed_row_type()
     # to_append_stream (not to_data_stream): the keyed Python operator needs a
     # RowTypeInfo, and to_data_stream yields an ExternalTypeInfo.
     pairs = tenv.to_append_stream(
@@ -131,9 +155,12 @@ def validate_sinks(
     checkpoint_interval_ms: int,
     restart_budget_ms: int,
 ) -> None:
-    """Refuse unsafe sink settings before the job starts (one broker read per cluster)."""
+    """Refuse unsafe sink settings before the job starts (one broker read per cluster,
+    one topic read per sink that declares its largest record)."""
     limits: dict[str, int | None] = {}
     for spec in specs.values():
+        if spec.max_value_bytes is not None:
+            validate_record_size(spec, topic_max_message_bytes(spec.bootstrap, spec.topic))
         if spec.guarantee != "exactly-once":
             continue
         if spec.bootstrap not in limits:

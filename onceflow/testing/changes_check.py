@@ -24,13 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from onceflow.testing.changes import ChangeOracle, applied_identity, report_identity, row_identity
-from onceflow.testing.check import (
-    CheckReport,
-    ConsumedRecord,
-    compare,
-    compare_dead_letters,
-    read_committed,
-)
+from onceflow.testing.check import CheckReport, compare, compare_dead_letters
+from onceflow.testing.drain import ConsumedRecord, read_committed
 
 __all__ = ["ChangeOutputs", "compare_outputs", "last_per_key", "read_outputs"]
 

@@ -6,8 +6,9 @@ read with what an exactly-once dedup job must have written: every expected id
 exactly once, every malformed input exactly once in the DLQ, nothing else.
 
 The comparison is pure (:func:`compare`, :func:`compare_dead_letters`,
-:func:`check_output`) and separate from the reading (:func:`read_committed`),
-so it is unit-tested without a broker.
+:func:`check_output`) and separate from the reading
+(:func:`onceflow.testing.drain.read_committed`), so it is unit-tested without a
+broker.
 """
 
 from __future__ import annotations
@@ -19,240 +20,36 @@ import hashlib
 import json
 import logging
 import os
-import sys
-import time
+import re
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
-from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
-from tqdm import tqdm
 
 from onceflow.errors import OnceflowError
+from onceflow.testing.drain import ConsumedRecord, read_committed
 from onceflow.testing.produce import DEFAULT_BOOTSTRAP
 from onceflow.testing.workload import Expectation, valid_id
 
 __all__ = [
     "CheckReport",
-    "ConsumedRecord",
-    "DrainTimeout",
-    "TopicNotFound",
     "add_arguments",
     "check_output",
     "compare",
     "compare_dead_letters",
-    "read_committed",
     "run",
 ]
 
 log = logging.getLogger(__name__)
 
-IsolationLevel = Literal["read_committed", "read_uncommitted"]
 K = TypeVar("K", bound=Hashable)
 
 _EXAMPLES = 5  # examples kept per anomaly
 _PREVIEW = 60  # bytes of a value shown in an example
-_END_CHECK_INTERVAL_S = 0.5  # between two ListOffsets requests once quiet
 _INVALID = {"output": "without a valid id", "dead letters": "not dead letters"}
-
-
-# --------------------------------------------------------------------- reading
-
-
-@dataclass(frozen=True, slots=True)
-class ConsumedRecord:
-    """One record read from Kafka."""
-
-    topic: str
-    partition: int
-    offset: int
-    timestamp: int
-    key: bytes | None
-    value: bytes | None
-
-
-class TopicNotFound(OnceflowError):
-    """The topic to read does not exist on the cluster."""
-
-
-class DrainTimeout(OnceflowError):
-    """The topic was not drained within the timeout.
-
-    :ivar records: what was read before giving up.
-    :ivar lag: per partition, ``end offset - position`` when giving up.
-    """
-
-    def __init__(self, message: str, records: list[ConsumedRecord], lag: dict[int, int]):
-        super().__init__(message)
-        self.records = records
-        self.lag = lag
-
-
-def read_committed(
-    bootstrap: str,
-    topic: str,
-    quiet_ms: int = 3000,
-    timeout_s: float = 300.0,
-    progress: bool = True,
-    isolation_level: IsolationLevel = "read_committed",
-) -> list[ConsumedRecord]:
-    """Read every record of every partition of ``topic``, from the beginning.
-
-    The consumer is manually assigned, has no group and commits nothing, so it
-    leaves no trace on the cluster. With ``read_committed`` (the default) it
-    returns only records of committed transactions (and non-transactional
-    ones); ``read_uncommitted`` also returns open and aborted transactions'
-    records -- what a reader without isolation would see.
-
-    Protocol:
-
-    1. Assign all partitions, seek to the beginning.
-    2. Poll until no record has arrived for ``quiet_ms``.
-    3. Ask for the end offsets (with ``read_committed`` the broker answers the
-       last stable offset, LSO) and keep polling until every partition's
-       position has reached its end offset. Offsets are not contiguous on a
-       transactional topic -- commit/abort markers take offsets -- so the
-       record count is never compared with the offsets; the consumer's position
-       moves past markers and aborted batches as it reads them.
-
-    An open transaction pins the LSO: its records (and everything after them)
-    are invisible to ``read_committed`` until it commits or aborts; this is
-    logged as a warning when the high watermark is above the LSO at the end.
-
-    :param bootstrap: Kafka bootstrap servers.
-    :param quiet_ms: how long no new record must have arrived before the topic
-        counts as drained; long enough for a job's next checkpoint to commit
-        if the job may still be running.
-    :param timeout_s: give up after this long.
-    :param progress: show a progress bar on stderr (only on a terminal).
-    :param isolation_level: ``read_committed`` or ``read_uncommitted``.
-    :returns: the records, per partition in offset order, partitions interleaved.
-    :raises TopicNotFound: if the topic does not exist.
-    :raises DrainTimeout: if not drained within ``timeout_s`` (a producer still
-        writing, or a partition without leader); carries what was read.
-    :raises kafka.errors.KafkaError: if the broker cannot be reached.
-    """
-    started = time.monotonic()
-    deadline = started + timeout_s
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        # The whole point: records of aborted or open transactions are not output.
-        isolation_level=isolation_level,
-        auto_offset_reset="earliest",
-        # Reading a topic must never create it.
-        allow_auto_create_topics=False,
-        max_poll_records=10_000,
-    )
-    records: list[ConsumedRecord] = []
-    bar = tqdm(
-        unit="rec",
-        unit_scale=True,
-        desc=f"read {topic}",
-        file=sys.stderr,
-        disable=None if progress else True,  # None: off when stderr is not a terminal
-        mininterval=0.5,
-    )
-    try:
-        # Step 1. Assign everything, from the beginning.
-        partitions = _partitions(consumer, topic, deadline)
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-
-        last_record = time.monotonic()
-        last_end_check = 0.0
-        while True:
-            # Step 2. Poll until quiet.
-            batch = consumer.poll(timeout_ms=200)
-            now = time.monotonic()
-            n = 0
-            for tp, msgs in batch.items():
-                n += len(msgs)
-                records.extend(
-                    ConsumedRecord(tp.topic, tp.partition, m.offset, m.timestamp, m.key, m.value)
-                    for m in msgs
-                )
-            if n:
-                last_record = now
-                bar.update(n)
-            elif now - last_record >= quiet_ms / 1000 and (
-                now - last_end_check >= _END_CHECK_INTERVAL_S
-            ):
-                # Step 3. Quiet: has every partition's position reached its end?
-                last_end_check = now
-                if all(v <= 0 for v in _lag(consumer, tps).values()):
-                    _warn_open_transactions(consumer, tps, isolation_level)
-                    break
-            if now >= deadline:
-                lag = _lag(consumer, tps)
-                raise DrainTimeout(
-                    f"{topic} not drained after {timeout_s:g} s: {len(records)} records read, "
-                    f"the last {now - last_record:.1f} s ago; offsets left per partition: "
-                    f"{lag}. A producer may still be writing (a steady feed is never quiet "
-                    "for --quiet-ms) or a partition is unavailable: raise --timeout, lower "
-                    "--quiet-ms, or stop the writer",
-                    records,
-                    lag,
-                )
-    finally:
-        bar.close()
-        consumer.close(autocommit=False)
-    log.info(
-        "read %d records from %s (%d partitions, %s) in %.1f s",
-        len(records),
-        topic,
-        len(tps),
-        isolation_level,
-        time.monotonic() - started,
-    )
-    return records
-
-
-def _lag(consumer: KafkaConsumer, tps: list[TopicPartition]) -> dict[int, int]:
-    """``end offset - position`` per partition (the end is the LSO under read_committed)."""
-    ends = consumer.end_offsets(tps)
-    return {tp.partition: ends[tp] - consumer.position(tp) for tp in tps}
-
-
-def _partitions(consumer: KafkaConsumer, topic: str, deadline: float) -> set[int]:
-    # Metadata of a just-created topic can lag; retry briefly before concluding.
-    wait_until = min(deadline, time.monotonic() + 5.0)
-    while True:
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions:
-            return set(partitions)
-        if time.monotonic() >= wait_until:
-            raise TopicNotFound(
-                f"topic {topic!r} does not exist on the cluster: check the topic name "
-                "and --bootstrap (was the job or `onceflow produce` pointed elsewhere?)"
-            )
-        time.sleep(0.25)
-
-
-def _warn_open_transactions(
-    consumer: KafkaConsumer, tps: list[TopicPartition], isolation_level: str
-) -> None:
-    if isolation_level != "read_committed":
-        return
-    for tp in tps:
-        high = consumer.highwater(tp)
-        pos = consumer.position(tp)
-        if high is not None and pos is not None and high > pos:
-            log.warning(
-                "%s-%d: %d offsets past the last stable offset %d belong to a transaction "
-                "that is still open: read_committed cannot see them (nor anything after them) "
-                "until it commits or aborts; a lingering one can be found and aborted with "
-                "kafka-transactions find-hanging / abort",
-                tp.topic,
-                tp.partition,
-                high - pos,
-                pos,
-            )
 
 
 # ------------------------------------------------------------------ comparing
@@ -464,6 +261,12 @@ def _dead_letter_key(value: bytes | None) -> tuple[bytes | None, bytes | None, s
         original = base64.b64decode(b64, validate=True)
     except (binascii.Error, ValueError):
         return None, None, "original_b64 is not base64"
+    if obj.get("truncated") is True:
+        # Too large for the DLQ topic: a prefix, with the whole input's digest.
+        digest = obj.get("original_sha256")
+        if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
+            return None, None, "truncated without original_sha256"
+        return bytes.fromhex(digest), original, ""
     return hashlib.sha256(original).digest(), original, ""
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from onceflow.errors import OnceflowError
+from onceflow.local.rest import FlinkRest
 from onceflow.runtime.paths import project_root
 
 __all__ = ["ChildProcess", "JobProcess", "free_port", "count_values", "wait_until"]
@@ -197,29 +198,18 @@ class JobProcess(ChildProcess):
         return f"http://localhost:{self.rest_port}"
 
     # REST views of the mini-cluster ---------------------------------------------------
-    def _get(self, path: str) -> Any:
-        from onceflow.local.cluster import rest_get
-
-        return rest_get(self.rest_url, path, timeout=3)
+    @property
+    def rest(self) -> FlinkRest:
+        return FlinkRest(self.rest_url)
 
     def job_id(self) -> str | None:
         """The id of the job on this mini-cluster, once it is submitted."""
-        try:
-            jobs = self._get("/jobs/overview").get("jobs", [])
-        except (OSError, ValueError):
-            return None
-        return jobs[0]["jid"] if jobs else None
+        return self.rest.job_id()
 
     def checkpoint_stats(self) -> dict[str, Any]:
         """``/jobs/<id>/checkpoints`` of the job ({} before it runs or when unreachable)."""
         jid = self.job_id()
-        if jid is None:
-            return {}
-        try:
-            stats = self._get(f"/jobs/{jid}/checkpoints")
-        except (OSError, ValueError):
-            return {}
-        return stats if isinstance(stats, dict) else {}
+        return {} if jid is None else self.rest.checkpoints(jid)
 
     def checkpoint_counts(self) -> dict[str, int]:
         """``completed``, ``failed``, ``restored``... from ``/jobs/<id>/checkpoints``."""
@@ -241,13 +231,7 @@ class JobProcess(ChildProcess):
     def failure_times(self) -> list[float]:
         """Epoch seconds of each failure in the job's exception history."""
         jid = self.job_id()
-        if jid is None:
-            return []
-        try:
-            history = self._get(f"/jobs/{jid}/exceptions").get("exceptionHistory") or {}
-        except (OSError, ValueError):
-            return []
-        return [entry["timestamp"] / 1000 for entry in history.get("entries", [])]
+        return [] if jid is None else self.rest.failure_times(jid)
 
     def latest_checkpoint_id(self, kind: str) -> int | None:
         """Id of the latest ``completed`` or ``restored`` checkpoint, None when none."""
@@ -257,13 +241,4 @@ class JobProcess(ChildProcess):
     def restarts(self) -> int:
         """How often the job restarted (the ``numRestarts`` job metric)."""
         jid = self.job_id()
-        if jid is None:
-            return 0
-        try:
-            metrics = self._get(f"/jobs/{jid}/metrics?get=numRestarts")
-        except (OSError, ValueError):
-            return 0
-        for metric in metrics:
-            if metric.get("id") == "numRestarts":
-                return int(float(metric.get("value", 0)))
-        return 0
+        return 0 if jid is None else self.rest.restarts(jid) or 0

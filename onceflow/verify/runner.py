@@ -35,11 +35,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from onceflow.local.cluster import LocalFlinkCluster, rest_get
 from onceflow.errors import OnceflowError
+from onceflow.local.broker import LocalKafka
+from onceflow.local.cluster import LocalFlinkCluster
+from onceflow.local.rest import FlinkRest
 from onceflow.operators.faults import marker_stem
 from onceflow.runtime.paths import project_root, run_dir
-from onceflow.local.broker import LocalKafka
 from onceflow.verify.faults import Fault, Profile, schedule
 from onceflow.verify.targets import TARGETS, Target
 
@@ -136,44 +137,32 @@ class _JobProbe:
 
     def __init__(self, cluster: LocalFlinkCluster, name: str) -> None:
         self.cluster, self.name = cluster, name
+        self.rest = FlinkRest(cluster.rest_url)
         self.job_id: str | None = None
         self.checkpoints: dict[tuple[str, int], dict[str, Any]] = {}
 
     def find(self, timeout: float = 120) -> str:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            with contextlib.suppress(OSError, ValueError):
-                jobs = rest_get(self.cluster.rest_url, "/jobs/overview")["jobs"]
-                live = [
-                    j
-                    for j in jobs
-                    if j["name"] == self.name
-                    and j["state"] not in ("CANCELED", "FINISHED", "FAILED")
-                ]
-                if live:
-                    self.job_id = str(live[0]["jid"])
-                    return self.job_id
+            found = self.rest.job_id(self.name, live=True)
+            if found is not None:
+                self.job_id = found
+                return found
             time.sleep(0.5)
         raise OnceflowError(f"job {self.name} did not appear on {self.cluster.rest_url}")
-
-    def get(self, path: str) -> Any:
-        return rest_get(self.cluster.rest_url, path, timeout=3)
 
     def state(self) -> str:
         if self.job_id is None:
             return "NONE"
-        try:
-            return str(self.get(f"/jobs/{self.job_id}")["state"])
-        except (OSError, ValueError, KeyError):
-            return "UNKNOWN"
+        return str(self.rest.job(self.job_id).get("state", "UNKNOWN"))
 
     def snapshot(self) -> dict[str, Any]:
         out: dict[str, Any] = {"state": self.state()}
         if self.job_id is None:
             return out
         out["job"] = self.job_id
-        with contextlib.suppress(OSError, ValueError, KeyError):
-            stats = self.get(f"/jobs/{self.job_id}/checkpoints")
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            stats = self.rest.checkpoints(self.job_id)
             out["completed"] = int(stats["counts"]["completed"])
             for cp in stats.get("history", []):
                 if cp.get("status") == "COMPLETED":
@@ -183,9 +172,9 @@ class _JobProbe:
                         "trigger_ms": int(cp["trigger_timestamp"]),
                         "duration_ms": int(cp["end_to_end_duration"]),
                     }
-        with contextlib.suppress(OSError, ValueError, KeyError, IndexError):
-            metrics = self.get(f"/jobs/{self.job_id}/metrics?get=numRestarts")
-            out["restarts"] = int(float(metrics[0]["value"]))
+        restarts = self.rest.restarts(self.job_id)
+        if restarts is not None:
+            out["restarts"] = restarts
         return out
 
     def completed(self) -> int:
@@ -193,7 +182,7 @@ class _JobProbe:
 
     def latest_checkpoint_path(self) -> str | None:
         assert self.job_id is not None
-        stats = self.get(f"/jobs/{self.job_id}/checkpoints")
+        stats = self.rest.get(f"/jobs/{self.job_id}/checkpoints")
         latest = (stats.get("latest") or {}).get("completed") or {}
         path = latest.get("external_path")
         return str(path) if path else None
@@ -274,8 +263,8 @@ def _find_hanging(bootstrap: str) -> list[str]:
 
 def verify(settings: VerifySettings, progress: bool = True) -> VerifyResult:
     """Run the protocol of the module docstring; see :class:`VerifyResult`."""
-    from onceflow.testing.check import read_committed
     from onceflow.runtime.topics import ensure_topics
+    from onceflow.testing.drain import read_committed
 
     profile = settings.profile
     target: Target = TARGETS[settings.job]()

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from onceflow.testing.check import CheckReport, ConsumedRecord
+from onceflow.testing.check import CheckReport
+from onceflow.testing.drain import ConsumedRecord
 from onceflow.verify.faults import Profile
 
 __all__ = ["TARGETS", "Checked", "DedupTarget", "Target", "VersionedUpsertTarget", "nonmonotonic"]
@@ -153,7 +154,8 @@ class DedupTarget:
     def check(
         self, bootstrap: str, topics: dict[str, str], out_dir: Path, progress: bool
     ) -> tuple[Checked, list[ConsumedRecord]]:
-        from onceflow.testing.check import check_output, compare_dead_letters, read_committed
+        from onceflow.testing.check import check_output, compare_dead_letters
+        from onceflow.testing.drain import read_committed
 
         committed = read_committed(bootstrap, topics["out"], quiet_ms=2000, progress=progress)
         dlq = read_committed(bootstrap, topics["dlq"], quiet_ms=2000, progress=progress)
@@ -188,8 +190,8 @@ class VersionedUpsertTarget:
     fail_flag = "--fail-on-change"
 
     def prepare(self, profile: Profile, seed: int) -> int:
-        from onceflow.testing.changes import ChangeWorkloadSpec, expected_changes, generate_changes
         from onceflow.operators.versioned.core import NEWER_WINS
+        from onceflow.testing.changes import ChangeWorkloadSpec, expected_changes, generate_changes
 
         # Duplicates, conflicts and malformed records come on top of the changes.
         base = ChangeWorkloadSpec(changes=0, keys=1, seed=seed)

@@ -10,13 +10,21 @@ halves throughput (10.4k vs 22.8k records/s, EOS, p1, hashmap).
 - Keyed by id field: the Flink key is the id's JSON text, computed in the JVM by
   the source query (``JSON_QUERY(..., WITH CONDITIONAL ARRAY WRAPPER)``, so the
   string ``"1"`` and the number ``1`` are different keys, as they are different
-  identities). Malformed records get the empty key.
+  identities), with lone surrogates replaced so that the key can cross into
+  Python at all (:func:`~onceflow.operators.records.sql_unicode_safe`). Malformed records
+  get the empty key. The key rides in the record too (one more short string in
+  the same crossing, cheaper than asking the JVM for the current key), and the
+  operator enforces the key contract: a record whose Flink key is not the
+  identity Python derives from the same bytes (the JVM's and Python's JSON
+  parsers disagree, or the caller keyed the stream by something else) is a
+  dead letter ``ambiguous_key`` and touches no state.
 - Keyed by fingerprint: :class:`FingerprintKey` computes it in Python (a hash of
   canonical JSON cannot be expressed in SQL); the record is parsed twice.
 
 Bad input never fails the job: not JSON, not an object, oversize, a missing,
-null, empty or wrongly typed id become dead letters (reason, original bytes,
-source topic/partition/offset) on the ``dlq`` route.
+null, empty, wrongly typed or non-Unicode id, an ambiguous key become dead
+letters (reason, original bytes, source topic/partition/offset) on the ``dlq``
+route.
 
 Delivery: the state (``ValueState[long]``: first-seen processing time, with
 Flink state TTL when a horizon is set) is checkpointed with the source offsets,
@@ -33,13 +41,22 @@ import logging
 import time
 from typing import Any
 
-from onceflow.operators.dedup.core import DedupCore
-from onceflow.operators.dedup.identity import IdentitySpec, identity_of
-from onceflow.operators.faults import inject_failure_once
-from onceflow.operators.records import Rejected, dead_letter_record, parse_object, sql_json_path
-from onceflow.operators.state import FlinkValueStore, value_state_descriptor
 from pyflink.common import Row, Types
 from pyflink.datastream import KeyedProcessFunction, KeySelector, RuntimeContext
+
+from onceflow.operators.dedup.core import DedupCore
+from onceflow.operators.dedup.identity import IdentitySpec, identity_of, jvm_key_matches
+from onceflow.operators.faults import inject_failure_once
+from onceflow.operators.records import (
+    AMBIGUOUS_KEY,
+    DEAD_LETTER_MAX_BYTES,
+    Rejected,
+    dead_letter_record,
+    parse_object,
+    sql_json_path,
+    sql_unicode_safe,
+)
+from onceflow.operators.state import FlinkValueStore, value_state_descriptor
 
 __all__ = ["DedupFunction", "FingerprintKey", "sql_key_expression"]
 
@@ -58,10 +75,8 @@ def sql_key_expression(id_field: str, column: str = "v") -> str | None:
     path = sql_json_path(id_field)
     if path is None:
         return None
-    return (
-        f"COALESCE(JSON_QUERY(CAST(`{column}` AS STRING), '{path}' "
-        "WITH CONDITIONAL ARRAY WRAPPER), '')"
-    )
+    text = f"JSON_QUERY(CAST(`{column}` AS STRING), '{path}' WITH CONDITIONAL ARRAY WRAPPER)"
+    return f"COALESCE({sql_unicode_safe(text)}, '')"
 
 
 class FingerprintKey(KeySelector):
@@ -86,8 +101,11 @@ class FingerprintKey(KeySelector):
 class DedupFunction(KeyedProcessFunction):
     """Keyed by identity: parse, check, pass the first occurrence within ``ttl_ms``.
 
-    Input: ``Row(v, topic, partition, offset)``; output ``Row(route, k, v)`` with
-    route ``out`` (key: the id, or the fingerprint) or ``dlq``.
+    Input: ``Row(key, v, topic, partition, offset)`` keyed in the JVM by
+    :func:`sql_key_expression` (``key`` is that Flink key), or with
+    ``jvm_keyed=False`` ``Row(v, topic, partition, offset)`` keyed by
+    :class:`FingerprintKey`. Output ``Row(route, k, v)`` with route ``out``
+    (key: the id, or the fingerprint) or ``dlq``.
 
     :param spec: how a record is identified (must match how the stream is keyed).
     :param max_record_bytes: larger values are dead letters (``oversize``).
@@ -98,6 +116,9 @@ class DedupFunction(KeyedProcessFunction):
         For recovery tests and the verifier.
     :param fail_marker_dir: folder of marker files ``<id>.fired`` recording that
         a failure happened, so each fires once even across restarts and redeploys.
+    :param jvm_keyed: whether the input carries its JVM-computed Flink key first.
+    :param dead_letter_max_bytes: the largest dead letter written (a larger one
+        keeps a prefix of the input: see :func:`~onceflow.operators.records.dead_letter`).
     """
 
     def __init__(
@@ -107,12 +128,17 @@ class DedupFunction(KeyedProcessFunction):
         ttl_ms: int | None,
         fail_on_ids: tuple[str, ...] = (),
         fail_marker_dir: str | None = None,
+        *,
+        jvm_keyed: bool = True,
+        dead_letter_max_bytes: int = DEAD_LETTER_MAX_BYTES,
     ) -> None:
         self.spec = spec
         self.max_record_bytes = max_record_bytes
         self.ttl_ms = ttl_ms
         self.fail_on_ids = frozenset(fail_on_ids)
         self.fail_marker_dir = fail_marker_dir
+        self.jvm_keyed = jvm_keyed
+        self.dead_letter_max_bytes = dead_letter_max_bytes
         self.core = DedupCore(ttl_ms)
 
     def open(self, runtime_context: RuntimeContext) -> None:
@@ -125,13 +151,21 @@ class DedupFunction(KeyedProcessFunction):
         self.dlq = metrics.counter("dlq_records")
 
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Any:
-        raw = value[0]
+        if self.jvm_keyed:
+            flink_key, raw, topic, partition, offset = value
+        else:
+            flink_key = None
+            raw, topic, partition, offset = value
         self.seen.inc()
-        parsed = parse_object(raw, self.max_record_bytes)
-        ident = parsed if isinstance(parsed, Rejected) else identity_of(parsed.value, self.spec)
+        ident = self.identify(raw, flink_key)
         if isinstance(ident, Rejected):
             self.dlq.inc()
-            yield Row("dlq", *dead_letter_record(raw, ident, value[1], value[2], value[3]))
+            yield Row(
+                "dlq",
+                *dead_letter_record(
+                    raw, ident, topic, partition, offset, self.dead_letter_max_bytes
+                ),
+            )
             return
         key = ident[2:]
         if self.fail_on_ids and key in self.fail_on_ids:
@@ -143,3 +177,23 @@ class DedupFunction(KeyedProcessFunction):
             yield Row("out", key.encode("utf-8"), raw)
         else:
             self.dropped.inc()
+
+    def identify(self, raw: bytes | None, flink_key: str | None) -> str | Rejected:
+        """The record's identity, or why it is a dead letter. Never raises on input.
+
+        :param flink_key: the JVM-computed Flink key, or None when keyed in Python.
+        """
+        parsed = parse_object(raw, self.max_record_bytes)
+        if isinstance(parsed, Rejected):
+            return parsed
+        ident = identity_of(parsed.value, self.spec)
+        if isinstance(ident, Rejected) or flink_key is None:
+            return ident
+        if not jvm_key_matches(flink_key, ident):
+            # The state of flink_key must only ever see this identity.
+            return Rejected(
+                AMBIGUOUS_KEY,
+                f"the id parsed as {ident[2:202]!r} but Flink keyed the record by "
+                f"{flink_key[:200]!r} (duplicate member names, or keyed by another field?)",
+            )
+        return ident

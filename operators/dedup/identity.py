@@ -18,26 +18,36 @@ entry: a long id costs state. Bound it with the parser's ``max_bytes`` or use a
 fingerprint of the id field (``IdentitySpec.by_fingerprint(("msg_id",))``).
 
 An identity that cannot be derived is returned as a
-:class:`~onceflow.operators.records.Rejected` (missing/null/empty/wrong-typed id, missing
-fingerprint field) for the dead-letter topic; it never raises on input.
+:class:`~onceflow.operators.records.Rejected` (missing/null/empty/wrong-typed id, an id
+that is not Unicode text, a missing fingerprint field) for the dead-letter
+topic; it never raises on input.
+
+When the stream is keyed in the JVM (the id's JSON text, see
+:func:`onceflow.operators.dedup.flink.sql_key_expression`), :func:`jvm_key_matches`
+checks that the Flink key and the identity Python derived from the same bytes
+name the same id: the JVM's and Python's JSON parsers must never disagree
+silently (duplicate member names, numbers, escapes).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 from onceflow.operators.records import (
+    INVALID_UNICODE,
     MISSING,
     MISSING_FIELD,
     Rejected,
     get_path,
+    is_unicode,
     require_field,
     split_path,
     stable_hash,
 )
 
-__all__ = ["IdentitySpec", "identity_of"]
+__all__ = ["IdentitySpec", "identity_of", "jvm_key_matches"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,14 +119,22 @@ def identity_of(obj: dict[str, Any], spec: IdentitySpec) -> str | Rejected:
     :return: ``"s:<id>"`` / ``"i:<id>"`` for an id field, ``"f:<32 hex>"`` for a
         fingerprint, or :class:`~onceflow.operators.records.Rejected` if the id is
         missing, null, empty, or neither a string nor an integer (a boolean or
-        a float is ``wrong_type``), or a fingerprint field is missing.
+        a float is ``wrong_type``), a string with a lone surrogate
+        (``invalid_unicode``), or a fingerprint field is missing.
     """
     if spec.id_field is not None:
         value = require_field(obj, spec.id_field, (str, int))
         if isinstance(value, Rejected):
             return value
-        # The type tag keeps "1" and 1 apart: different producers, different ids.
-        return f"s:{value}" if isinstance(value, str) else f"i:{value}"
+        if isinstance(value, str):
+            if not is_unicode(value):
+                return Rejected(
+                    INVALID_UNICODE,
+                    f"field {spec.id_field!r} is not Unicode text (a lone surrogate escape)",
+                )
+            # The type tag keeps "1" and 1 apart: different producers, different ids.
+            return f"s:{value}"
+        return f"i:{value}"
     if spec.fingerprint_fields is None:
         return "f:" + stable_hash(obj)
     selected: dict[str, object] = {}
@@ -127,3 +145,35 @@ def identity_of(obj: dict[str, Any], spec: IdentitySpec) -> str | Rejected:
         # null is a value here: {"a": null} and {} are different content.
         selected[path] = value
     return "f:" + stable_hash(selected)
+
+
+def jvm_key_matches(flink_key: str, identity: str) -> bool:
+    """Whether ``flink_key`` (the id's JSON text as the JVM rendered it, wrapped in
+    an array: ``["a"]``, ``[42]``) names the id of ``identity`` (``"s:a"``, ``"i:42"``).
+
+    Exact for every id: a fast comparison of the usual rendering, else the key
+    is parsed as JSON and compared by type and value. Fingerprints are never
+    keyed in the JVM: False.
+
+    :param flink_key: the record's Flink key.
+    :param identity: the identity :func:`identity_of` derived.
+    """
+    tag, text = identity[:2], identity[2:]
+    if tag == "s:":
+        if '"' not in text and "\\" not in text and flink_key == f'["{text}"]':
+            return True
+    elif tag == "i:":
+        if flink_key == f"[{text}]":
+            return True
+    else:
+        return False
+    try:
+        rendered = json.loads(flink_key)
+    except ValueError:
+        return False
+    if not isinstance(rendered, list) or len(rendered) != 1:
+        return False
+    item = rendered[0]
+    if tag == "s:":
+        return isinstance(item, str) and item == text
+    return isinstance(item, int) and not isinstance(item, bool) and str(item) == text

@@ -60,11 +60,13 @@ from typing import Any, Final, cast
 
 from onceflow.operators.records import (
     BAD_OP,
+    INVALID_UNICODE,
     MISSING,
     OUT_OF_RANGE,
     WRONG_TYPE,
     Rejected,
     get_path,
+    is_unicode,
     require_field,
     split_path,
     stable_hash,
@@ -274,7 +276,9 @@ def parse_change(
     Never raises on input. Rules, checked in this order:
 
     1. ``key`` required: a non-empty string or an integer (converted with
-       ``str``, so ``42`` and ``"42"`` are the same entity).
+       ``str``, so ``42`` and ``"42"`` are the same entity); a string with a
+       lone surrogate is :data:`~onceflow.operators.records.INVALID_UNICODE` (no Kafka
+       key or Flink key can hold it).
     2. ``version`` required: an integer (not a boolean) in ``[0, 2**63-1]``.
     3. ``op`` optional (absent or null -> ``"upsert"``): a string, exactly
        ``"upsert"`` or ``"delete"``, else :data:`BAD_OP`.
@@ -287,12 +291,16 @@ def parse_change(
     :param schema: where the fields are.
     :return: the event, or :class:`~onceflow.operators.records.Rejected` with one of
         ``missing_field``, ``null_field``, ``empty_field``, ``wrong_type``,
-        ``out_of_range`` or ``bad_op``.
+        ``invalid_unicode``, ``out_of_range`` or ``bad_op``.
     """
     # Step 1.
     key = require_field(obj, schema.key, (str, int))
     if isinstance(key, Rejected):
         return key
+    if isinstance(key, str) and not is_unicode(key):
+        return Rejected(
+            INVALID_UNICODE, f"field {schema.key!r} is not Unicode text (a lone surrogate escape)"
+        )
     # Step 2.
     raw_version = require_field(obj, schema.version, (int,))
     if isinstance(raw_version, Rejected):

@@ -2,7 +2,9 @@
 
 The stream arrives keyed by entity key, computed in the JVM by the source query
 (:func:`sql_key_expression`: ``JSON_VALUE`` of the key field, so ``42`` and
-``"42"`` are one key, as they are one entity for the core). Then
+``"42"`` are one key, as they are one entity for the core; lone surrogates are
+replaced so that the key can cross into Python at all). The key rides in the
+record too, so the operator checks it without a call back into the JVM. Then
 :class:`VersionedUpdateFunction` does all the Python work in one call per
 record: parse and validate the raw Kafka value, and apply it in version order.
 (Measured on this project's machine, each extra Python operator in front of the
@@ -12,7 +14,8 @@ keyed one costs about half the throughput: see operators/dedup/flink.py.)
   bad op...) becomes a dead letter (reason + original bytes + source
   topic/partition/offset) routed to ``dlq`` instead of failing the job; so does
   a record the JVM keyed by another value than the parsed key
-  (:data:`~onceflow.operators.records.AMBIGUOUS_KEY`: duplicate ``key`` members, say).
+  (:data:`~onceflow.operators.records.AMBIGUOUS_KEY`: duplicate ``key`` members, say),
+  and a key that is not Unicode text (:data:`~onceflow.operators.records.INVALID_UNICODE`).
   Dead letters touch no state.
 - Per entity key, a ``ValueState`` of the core's state tuple ``(version,
   payload_hash, deleted, written_ms)`` (``Types.TUPLE([LONG, STRING, BOOLEAN,
@@ -51,14 +54,18 @@ import logging
 import time
 from typing import Any, Final
 
+from pyflink.common import Row, Types
+from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
+
 from onceflow.operators.faults import inject_failure_once
 from onceflow.operators.records import (
     AMBIGUOUS_KEY,
-    WRONG_TYPE,
+    DEAD_LETTER_MAX_BYTES,
     Rejected,
     dead_letter_record,
     parse_object,
     sql_json_path,
+    sql_unicode_safe,
 )
 from onceflow.operators.state import FlinkValueStore, value_state_descriptor
 from onceflow.operators.versioned.core import (
@@ -78,9 +85,7 @@ from onceflow.operators.versioned.output import (
     change_row,
     outcome_report,
 )
-from onceflow.sinks.files import RecordSchema
-from pyflink.common import Row, Types
-from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
+from onceflow.schema import RecordSchema
 
 __all__ = [
     "CHANGES_SCHEMA",
@@ -111,7 +116,8 @@ def sql_key_expression(schema: ChangeSchema | None = None, column: str = "v") ->
             f"key field {key_path!r} cannot be read in SQL: use names of letters, digits, "
             "'_' and '-' separated by dots"
         )
-    return f"COALESCE(JSON_VALUE(CAST(`{column}` AS STRING), '{path}'), '')"
+    text = f"JSON_VALUE(CAST(`{column}` AS STRING), '{path}')"
+    return f"COALESCE({sql_unicode_safe(text)}, '')"
 
 
 def changes_tag() -> OutputTag:
@@ -122,8 +128,9 @@ def changes_tag() -> OutputTag:
 class VersionedUpdateFunction(KeyedProcessFunction):
     """Keyed by entity key: parse, then apply each change once, in version order.
 
-    Input: source rows ``Row(v, topic, partition, offset)`` keyed by
-    :func:`sql_key_expression` (see the module doc for the outputs).
+    Input: source rows ``Row(key, v, topic, partition, offset)`` keyed by
+    :func:`sql_key_expression`, ``key`` being that Flink key (see the module doc
+    for the outputs).
 
     :param mode: ``newer_wins`` or ``compare_and_set``.
     :param ttl_ms: processing-time TTL of a key's state after its last applied
@@ -139,6 +146,8 @@ class VersionedUpdateFunction(KeyedProcessFunction):
     :param fail_marker_dir: folder of the ``<key>@<version>.fired`` marker that
         records the injected failure fired (the attempt number is not available
         to Python in thread mode), so it fires once even across restarts.
+    :param dead_letter_max_bytes: the largest dead letter written (a larger one
+        keeps a prefix of the input: see :func:`~onceflow.operators.records.dead_letter`).
     """
 
     def __init__(
@@ -150,6 +159,7 @@ class VersionedUpdateFunction(KeyedProcessFunction):
         schema: ChangeSchema | None = None,
         fail_on_changes: tuple[str, ...] = (),
         fail_marker_dir: str | None = None,
+        dead_letter_max_bytes: int = DEAD_LETTER_MAX_BYTES,
     ) -> None:
         self.mode = mode
         self.ttl_ms = ttl_ms
@@ -158,6 +168,7 @@ class VersionedUpdateFunction(KeyedProcessFunction):
         self.schema = schema or ChangeSchema()
         self.fail_on_changes = frozenset(fail_on_changes)
         self.fail_marker_dir = fail_marker_dir
+        self.dead_letter_max_bytes = dead_letter_max_bytes
         self.core = VersionedUpdateCore(mode, ttl_ms)
 
     def open(self, runtime_context: RuntimeContext) -> None:
@@ -181,11 +192,16 @@ class VersionedUpdateFunction(KeyedProcessFunction):
         self.expired = metrics.counter("expired_state")
 
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Any:
-        raw, topic, partition, offset = value[0], value[1], value[2], value[3]
-        event = self._event(raw, _flink_key(ctx.get_current_key()))
+        flink_key, raw, topic, partition, offset = value
+        event = self._event(raw, flink_key)
         if isinstance(event, Rejected):
             self.dlq.inc()
-            yield Row("dlq", *dead_letter_record(raw, event, topic, partition, offset))
+            yield Row(
+                "dlq",
+                *dead_letter_record(
+                    raw, event, topic, partition, offset, self.dead_letter_max_bytes
+                ),
+            )
             return
         if self.fail_on_changes:
             change = f"{event.key}@{event.version}"
@@ -214,11 +230,6 @@ class VersionedUpdateFunction(KeyedProcessFunction):
         event = parse_change(parsed.value, self.schema)
         if isinstance(event, Rejected):
             return event
-        try:
-            event.key.encode("utf-8")
-        except UnicodeEncodeError:
-            # A lone surrogate from a "\ud800" escape: no Kafka key or Java string can hold it.
-            return Rejected(WRONG_TYPE, f"field {self.schema.key!r} is not valid Unicode text")
         if event.key != flink_key:
             # The state of flink_key must only ever see this entity's changes.
             return Rejected(
@@ -227,8 +238,3 @@ class VersionedUpdateFunction(KeyedProcessFunction):
                 f"record by {flink_key[:200]!r} (duplicate member names?)",
             )
         return event
-
-
-def _flink_key(current: Any) -> str:
-    # Keyed by PyFlink's KeyByKeySelector, the current key may come as Row(key).
-    return str(current[0]) if isinstance(current, Row) else str(current)

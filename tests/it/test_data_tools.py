@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 from kafka import KafkaProducer
 
-from onceflow import check, produce
-from onceflow.testing.check import check_output, compare_dead_letters, read_committed
+from onceflow.testing import check, produce
+from onceflow.testing.check import check_output, compare_dead_letters
+from onceflow.testing.drain import DrainTimeout, TopicNotFound, read_committed
 from onceflow.testing.workload import Expectation, WorkloadSpec, generate
 
 pytestmark = pytest.mark.it
@@ -224,7 +225,7 @@ def test_a_topic_still_being_written_times_out_with_what_was_read(
     )
     writer.start()
     try:
-        with pytest.raises(check.DrainTimeout, match="not drained") as err:
+        with pytest.raises(DrainTimeout, match="not drained") as err:
             read_committed(kafka_bootstrap, topic, quiet_ms=1000, timeout_s=1.5, progress=False)
     finally:
         writer.join()
@@ -233,7 +234,7 @@ def test_a_topic_still_being_written_times_out_with_what_was_read(
 
 
 def test_missing_topic_is_a_clear_error(kafka_bootstrap: str) -> None:
-    with pytest.raises(check.TopicNotFound, match="does not exist"):
+    with pytest.raises(TopicNotFound, match="does not exist"):
         read_committed(kafka_bootstrap, "it_no_such_topic_for_onceflow", timeout_s=1.0)
 
 

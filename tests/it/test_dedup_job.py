@@ -13,10 +13,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from onceflow.testing.check import CheckReport, check_output, compare_dead_letters, read_committed
+from onceflow.testing.check import CheckReport, check_output, compare_dead_letters
+from onceflow.testing.drain import read_committed
 from onceflow.testing.harness import JobProcess, run_to_end
 from onceflow.testing.produce import produce
-from onceflow.testing.recovery import Phases, ScenarioLog, retry_until_replayed, run_kill_and_recover
+from onceflow.testing.recovery import (
+    Phases,
+    ScenarioLog,
+    retry_until_replayed,
+    run_kill_and_recover,
+)
 from onceflow.testing.workload import Expectation, WorkloadSpec, generate
 
 

@@ -22,9 +22,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from onceflow.local.postgres import LocalPostgres, PostgresSettings
 from onceflow.testing.check import compare
 from onceflow.testing.harness import JobProcess, count_values, free_port, wait_until
-from onceflow.local.postgres import LocalPostgres, PostgresSettings
 from onceflow.testing.recovery import send
 from onceflow.testing.workload import Expectation, WorkloadSpec, generate
 

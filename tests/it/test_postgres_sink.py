@@ -25,13 +25,18 @@ from typing import Any
 
 import psycopg
 import pytest
+
 from onceflow.operators.versioned.core import DELETE, NEWER_WINS
 from onceflow.operators.versioned.output import json_text
-
 from onceflow.testing.changes import ChangeWorkloadSpec, expected_changes, generate_changes
 from onceflow.testing.check import CheckReport, compare
 from onceflow.testing.harness import JobProcess, run_to_end
-from onceflow.testing.recovery import Phases, ScenarioLog, retry_until_replayed, run_kill_and_recover
+from onceflow.testing.recovery import (
+    Phases,
+    ScenarioLog,
+    retry_until_replayed,
+    run_kill_and_recover,
+)
 from onceflow.testing.workload import Expectation, WorkloadSpec, generate
 
 log = logging.getLogger(__name__)

@@ -9,8 +9,8 @@ import psycopg
 import pytest
 
 from onceflow.errors import OnceflowError
-from onceflow.testing.harness import free_port
 from onceflow.local.postgres import LocalPostgres, PostgresSettings
+from onceflow.testing.harness import free_port
 
 
 def test_up_is_idempotent_and_sized_for_xa_then_down_stops_it() -> None:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from kafka import KafkaProducer
 
-from onceflow.testing.check import read_committed
+from onceflow.testing.drain import read_committed
 from onceflow.testing.harness import run_to_end
 
 

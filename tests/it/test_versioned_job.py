@@ -29,9 +29,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from onceflow.operators.versioned.core import COMPARE_AND_SET, NEWER_WINS
-from onceflow.sinks.files import committed_files
 
+from onceflow.operators.versioned.core import COMPARE_AND_SET, NEWER_WINS
+from onceflow.runtime.topics import cleanup_policy, partition_count
+from onceflow.sinks.files import committed_files
 from onceflow.testing.changes import (
     ChangeItem,
     ChangeOracle,
@@ -49,7 +50,6 @@ from onceflow.testing.recovery import (
     run_kill_and_recover,
     send,
 )
-from onceflow.runtime.topics import cleanup_policy, partition_count
 
 log = logging.getLogger(__name__)
 

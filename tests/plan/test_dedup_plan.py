@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 import pytest
-from onceflow.jobs.dedup import build_pipeline, parse_config
 
+from onceflow.jobs.dedup import build_pipeline, parse_config
 from onceflow.runtime.flinkenv import create_env
 
 ARGS = [

@@ -6,9 +6,10 @@ import json
 from typing import Any
 
 import pytest
-from onceflow.sinks.postgres import PgColumn, PostgresSinkSpec, ServerFacts, attach_postgres_sink
 
 from onceflow.runtime.flinkenv import FlinkSettings, create_env
+from onceflow.runtime.java import jdbc_jars
+from onceflow.sinks.postgres import PgColumn, PostgresSinkSpec, ServerFacts, attach_postgres_sink
 
 COLUMNS = (PgColumn("id", "STRING", False), PgColumn("record", "JSONB"))
 FACTS = ServerFacts("15", 100, 100, 3, 1, 0, {"id": "text", "record": "jsonb"}, ())
@@ -29,6 +30,7 @@ def _compile(guarantee: str) -> tuple[list[dict[str, Any]], list[tuple[str, str 
         parallelism=1,
         uid="ledger-sink",
     )
+    env.add_jars(*jdbc_jars())
     attach_postgres_sink(env, rows, spec, checkpoint_interval_ms=1000, facts=FACTS)
     plan = json.loads(env.get_execution_plan())["nodes"]
     graph = env._generate_stream_graph(clear_transformations=False)

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from onceflow.jobs.versioned_upsert import CHANGES_SINK_UID, build_pipeline, parse_config
-from onceflow.sinks.files import FileSinkSpec, RecordSchema, attach_file_sink
 
 from onceflow.errors import OnceflowError
+from onceflow.jobs.versioned_upsert import CHANGES_SINK_UID, build_pipeline, parse_config
 from onceflow.runtime.flinkenv import create_env
+from onceflow.sinks.files import FileSinkSpec, RecordSchema, attach_file_sink
 
 
 def _args(changes: Path) -> list[str]:
@@ -130,10 +130,11 @@ KEY_SAMPLES = [
 
 def test_jvm_key_is_the_text_the_core_parses_as_entity_key() -> None:
     """The Flink key (JSON_VALUE in the source query) equals the core's ``str(key)``."""
+    from pyflink.table import DataTypes, EnvironmentSettings, TableEnvironment
+
     from onceflow.operators.records import Rejected, parse_object
     from onceflow.operators.versioned.core import parse_change
     from onceflow.operators.versioned.flink import sql_key_expression
-    from pyflink.table import DataTypes, EnvironmentSettings, TableEnvironment
 
     def core_key(raw: bytes) -> str:
         parsed = parse_object(raw, 1 << 20)

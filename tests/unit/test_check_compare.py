@@ -9,13 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from onceflow.testing.check import (
-    CheckReport,
-    ConsumedRecord,
-    check_output,
-    compare,
-    compare_dead_letters,
-)
+from onceflow.testing.check import CheckReport, check_output, compare, compare_dead_letters
+from onceflow.testing.drain import ConsumedRecord
 from onceflow.testing.workload import WorkloadSpec, generate
 
 pytestmark = pytest.mark.unit
@@ -164,6 +159,20 @@ def test_dead_letters_against_the_jobs_format() -> None:
     originals = [b"\xff\x00 not utf-8", b'{"id":null}']
     dlq = [job_dead_letter(v, "not_json", "d", "in", 0, n) for n, v in enumerate(originals)]
     assert compare_dead_letters(originals, dlq).ok
+
+
+def test_truncated_dead_letters_match_their_originals_by_digest() -> None:
+    from onceflow.operators.records import dead_letter as job_dead_letter
+
+    big = bytes(range(256)) * 40
+    letters = [job_dead_letter(big, "oversize", "d", "in", 0, 1, max_bytes=2_000)]
+    assert len(letters[0]) <= 2_000
+    assert compare_dead_letters([big], letters).ok
+    assert not compare_dead_letters([big + b"x"], letters).ok
+    forged = json.loads(letters[0])
+    forged["original_sha256"] = "not hex"
+    r = compare_dead_letters([big], [json.dumps(forged).encode()])
+    assert r.invalid == 1
 
 
 def test_long_values_are_shortened_in_examples() -> None:

@@ -7,6 +7,7 @@ import itertools
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from onceflow.operators.dedup import DedupCore, DedupStats, simulate
 from onceflow.operators.state import KeyedMemoryStore, MemoryValueStore
 

@@ -10,8 +10,17 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from onceflow.operators.dedup import IdentitySpec, identity_of
-from onceflow.operators.records import EMPTY_FIELD, MISSING_FIELD, NULL_FIELD, WRONG_TYPE, Rejected
+from onceflow.operators.dedup.identity import jvm_key_matches
+from onceflow.operators.records import (
+    EMPTY_FIELD,
+    INVALID_UNICODE,
+    MISSING_FIELD,
+    NULL_FIELD,
+    WRONG_TYPE,
+    Rejected,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -159,3 +168,49 @@ def test_fingerprint_ignores_member_order(obj: dict[str, Any], seed: int) -> Non
     spec = IdentitySpec.by_fingerprint()
     other = _shuffled(obj, random.Random(seed))
     assert identity_of(other, spec) == identity_of(obj, spec) == _reference_fingerprint(obj)
+
+
+@pytest.mark.parametrize("ident", ["\ud800", "a\udc00b", "\udc00\ud800", "end\udbff"])
+def test_id_with_a_lone_surrogate_is_not_unicode(ident: str) -> None:
+    result = identity_of({"id": ident}, IdentitySpec.by_id("id"))
+    assert isinstance(result, Rejected) and result.reason == INVALID_UNICODE
+    assert identity_of({"id": "\U0001f600"}, IdentitySpec.by_id("id")) == "s:\U0001f600"
+
+
+@pytest.mark.parametrize(
+    ("flink_key", "identity", "matches"),
+    [
+        ('["a-1"]', "s:a-1", True),
+        ("[42]", "i:42", True),
+        ("[0]", "i:0", True),
+        ('["42"]', "i:42", False),
+        ("[42]", "s:42", False),
+        ('["a\\u0000b"]', "s:a\x00b", True),
+        ('["q\\"x"]', 's:q"x', True),
+        ('["back\\\\slash"]', "s:back\\slash", True),
+        ('["caf\u00e9 \U0001f600"]', "s:caf\u00e9 \U0001f600", True),
+        ("[123456789012345678901234567890]", "i:123456789012345678901234567890", True),
+        ('["a","b"]', 's:a","b', False),
+        ('["a"]', 's:a"', False),
+        ("", "s:a", False),
+        ("[true]", "i:1", False),
+        ("not json", "s:x", False),
+        ('["a"]', "f:" + "0" * 32, False),
+    ],
+)
+def test_jvm_key_matches_only_the_same_id_of_the_same_type(
+    flink_key: str, identity: str, matches: bool
+) -> None:
+    assert jvm_key_matches(flink_key, identity) is matches
+
+
+@settings(max_examples=300, deadline=None)
+@given(ident=st.one_of(st.text(min_size=1), st.integers()))
+def test_jvm_key_matches_the_json_rendering_of_every_id(ident: str | int) -> None:
+    identity = identity_of({"id": ident}, IdentitySpec.by_id("id"))
+    if isinstance(identity, Rejected):
+        assert identity.reason == INVALID_UNICODE
+        return
+    for ensure_ascii in (True, False):
+        assert jvm_key_matches(json.dumps([ident], ensure_ascii=ensure_ascii), identity)
+    assert not jvm_key_matches(json.dumps([ident, 1]), identity)

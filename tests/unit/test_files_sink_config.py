@@ -8,6 +8,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
+from onceflow.errors import OnceflowError
 from onceflow.sinks.files import (
     NULL_PARTITION,
     Column,
@@ -18,8 +20,6 @@ from onceflow.sinks.files import (
     read_committed_parquet,
     validate_file_sink,
 )
-
-from onceflow.errors import OnceflowError
 
 pytestmark = pytest.mark.unit
 

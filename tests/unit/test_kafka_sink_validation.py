@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from onceflow.sinks.kafka import KafkaSinkSpec, validate_sink
 
 from onceflow.errors import OnceflowError
+from onceflow.sinks.kafka import KafkaSinkSpec, validate_record_size, validate_sink
 
 
 def _spec(**kw: object) -> KafkaSinkSpec:
@@ -77,3 +77,15 @@ def test_secret_kafka_properties_are_redacted_in_the_job_config_repr() -> None:
         ]
     )  # fmt: skip
     assert "secret-value" not in repr(cfg) and "SASL_SSL" in repr(cfg)
+
+
+def test_record_size_must_fit_the_topic_and_the_producer() -> None:
+    validate_record_size(_spec(max_value_bytes=1_000_000), topic_max_bytes=1_048_588)
+    validate_record_size(_spec(), topic_max_bytes=10)  # no declared size: nothing to check
+    validate_record_size(_spec(max_value_bytes=1_000_000), topic_max_bytes=None)
+    with pytest.raises(OnceflowError, match="max.message.bytes"):
+        validate_record_size(_spec(max_value_bytes=1_000_000), topic_max_bytes=500_000)
+    with pytest.raises(OnceflowError, match="max.request.size"):
+        validate_record_size(_spec(max_value_bytes=2_000_000), topic_max_bytes=None)
+    roomy = _spec(max_value_bytes=2_000_000, properties={"max.request.size": "3000000"})
+    validate_record_size(roomy, topic_max_bytes=3_000_000)

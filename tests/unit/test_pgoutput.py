@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from onceflow.jobs.dedup import parse_config
 
 from onceflow.errors import OnceflowError
+from onceflow.jobs.dedup import parse_config
 from onceflow.runtime.pgoutput import AT_LEAST_ONCE_FLUSH_MS, PostgresOutput, pop_postgres_output
 
 REQUIRED = ["--input-topic", "in", "--output-topic", "out", "--dlq-topic", "dlq"]

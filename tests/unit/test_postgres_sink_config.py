@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+
+from onceflow.errors import OnceflowError
 from onceflow.sinks.postgres import (
     PgColumn,
     PostgresSinkSpec,
@@ -14,8 +16,6 @@ from onceflow.sinks.postgres import (
     parse_url,
     validate_postgres_sink,
 )
-
-from onceflow.errors import OnceflowError
 
 URL = "postgresql://app:s3cr%40t@db.example:6432/shop?sslmode=require"
 ENTITY_COLUMNS = (

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from onceflow.operators.records import (
     DEAD_LETTER_TEXT_LIMIT,
     EMPTY_FIELD,
+    INVALID_UNICODE,
     MISSING,
     MISSING_FIELD,
     NOT_JSON,
@@ -26,10 +29,12 @@ from onceflow.operators.records import (
     dead_letter,
     dead_letter_record,
     get_path,
+    is_unicode,
     parse_dead_letter,
     parse_object,
     require_field,
     sql_json_path,
+    sql_unicode_safe,
     stable_hash,
 )
 
@@ -343,3 +348,65 @@ def test_dead_letter_record_keys_by_source_position_and_drops_text_of_large_inpu
     _, value = dead_letter_record(big, why, "in", 2, 10)
     letter = parse_dead_letter(value)
     assert letter["original"] is None and letter["original_bytes"] == big
+
+
+def test_dead_letter_over_the_limit_keeps_a_prefix_and_says_so() -> None:
+    raw = bytes(range(256)) * 4_000  # 1,024,000 bytes, not UTF-8
+    key, value = dead_letter_record(raw, Rejected(OVERSIZE, "too big"), "in", 0, 5, 100_000)
+    assert key == b"in/0/5" and len(value) <= 100_000
+    letter = parse_dead_letter(value)
+    assert letter["truncated"] and letter["reason"] == OVERSIZE
+    assert letter["original_size"] == len(raw)
+    assert letter["original_sha256"] == hashlib.sha256(raw).hexdigest()
+    prefix = letter["original_bytes"]
+    assert prefix is not None and raw.startswith(prefix) and len(prefix) > 70_000
+    assert letter["original"] is None
+    assert dead_letter_record(raw, Rejected(OVERSIZE, "too big"), "in", 0, 5, 100_000)[1] == value
+
+
+@settings(max_examples=200, deadline=None)
+@given(raw=st.binary(max_size=3_000), limit=st.integers(1024, 4_000))
+def test_dead_letter_never_exceeds_its_limit_and_is_whole_when_it_fits(
+    raw: bytes, limit: int
+) -> None:
+    value = dead_letter(raw, NOT_JSON, "d\ud800" * 30, "topic", 3, 2**40, max_bytes=limit)
+    assert len(value) <= limit
+    letter = parse_dead_letter(value)
+    assert letter["original_size"] == len(raw)
+    assert letter["original_sha256"] == hashlib.sha256(raw).hexdigest()
+    whole = dead_letter(raw, NOT_JSON, "d\ud800" * 30, "topic", 3, 2**40)
+    if len(whole) <= limit:
+        assert value == whole and not letter["truncated"]
+    else:
+        assert letter["truncated"] and raw.startswith(letter["original_bytes"] or b"")
+
+
+def test_dead_letter_limit_must_leave_room_for_the_reason() -> None:
+    with pytest.raises(ValueError, match="at least"):
+        dead_letter(b"x", NOT_JSON, "d", "t", 0, 1, max_bytes=100)
+
+
+def test_truncated_dead_letter_without_digest_is_malformed() -> None:
+    doc = json.loads(dead_letter(b"x" * 5_000, OVERSIZE, "d", "t", 0, 1, max_bytes=2_000))
+    del doc["original_sha256"]
+    with pytest.raises(ValueError, match="original_sha256"):
+        parse_dead_letter(json.dumps(doc).encode())
+
+
+@pytest.mark.parametrize(
+    ("text", "ok"),
+    [
+        ("plain", True),
+        ("\U0001f600", True),
+        ("\ufffd", True),
+        ("a\ud800", False),
+        ("\udc00", False),
+    ],
+)
+def test_is_unicode_refuses_lone_surrogates_only(text: str, ok: bool) -> None:
+    assert is_unicode(text) is bool(ok)
+
+
+def test_sql_unicode_safe_wraps_the_expression_in_a_regexp_replace() -> None:
+    assert sql_unicode_safe("k") == "REGEXP_REPLACE(k, '[\\x{D800}-\\x{DFFF}]', '\ufffd')"
+    assert INVALID_UNICODE in REASONS

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from onceflow.operators.faults import marker_stem
 
-from onceflow.testing.check import ConsumedRecord
+from onceflow.operators.faults import marker_stem
+from onceflow.testing.drain import ConsumedRecord
 from onceflow.verify.faults import Profile
 from onceflow.verify.targets import TARGETS, DedupTarget, VersionedUpsertTarget, nonmonotonic
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from onceflow.jobs.versioned_upsert import parse_config
 
 from onceflow.errors import OnceflowError
+from onceflow.jobs.versioned_upsert import parse_config
 
 pytestmark = pytest.mark.unit
 

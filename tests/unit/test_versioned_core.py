@@ -7,9 +7,11 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from onceflow.operators.records import (
     BAD_OP,
     EMPTY_FIELD,
+    INVALID_UNICODE,
     MISSING_FIELD,
     NULL_FIELD,
     OUT_OF_RANGE,
@@ -469,3 +471,11 @@ def test_cas_in_order_history_with_redelivery_applies_each_version_once(
     assert sum(counts.values()) == len(arrivals)
     assert sim.applied() == history
     assert sim.final["k"].version == length - 1
+
+
+@pytest.mark.parametrize("key", ["\ud800", "k\udfff", "\udc00\ud800"])
+def test_key_with_a_lone_surrogate_is_not_unicode(key: str) -> None:
+    event = parse_change({"key": key, "version": 1, "payload": {}})
+    assert isinstance(event, Rejected) and event.reason == INVALID_UNICODE
+    ok = parse_change({"key": "\U0001f600", "version": 1, "payload": {"\ud800": "\udc00"}})
+    assert not isinstance(ok, Rejected) and ok.key == "\U0001f600"

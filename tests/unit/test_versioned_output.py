@@ -6,6 +6,7 @@ import json
 from collections import Counter
 
 import pytest
+
 from onceflow.operators.versioned.core import (
     COMPARE_AND_SET,
     CONFLICT,
@@ -23,7 +24,6 @@ from onceflow.operators.versioned.output import (
     json_text,
     outcome_report,
 )
-
 from onceflow.testing.changes import (
     MALFORMED_KINDS,
     ChangeWorkloadSpec,

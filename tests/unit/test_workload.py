@@ -1,4 +1,4 @@
-"""Unit tests for onceflow.testing.workload: exact counts, determinism, duplicates, malformed kinds."""
+"""Unit tests for onceflow.testing.workload: exact counts, determinism, duplicates, malformed."""
 
 from __future__ import annotations
 

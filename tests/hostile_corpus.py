@@ -1,0 +1,242 @@
+"""Hostile Kafka record values, one per class of input a topic can hold.
+
+Every job must either pass such a record or write it to its dead-letter topic
+with the expected reason, exactly once, and keep running. Each :class:`Case`
+is named after the class it stands for and says, per job, what the record is
+(``dedup``: the id lives in ``id``; ``versioned``: a change event with ``key``,
+``version`` and ``payload``) and what must happen to it: :data:`PASS` (the
+dedup job writes it out under its id; the versioned job applies it) or the
+dead-letter reason.
+
+The records are unique within the corpus (ids and keys differ between cases),
+so a run of the whole corpus has exactly one expected outcome per record. The
+size classes assume the jobs run with ``--max-record-bytes``
+:data:`MAX_RECORD_BYTES`; :data:`NEAR_BROKER_LIMIT` is close to Kafka's default
+``max.message.bytes`` (1,048,588), so its dead letter (base64 grows it by a
+third) is over any DLQ topic's default limit and must be truncated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from onceflow.operators.records import (
+    AMBIGUOUS_KEY,
+    BAD_OP,
+    EMPTY_FIELD,
+    INVALID_UNICODE,
+    MISSING_FIELD,
+    NOT_JSON,
+    NOT_OBJECT,
+    NULL_FIELD,
+    OUT_OF_RANGE,
+    OVERSIZE,
+    TOO_DEEP,
+    WRONG_TYPE,
+)
+
+__all__ = [
+    "CORPUS",
+    "MAX_RECORD_BYTES",
+    "NEAR_BROKER_LIMIT",
+    "PASS",
+    "Case",
+    "Record",
+    "cases_for",
+]
+
+PASS: Final = "pass"
+MAX_RECORD_BYTES: Final = 65_536
+NEAR_BROKER_LIMIT: Final = 1_040_000
+
+
+Record = tuple[bytes | None, str]
+"""A job's record (None: a Kafka null value) and what must happen to it."""
+
+
+@dataclass(frozen=True)
+class Case:
+    """One class of hostile input and what each job must do with it.
+
+    :param name: the class it stands for.
+    :param dedup: the dedup job's record and outcome; None when the class does
+        not apply to that job.
+    :param versioned: the versioned upsert job's record and outcome, or None.
+    """
+
+    name: str
+    dedup: Record | None
+    versioned: Record | None
+
+
+def _ids(name: str, ident: bytes, expect: str, *, extra: bytes = b"") -> Case:
+    """A class about the id/key itself: ``{"id": ident}`` and ``{"key": ident, ...}``."""
+    payload = b',"version":1,"payload":{"c":"' + name.encode() + b'"}'
+    return Case(
+        name,
+        (b'{"id":' + ident + extra + b"}", expect),
+        (b'{"key":' + ident + payload + extra + b"}", expect),
+    )
+
+
+def _whole(name: str, raw: bytes | None, expect: str) -> Case:
+    """A class about the value as a whole: the same bytes and outcome for both jobs."""
+    return Case(name, (raw, expect), (raw, expect))
+
+
+def _dedup(name: str, raw: bytes, expect: str) -> Case:
+    return Case(name, (raw, expect), None)
+
+
+def _versioned(name: str, raw: bytes, expect: str) -> Case:
+    return Case(name, None, (raw, expect))
+
+
+def _padded(name: str, size: int, expect: str) -> Case:
+    """A valid record of exactly ``size`` bytes (padding in a string member)."""
+
+    def build(head: bytes) -> bytes:
+        pad = size - len(head) - len(b',"pad":""}')
+        return head + b',"pad":"' + b"x" * pad + b'"}'
+
+    dedup = build(b'{"id":"' + name.encode() + b'"')
+    versioned = build(b'{"key":"' + name.encode() + b'","version":1,"payload":{}')
+    assert len(dedup) == size and len(versioned) == size
+    return Case(name, (dedup, expect), (versioned, expect))
+
+
+def _arrays(depth: int) -> bytes:
+    """Empty arrays nested ``depth`` deep."""
+    return b"[" * depth + b"]" * depth
+
+
+CORPUS: Final[tuple[Case, ...]] = (
+    # --- bytes that are not UTF-8
+    _whole("not_utf8_outside_strings", b'{\xff"id":"nu-out"}', NOT_JSON),
+    _ids("not_utf8_inside_string", b'"nu-in\xfe\xff"', NOT_JSON),
+    _ids("overlong_encoding_of_slash", b'"ov-\xc0\xaf"', NOT_JSON),
+    _ids("overlong_encoding_of_nul", b'"ov-\xc0\x80"', NOT_JSON),
+    _ids("truncated_multibyte_sequence", b'"tr-\xe2\x82"', NOT_JSON),
+    _ids("utf8_encoded_surrogate_cesu", b'"cesu-\xed\xa0\x80"', NOT_JSON),
+    _whole("latin1_text", '{"id":"latin-\u00e9"}'.encode("latin-1"), NOT_JSON),
+    # --- JSON that is not Unicode: lone surrogate escapes
+    _ids("lone_high_surrogate_in_id", b'"ls-\\ud800"', INVALID_UNICODE),
+    _ids("lone_low_surrogate_in_id", b'"ls-\\udc00"', INVALID_UNICODE),
+    _ids("reversed_surrogate_pair_in_id", b'"ls-\\udc00\\ud800"', INVALID_UNICODE),
+    _ids("high_surrogate_at_end_of_id", b'"ls-end\\udbff"', INVALID_UNICODE),
+    Case(
+        "lone_surrogate_nested_in_payload",
+        (b'{"id":"ls-nested","payload":{"a":[{"b":"\\ud800x"}]}}', PASS),
+        (b'{"key":"ls-nested","version":1,"payload":{"a":[{"b":"\\ud800x"}]}}', PASS),
+    ),
+    Case(
+        "lone_surrogate_as_member_name",
+        (b'{"id":"ls-name","payload":{"\\udfff":1}}', PASS),
+        (b'{"key":"ls-name","version":1,"payload":{"\\udfff":1}}', PASS),
+    ),
+    _ids("valid_surrogate_pair_escape_in_id", b'"pair-\\ud83d\\ude00"', PASS),
+    _ids("four_byte_utf8_in_id", '"emoji-\U0001f600"'.encode(), PASS),
+    _ids("noncharacter_escape_in_id", b'"nonchar-\\uffff"', PASS),
+    # --- not strict JSON
+    _whole("utf8_bom_before_json", b'\xef\xbb\xbf{"id":"bom"}', NOT_JSON),
+    _whole("trailing_garbage", b'{"id":"trail"} xyz', NOT_JSON),
+    _whole("two_objects", b'{"id":"two-1"}{"id":"two-2"}', NOT_JSON),
+    _whole("block_comment", b'{"id":"comment" /* c */}', NOT_JSON),
+    _whole("line_comment", b'{"id":"comment2"} // c', NOT_JSON),
+    _whole("single_quotes", b"{'id':'single'}", NOT_JSON),
+    _whole("unquoted_member_name", b'{id:"unquoted"}', NOT_JSON),
+    _whole("trailing_comma", b'{"id":"comma",}', NOT_JSON),
+    _whole("raw_control_char_in_string", b'{"id":"ctl\tx"}', NOT_JSON),
+    _whole("invalid_escape", b'{"id":"esc\\x41"}', NOT_JSON),
+    _whole("nan_literal", b'{"id":"nan","x":NaN}', NOT_JSON),
+    _whole("leading_zero_number", b'{"id":"lz","x":01}', NOT_JSON),
+    _whole("empty_value", b"", NOT_JSON),
+    _whole("whitespace_only", b" \n\t ", NOT_JSON),
+    _whole("tombstone_null_value", None, NOT_JSON),
+    # --- JSON, but not an object
+    _whole("top_level_array", b'[{"id":"arr"}]', NOT_OBJECT),
+    _whole("top_level_string", b'"just a string"', NOT_OBJECT),
+    _whole("top_level_null", b"null", NOT_OBJECT),
+    _whole("top_level_number", b"12345", NOT_OBJECT),
+    # --- nesting (the parser's limit is 100 levels, the record object included)
+    _whole(
+        "deep_nesting_far_past_any_limit",
+        b'{"id":"deep","key":"deep","version":1,"payload":' + _arrays(30_000) + b"}",
+        TOO_DEEP,
+    ),
+    _ids("nesting_at_the_limit", b'"depth-100"', PASS, extra=b',"x":' + _arrays(99)),
+    _ids("nesting_one_past_the_limit", b'"depth-101"', TOO_DEEP, extra=b',"x":' + _arrays(100)),
+    # --- duplicate members: the JVM and Python both keep the last one, or it is a dead letter
+    _dedup("duplicate_id_members", b'{"id":"dup-first","id":"dup-last"}', PASS),
+    _dedup("duplicate_id_object_then_string", b'{"id":{"a":1},"id":"dup-obj"}', PASS),
+    _versioned(
+        "duplicate_key_members",
+        b'{"key":"dupk-first","key":"dupk-last","version":1,"payload":{}}',
+        PASS,
+    ),
+    _versioned(
+        "duplicate_key_object_then_string",
+        b'{"key":{"a":1},"key":"dupk-obj","version":1,"payload":{}}',
+        PASS,
+    ),
+    _versioned(
+        "duplicate_version_members", b'{"key":"dupv","version":"x","version":3,"payload":{}}', PASS
+    ),
+    # --- numbers
+    _ids("number_overflowing_a_double_as_id", b"1e400", NOT_JSON),
+    _whole("number_overflowing_a_double_elsewhere", b'{"id":"dbl","x":-1e400}', NOT_JSON),
+    _ids("integer_overflowing_a_long_as_id", b"123456789012345678901234567890", PASS),
+    _ids("integer_just_past_long_max_as_id", b"9223372036854775808", PASS),
+    # Longer than the JVM parser's number limit (1,000 digits): the JVM has no key.
+    _ids("integer_longer_than_the_jvm_number_limit", b"7" * 2000, AMBIGUOUS_KEY),
+    _ids("negative_zero_as_id", b"-0", PASS),
+    _ids("float_with_zero_fraction_as_id", b"1001.0", WRONG_TYPE),
+    _ids("exponent_integer_as_id", b"1E3", WRONG_TYPE),
+    _ids("negative_integer_as_id", b"-42", PASS),
+    # --- strings with special characters
+    _ids("escaped_nul_in_id", b'"nul-\\u0000-x"', PASS),
+    _ids("line_separator_escape_in_id", b'"ls2028-\\u2028"', PASS),
+    _ids("raw_line_separator_in_id", '"raw2028-\u2028"'.encode(), PASS),
+    _ids("quote_backslash_slash_in_id", b'"q-\\"-\\\\-\\/"', PASS),
+    _ids("long_id_50kb", b'"long-' + b"y" * 50_000 + b'"', PASS),
+    # --- ids and keys of the wrong type
+    _ids("id_is_object", b'{"a":"obj"}', WRONG_TYPE),
+    _ids("id_is_array", b'["arr-id"]', WRONG_TYPE),
+    _ids("id_is_boolean", b"true", WRONG_TYPE),
+    _ids("id_is_null", b"null", NULL_FIELD),
+    _ids("id_is_empty_string", b'""', EMPTY_FIELD),
+    Case(
+        "id_missing",
+        (b'{"other":"x"}', MISSING_FIELD),
+        (b'{"version":1,"payload":{}}', MISSING_FIELD),
+    ),
+    # --- versions and change fields (the versioned job only)
+    _versioned(
+        "version_overflowing_a_long",
+        b'{"key":"vo","version":9223372036854775808,"payload":{}}',
+        OUT_OF_RANGE,
+    ),
+    _versioned("version_negative", b'{"key":"vn","version":-1,"payload":{}}', OUT_OF_RANGE),
+    _versioned("version_as_string", b'{"key":"vs","version":"1","payload":{}}', WRONG_TYPE),
+    _versioned("version_with_fraction", b'{"key":"vf","version":1.0,"payload":{}}', WRONG_TYPE),
+    _versioned("version_boolean", b'{"key":"vb","version":true,"payload":{}}', WRONG_TYPE),
+    _versioned("payload_is_array", b'{"key":"pa","version":1,"payload":[1]}', WRONG_TYPE),
+    _versioned("unknown_op", b'{"key":"op","version":1,"op":"merge","payload":{}}', BAD_OP),
+    # --- sizes (jobs run with --max-record-bytes MAX_RECORD_BYTES)
+    _padded("size_at_the_limit", MAX_RECORD_BYTES, PASS),
+    _padded("size_one_past_the_limit", MAX_RECORD_BYTES + 1, OVERSIZE),
+    _padded("size_near_the_broker_limit", NEAR_BROKER_LIMIT, OVERSIZE),
+)
+"""Every class, in the order they are produced."""
+
+
+def cases_for(job: str) -> list[tuple[str, bytes | None, str]]:
+    """``(name, record, expected)`` of every case that applies to ``job``
+    (``dedup`` or ``versioned``), in corpus order."""
+    out: list[tuple[str, bytes | None, str]] = []
+    for case in CORPUS:
+        record = case.dedup if job == "dedup" else case.versioned
+        if record is not None:
+            out.append((case.name, *record))
+    return out
