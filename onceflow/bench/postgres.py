@@ -56,7 +56,7 @@ def _database_url() -> str:
         return url
     from onceflow.local.postgres import LocalPostgres
 
-    return LocalPostgres().up().url
+    return LocalPostgres().up().address
 
 
 def _rows(ctx: BenchContext) -> int:

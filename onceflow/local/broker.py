@@ -23,14 +23,13 @@ import subprocess
 import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
 from onceflow.errors import OnceflowError
-from onceflow.local.processes import pid_alive, port_open
+from onceflow.local.processes import ServiceStatus, pid_alive, port_open
 from onceflow.runtime.java import classpath, java_executable, run_java_main
 from onceflow.runtime.paths import run_dir
 
-__all__ = ["BrokerSettings", "LocalKafka", "BrokerStatus", "default_port"]
+__all__ = ["BrokerSettings", "LocalKafka", "default_port"]
 
 log = logging.getLogger(__name__)
 
@@ -69,28 +68,6 @@ class BrokerSettings:
     @property
     def bootstrap(self) -> str:
         return f"localhost:{self.port}"
-
-
-@dataclass(frozen=True)
-class BrokerStatus:
-    """What ``status`` found: the recorded pid, whether it lives, whether the port answers."""
-
-    pid: int | None
-    alive: bool
-    listening: bool
-    bootstrap: str
-    log_file: Path
-
-    @property
-    def running(self) -> bool:
-        return self.alive and self.listening
-
-    def render(self) -> str:
-        if self.running:
-            return f"kafka: running (pid {self.pid}) at {self.bootstrap}; log {self.log_file}"
-        if self.alive:
-            return f"kafka: starting or unhealthy (pid {self.pid}); log {self.log_file}"
-        return f"kafka: stopped ({self.bootstrap}); log {self.log_file}"
 
 
 class LocalKafka:
@@ -180,14 +157,15 @@ class LocalKafka:
                 f"{(result.stderr or result.stdout).strip()[-400:]}"
             )
 
-    def status(self) -> BrokerStatus:
+    def status(self) -> ServiceStatus:
         pid = self._read_pid()
         alive = pid is not None and pid_alive(pid)
-        return BrokerStatus(
+        return ServiceStatus(
+            name="kafka",
             pid=pid,
             alive=alive,
             listening=port_open(self.settings.port),
-            bootstrap=self.bootstrap,
+            address=self.bootstrap,
             log_file=self.log_file,
         )
 
@@ -197,7 +175,7 @@ class LocalKafka:
         except (FileNotFoundError, ValueError):
             return None
 
-    def up(self, timeout: float = 120.0) -> BrokerStatus:
+    def up(self, timeout: float = 120.0) -> ServiceStatus:
         """Start the broker (harmless when it runs) and wait until transactions commit.
 
         :param timeout: seconds to wait for a committed transaction.

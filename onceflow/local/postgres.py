@@ -28,14 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from onceflow.errors import OnceflowError
-from onceflow.local.processes import pid_alive, port_open
+from onceflow.local.processes import ServiceStatus, pid_alive, port_open
 from onceflow.runtime.paths import run_dir
 
 __all__ = [
     "PG_BIN",
     "LocalPostgres",
     "PostgresSettings",
-    "PostgresStatus",
     "default_pg_port",
 ]
 
@@ -82,28 +81,6 @@ class PostgresSettings:
     def url(self) -> str:
         """A libpq/psycopg URL of the database."""
         return f"postgresql://{self.user}@127.0.0.1:{self.port}/{self.database}"
-
-
-@dataclass(frozen=True)
-class PostgresStatus:
-    """What ``status`` found: the postmaster pid, whether it lives, whether the port answers."""
-
-    pid: int | None
-    alive: bool
-    listening: bool
-    url: str
-    log_file: Path
-
-    @property
-    def running(self) -> bool:
-        return self.alive and self.listening
-
-    def render(self) -> str:
-        if self.running:
-            return f"postgres: running (pid {self.pid}) at {self.url}; log {self.log_file}"
-        if self.alive:
-            return f"postgres: starting or unhealthy (pid {self.pid}); log {self.log_file}"
-        return f"postgres: stopped ({self.url}); log {self.log_file}"
 
 
 class LocalPostgres:
@@ -276,17 +253,18 @@ class LocalPostgres:
             if not exists:
                 conn.execute(f'CREATE DATABASE "{self.settings.database}"')
 
-    def status(self) -> PostgresStatus:
+    def status(self) -> ServiceStatus:
         pid = self._read_pid()
-        return PostgresStatus(
+        return ServiceStatus(
+            name="postgres",
             pid=pid,
             alive=pid is not None and pid_alive(pid),
             listening=port_open(self.settings.port),
-            url=self.url,
+            address=self.url,
             log_file=self.log_file,
         )
 
-    def up(self, timeout: float = 60.0) -> PostgresStatus:
+    def up(self, timeout: float = 60.0) -> ServiceStatus:
         """Start the server (harmless when it runs) and create the database.
 
         :raises OnceflowError: binaries missing, port in use, initdb/start failed.

@@ -1,13 +1,42 @@
-"""Small process and port probes shared by the broker and cluster lifecycles."""
+"""Small process and port probes shared by the local servers' lifecycles."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["pid_alive", "port_open"]
+__all__ = ["ServiceStatus", "pid_alive", "port_open"]
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    """What ``status`` found for a local server: the recorded pid, whether it lives,
+    whether its port answers.
+
+    :param name: the service (``kafka``, ``postgres``).
+    :param address: where clients reach it (bootstrap servers, a database URL).
+    """
+
+    name: str
+    pid: int | None
+    alive: bool
+    listening: bool
+    address: str
+    log_file: Path
+
+    @property
+    def running(self) -> bool:
+        return self.alive and self.listening
+
+    def render(self) -> str:
+        if self.running:
+            return f"{self.name}: running (pid {self.pid}) at {self.address}; log {self.log_file}"
+        if self.alive:
+            return f"{self.name}: starting or unhealthy (pid {self.pid}); log {self.log_file}"
+        return f"{self.name}: stopped ({self.address}); log {self.log_file}"
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
