@@ -25,7 +25,7 @@ import uuid
 from dataclasses import dataclass
 
 from onceflow.errors import OnceflowError
-from onceflow.local.processes import ServiceStatus, pid_alive, port_open
+from onceflow.local.processes import ServiceStatus, pid_alive, port_open, stop_process
 from onceflow.runtime.java import classpath, java_executable, run_java_main
 from onceflow.runtime.paths import run_dir
 
@@ -261,14 +261,7 @@ class LocalKafka:
         if pid is None or not pid_alive(pid):
             self.pid_file.unlink(missing_ok=True)
             return False
-        self.kill(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and pid_alive(pid):
-            time.sleep(0.2)
-        if pid_alive(pid):
-            self.kill(signal.SIGKILL)
-            while pid_alive(pid):
-                time.sleep(0.1)
+        stop_process(pid, self.kill, signal.SIGTERM, timeout)
         self.pid_file.unlink(missing_ok=True)
         return True
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from onceflow.errors import OnceflowError
-from onceflow.local.processes import ServiceStatus, pid_alive, port_open
+from onceflow.local.processes import ServiceStatus, pid_alive, port_open, stop_process
 from onceflow.runtime.paths import run_dir
 
 __all__ = [
@@ -317,14 +317,7 @@ class LocalPostgres:
         pid = self._read_pid()
         if pid is None or not pid_alive(pid):
             return False
-        self.kill(signal.SIGINT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and pid_alive(pid):
-            time.sleep(0.1)
-        if pid_alive(pid):
-            self.kill(signal.SIGKILL)
-            while pid_alive(pid):
-                time.sleep(0.1)
+        stop_process(pid, self.kill, signal.SIGINT, timeout)
         return True
 
     def kill(self, sig: int) -> None:

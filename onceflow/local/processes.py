@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ServiceStatus", "pid_alive", "port_open"]
+__all__ = ["ServiceStatus", "pid_alive", "port_open", "stop_process"]
 
 
 @dataclass(frozen=True)
@@ -60,3 +63,18 @@ def pid_alive(pid: int) -> bool:
         if state in ("Z", "X"):
             return False
     return True
+
+
+def stop_process(pid: int, send: Callable[[int], None], first: int, timeout: float) -> None:
+    """Stop ``pid``: ``send(first)``, wait up to ``timeout`` s, then SIGKILL and wait.
+
+    :param send: delivers a signal (to the process or to its group).
+    """
+    send(first)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and pid_alive(pid):
+        time.sleep(0.1)
+    if pid_alive(pid):
+        send(signal.SIGKILL)
+        while pid_alive(pid):
+            time.sleep(0.1)
