@@ -4,7 +4,8 @@
 distribution's log4j files into ``run/flink/conf``, points ``FLINK_CONF_DIR`` at
 it, and starts one JobManager and N TaskManagers with the distribution's own
 daemon scripts (pids and logs under ``run/flink``). It returns once the REST API
-on localhost:8081 reports every TaskManager registered. The TaskManagers inherit
+on localhost:8081 (``$ONCEFLOW_FLINK_REST_PORT``; the JobManager's RPC port 6123:
+``$ONCEFLOW_FLINK_RPC_PORT``) reports every TaskManager registered. The TaskManagers inherit
 a ``PYTHONPATH`` with the venv's site-packages, so thread mode (PEMJA) works.
 
 ``submit`` runs ``flink run -py <job>`` against it with the same configuration,
@@ -79,6 +80,17 @@ class LocalFlinkCluster:
         self.log_dir = self.home / "log"
         self.pid_dir = self.home / "pid"
         self.config = yaml.safe_load(expand_placeholders(flink_conf_file().read_text()))
+        # Two clusters on one machine (two checkouts, a CI run next to a developer's)
+        # need their own fixed ports; the others (blob, TaskManager RPC/data) are random.
+        for env, path in (
+            ("ONCEFLOW_FLINK_REST_PORT", ("rest", "port")),
+            ("ONCEFLOW_FLINK_RPC_PORT", ("jobmanager", "rpc", "port")),
+        ):
+            if os.environ.get(env):
+                section = self.config
+                for part in path[:-1]:
+                    section = section.setdefault(part, {})
+                section[path[-1]] = int(os.environ[env])
         port = self.config.get("rest", {}).get("port", 8081)
         self.rest_url = f"http://localhost:{port}"
 

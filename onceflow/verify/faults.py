@@ -10,6 +10,14 @@ Kinds, each a way real deployments lose processes or state:
 - ``cancel-resume``: the job is cancelled and resubmitted from its latest
   retained checkpoint (``flink run -s``);
 - ``savepoint-resume``: stop-with-savepoint, then resubmission from it.
+
+Targets that write PostgreSQL add (:data:`POSTGRES_FAULT_KINDS`; never scheduled
+for the others):
+
+- ``postgres-kill``: SIGKILL of the postmaster, then it is started again;
+- ``postgres-restart-prepared``: the server stopped (SIGINT, fast shutdown: prepared
+  transactions survive) while an XA transaction of the sink is prepared, i.e. right
+  after a checkpoint completed and before its commit, then started again.
 """
 
 from __future__ import annotations
@@ -17,7 +25,17 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-__all__ = ["FAULT_KINDS", "Fault", "Profile", "PROFILES", "schedule"]
+__all__ = [
+    "ALL_FAULT_KINDS",
+    "FAULT_KINDS",
+    "POSTGRES_FAULT_KINDS",
+    "Fault",
+    "Profile",
+    "PROFILES",
+    "fault_count",
+    "fault_kinds",
+    "schedule",
+]
 
 FAULT_KINDS = (
     "tm-kill",
@@ -27,6 +45,17 @@ FAULT_KINDS = (
     "cancel-resume",
     "savepoint-resume",
 )
+"""The kinds every target gets."""
+
+POSTGRES_FAULT_KINDS = ("postgres-kill", "postgres-restart-prepared")
+"""The kinds only targets that write PostgreSQL get."""
+
+ALL_FAULT_KINDS = FAULT_KINDS + POSTGRES_FAULT_KINDS
+
+
+def fault_kinds(writes_postgres: bool) -> tuple[str, ...]:
+    """The kinds a target is scheduled with: the PostgreSQL ones only when it writes a table."""
+    return ALL_FAULT_KINDS if writes_postgres else FAULT_KINDS
 
 
 @dataclass(frozen=True)
@@ -37,8 +66,8 @@ class Fault:
     kind: str
 
     def __post_init__(self) -> None:
-        if self.kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {self.kind!r}; one of {FAULT_KINDS}")
+        if self.kind not in ALL_FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {self.kind!r}; one of {ALL_FAULT_KINDS}")
 
 
 @dataclass(frozen=True)
@@ -47,7 +76,8 @@ class Profile:
 
     :param records: input records (30% duplicates, 1% malformed).
     :param rate: records/s the feeder writes.
-    :param faults: faults injected; every kind at least once when >= 6.
+    :param faults: faults injected; every kind at least once when >= 6 (a target with
+        more kinds gets one fault per kind then, see :func:`fault_count`).
     """
 
     records: int
@@ -69,6 +99,18 @@ PROFILES = {
 }
 
 
+def fault_count(faults: int, kinds: tuple[str, ...]) -> int:
+    """Faults to schedule for a profile's ``faults`` and a target's ``kinds``.
+
+    A count that covers every common kind (a profile's promise: every kind at least
+    once) is raised to cover every kind of the target too; a smaller count (an
+    explicit ``--faults 2``) is kept.
+    """
+    if faults >= len(FAULT_KINDS):
+        return max(faults, len(kinds))
+    return faults
+
+
 def schedule(
     seed: int, count: int, feed_seconds: float, kinds: tuple[str, ...] = FAULT_KINDS
 ) -> list[Fault]:
@@ -80,6 +122,9 @@ def schedule(
     """
     if count < 0:
         raise ValueError("fault count must be >= 0")
+    unknown = set(kinds) - set(ALL_FAULT_KINDS)
+    if unknown or not kinds:
+        raise ValueError(f"fault kinds {sorted(unknown)} unknown or none given")
     rng = random.Random(seed)
     order: list[str] = []
     while len(order) < count:

@@ -36,6 +36,14 @@ def summary(result: VerifyResult) -> str:
             if "parquet_rows" in c
             else []
         ),
+        *(
+            [
+                f"table rows  {c['table_rows']:>9,} (expected {c.get('expected_table_rows', 0):,}, "
+                f"{c.get('table_tombstones', 0):,} tombstones); PostgreSQL {s.get('postgres')}"
+            ]
+            if "table_rows" in c
+            else []
+        ),
         f"checkpoints {c.get('checkpoints_completed', 0):>9,} completed; restarts "
         f"{c.get('restarts', 0)}; jobs submitted {c.get('jobs_submitted', 0)}",
         "",
@@ -43,7 +51,7 @@ def summary(result: VerifyResult) -> str:
     ]
     for f in result.faults:
         fired = "" if "fired" not in f else (" (fired)" if f["fired"] else " (did NOT fire)")
-        lines.append(f"  +{f['at_s']:6.1f}s  {f['kind']:<19} {f['detail']}{fired}")
+        lines.append(f"  +{f['at_s']:6.1f}s  {f['kind']:<25} {f['detail']}{fired}")
     for name, examples in result.examples.items():
         if examples:
             lines.append(f"{name} e.g. {'; '.join(examples[:3])}")
@@ -74,6 +82,8 @@ def plot(result: VerifyResult, path: Path) -> Path:
         "broker-kill": "black",
         "cancel-resume": "tab:green",
         "savepoint-resume": "tab:olive",
+        "postgres-kill": "tab:brown",
+        "postgres-restart-prepared": "tab:cyan",
     }
     for kind, color in colors.items():
         at = [f["at_s"] for f in result.faults if f["kind"] == kind]

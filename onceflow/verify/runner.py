@@ -1,12 +1,16 @@
 """The verifier: run a job on the local cluster, inject real faults, check.
 
-The job is a target (:mod:`onceflow.verify.targets`: ``dedup`` or
-``versioned-upsert``), which brings its workload and its checks.
+The job is a target (:mod:`onceflow.verify.targets`: ``dedup``,
+``versioned-upsert`` or ``versioned-upsert-postgres``), which brings its workload
+and its checks.
 
 Protocol (numbered as in :func:`verify`):
 
 1. Bring up the broker and a standalone cluster of 1 JobManager and 2
-   TaskManagers; create fresh topics (input with 4 partitions).
+   TaskManagers; create fresh topics (input with 4 partitions). A target that
+   writes PostgreSQL gets the local server (``LocalPostgres().up()``), or the
+   database of ``$ONCEFLOW_PG_URL`` (then without PostgreSQL faults: the
+   verifier cannot restart a server it does not own).
 2. Submit the job (parallelism 2, detached), armed with the records at which
    the ``operator-exception`` faults fire.
 3. Feed the deterministic workload at a steady rate from a background thread.
@@ -20,7 +24,8 @@ Protocol (numbered as in :func:`verify`):
    (lost, duplicate, unexpected, nonmonotonic), compare the watched output with
    a read_uncommitted reader (aborted records exist only if faults happened;
    aborted-read), and ask Kafka's own ``kafka-transactions find-hanging`` for
-   hanging transactions.
+   hanging transactions. A PostgreSQL target also reads its table back and
+   counts the transactions left in ``pg_prepared_xacts``.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import signal
 import threading
 import time
@@ -38,10 +44,11 @@ from typing import Any
 from onceflow.errors import OnceflowError
 from onceflow.local.broker import LocalKafka
 from onceflow.local.cluster import LocalFlinkCluster
+from onceflow.local.postgres import LocalPostgres
 from onceflow.local.rest import FlinkRest
 from onceflow.operators.faults import marker_stem
 from onceflow.runtime.paths import project_root, run_dir
-from onceflow.verify.faults import Fault, Profile, schedule
+from onceflow.verify.faults import Fault, Profile, fault_count, fault_kinds, schedule
 from onceflow.verify.targets import TARGETS, Target
 
 __all__ = ["VerifySettings", "VerifyResult", "verify"]
@@ -205,10 +212,11 @@ def _job_args(
     out_dir: Path,
     stamp: str,
     fail_points: list[str],
+    bootstrap: str,
 ) -> list[str]:
     args = [
         *target.job_args(topics, out_dir),
-        "--bootstrap", "localhost:9092",
+        "--bootstrap", bootstrap,
         "--transactional-id-prefix", f"verify-{stamp}",
         "--group-id", f"verify-{stamp}",
         "--guarantee", settings.guarantee,
@@ -286,13 +294,17 @@ def verify(settings: VerifySettings, progress: bool = True) -> VerifyResult:
     topics = {role: f"verify-{stamp}-{role}" for role in target.topics}
     for role, (partitions, configs) in target.topics.items():
         ensure_topics(bootstrap, {topics[role]: configs}, partitions)
+    postgres = _postgres(target, result)
     records = target.prepare(profile, settings.seed)
-    faults = schedule(settings.seed, profile.faults, records / profile.rate)
+    kinds = fault_kinds(postgres is not None)
+    faults = schedule(
+        settings.seed, fault_count(profile.faults, kinds), records / profile.rate, kinds
+    )
     fail_points = target.fail_points(
         [int(f.at_s * profile.rate) for f in faults if f.kind == "operator-exception"]
     )
     markers = out_dir / "fired"
-    args = _job_args(settings, target, topics, out_dir, stamp, fail_points)
+    args = _job_args(settings, target, topics, out_dir, stamp, fail_points, bootstrap)
 
     probe = _JobProbe(cluster, f"verify-{stamp}")
     sampler: _Sampler | None = None
@@ -326,7 +338,9 @@ def verify(settings: VerifySettings, progress: bool = True) -> VerifyResult:
             if fault.kind != "operator-exception":
                 probe.wait_running_with_checkpoint(since=last_completed)
             at = time.monotonic() - t0
-            detail = _inject(fault, broker, cluster, probe, target, args, job_log, result, at)
+            detail = _inject(
+                fault, broker, postgres, cluster, probe, target, args, job_log, result, at
+            )
             result.faults.append({"kind": fault.kind, "at_s": round(at, 2), "detail": detail})
             log.info("fault %d/%d at %.1fs: %s (%s)", n, len(faults), at, fault.kind, detail)
             probe.wait_running_with_checkpoint(since=0 if fault.kind.endswith("resume") else -1)
@@ -385,9 +399,90 @@ def verify(settings: VerifySettings, progress: bool = True) -> VerifyResult:
     return result
 
 
+def _postgres(target: Target, result: VerifyResult) -> LocalPostgres | None:
+    """The database of a target that writes PostgreSQL; the server when it is ours.
+
+    :returns: the local server (PostgreSQL faults apply), or None when the target
+        writes no table or writes ``$ONCEFLOW_PG_URL`` (a server we cannot restart).
+    """
+    if not target.writes_postgres:
+        return None
+    external = os.environ.get("ONCEFLOW_PG_URL")
+    if external:
+        target.pg_url = external
+        result.settings["postgres"] = "$ONCEFLOW_PG_URL (no PostgreSQL faults)"
+        log.warning("writing the database of ONCEFLOW_PG_URL: PostgreSQL faults are left out")
+        return None
+    server = LocalPostgres()
+    server.up()
+    target.pg_url = server.url
+    result.settings["postgres"] = server.url
+    return server
+
+
+def _prepared(url: str) -> int:
+    """Prepared (XA) transactions of ``url``'s database; -1 when it does not answer."""
+    import psycopg
+
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database()"
+            ).fetchone()
+    except psycopg.Error:
+        return -1
+    return int(row[0]) if row else 0
+
+
+def _kill_postgres(postgres: LocalPostgres) -> str:
+    """SIGKILL the postmaster, wait until it is gone, start the server again."""
+    postgres.kill(signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while postgres.status().alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(2)
+    # A killed postmaster nobody reaps stays a zombie holding its lock: up() clears it.
+    postgres.up()
+    return f"postmaster SIGKILL, restarted; {_prepared(postgres.url)} prepared after restart"
+
+
+def _restart_postgres_with_prepared(postgres: LocalPostgres, timeout: float = 20.0) -> str:
+    """Stop the server (SIGINT) while the sink has an XA transaction prepared.
+
+    The sink prepares at the checkpoint barrier and commits once the checkpoint
+    completes: poll ``pg_prepared_xacts`` on one open connection and stop the server
+    the moment one shows up, i.e. between the checkpoint and its commit. A fast
+    shutdown keeps prepared transactions, so the restarted server still holds them
+    and the job's recovery must commit them (or roll them back) exactly once.
+    """
+    import psycopg
+
+    pending = 0
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(postgres.url, autocommit=True, connect_timeout=5) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database()"
+            ).fetchone()
+            pending = int(row[0]) if row else 0
+            if pending:
+                break
+            time.sleep(0.01)
+    postgres.down()
+    time.sleep(2)
+    postgres.up()
+    after = _prepared(postgres.url)
+    return (
+        f"SIGINT with {pending} prepared transaction(s) pending"
+        f"{'' if pending else f' (none seen within {timeout:.0f} s)'}; restarted, "
+        f"{after} still prepared"
+    )
+
+
 def _inject(
     fault: Fault,
     broker: LocalKafka,
+    postgres: LocalPostgres | None,
     cluster: LocalFlinkCluster,
     probe: _JobProbe,
     target: Target,
@@ -411,6 +506,12 @@ def _inject(
     if kind == "operator-exception":
         # Armed at submission: it fires when its record arrives (see fault["fired"]).
         return _next_fail_point(target.fail_flag, args, result)
+    if kind.startswith("postgres-"):
+        if postgres is None:
+            raise OnceflowError(f"{kind} scheduled for a target that writes no local PostgreSQL")
+        if kind == "postgres-kill":
+            return _kill_postgres(postgres)
+        return _restart_postgres_with_prepared(postgres)
     if kind in ("broker-term", "broker-kill"):
         if kind == "broker-term":
             broker.down()

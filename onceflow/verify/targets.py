@@ -11,27 +11,47 @@ expectation. The runner owns the cluster, the faults and the timeline.
   versions and malformed records; the applied topic, the stale/conflict/DLQ
   topics and the Parquet log must equal the oracle's
   (:mod:`onceflow.testing.changes_check`) exactly.
+- ``versioned-upsert-postgres``: the same job and checks, plus its PostgreSQL table
+  output (the exactly-once XA sink, ``--pg-url``/``--pg-table``): each key's row
+  must be the oracle's final state, and no prepared transaction may be left. It
+  also gets the PostgreSQL faults (:data:`~onceflow.verify.faults.POSTGRES_FAULT_KINDS`).
 
 Both name anomalies as Jepsen's Kafka checker does: ``lost``, ``duplicate``,
 ``unexpected``; ``nonmonotonic`` counts records of one key whose sequence
 field went backwards in offset order (``seq`` of dedup records, the payload's
 ``v`` of applied changes). The versioned job adds ``wrong-final-state`` (keys
-whose last applied value is not the oracle's) and ``wrong-dlq-reason``.
+whose last applied value is not the oracle's) and ``wrong-dlq-reason``; the
+PostgreSQL target ``table-lost`` (keys the oracle has and the table lacks),
+``table-extra`` (keys only the table has), ``table-wrong-row`` (a key whose
+version, deleted flag or payload differs) and ``prepared-left`` (transactions
+still in ``pg_prepared_xacts`` when the job has stopped).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from onceflow.testing.check import CheckReport
 from onceflow.testing.drain import ConsumedRecord
 from onceflow.verify.faults import Profile
 
-__all__ = ["TARGETS", "Checked", "DedupTarget", "Target", "VersionedUpsertTarget", "nonmonotonic"]
+__all__ = [
+    "TARGETS",
+    "Checked",
+    "DedupTarget",
+    "Target",
+    "TableRow",
+    "VersionedUpsertPostgresTarget",
+    "VersionedUpsertTarget",
+    "compare_table",
+    "expected_table",
+    "nonmonotonic",
+]
 
 
 @dataclass
@@ -56,6 +76,11 @@ class Target(Protocol):
     watch: str
     #: The job flag that arms one operator exception (repeatable).
     fail_flag: str
+    #: Whether the job writes PostgreSQL (the runner then brings up the database,
+    #: sets :attr:`pg_url` before :meth:`job_args`, and schedules PostgreSQL faults).
+    writes_postgres: bool
+    #: The database the job writes (None for targets that write none).
+    pg_url: str | None
 
     def prepare(self, profile: Profile, seed: int) -> int:
         """Build the workload; returns the number of input records."""
@@ -119,6 +144,8 @@ class DedupTarget:
     topics: dict[str, tuple[int, dict[str, str]]] = {"in": (4, {}), "out": (2, {}), "dlq": (1, {})}
     watch = "out"
     fail_flag = "--fail-on-id"
+    writes_postgres = False
+    pg_url: str | None = None
 
     def prepare(self, profile: Profile, seed: int) -> int:
         from onceflow.testing.workload import Expectation, WorkloadSpec, generate
@@ -188,6 +215,8 @@ class VersionedUpsertTarget:
     }
     watch = "applied"
     fail_flag = "--fail-on-change"
+    writes_postgres = False
+    pg_url: str | None = None
 
     def prepare(self, profile: Profile, seed: int) -> int:
         from onceflow.operators.versioned.core import NEWER_WINS
@@ -257,7 +286,95 @@ class VersionedUpsertTarget:
         return Checked(counts, anomalies, examples), applied
 
 
+TableRow = tuple[str, int, bool, "str | None"]
+"""A row of the versioned job's table: ``(key, version, deleted, payload)``."""
+
+
+def expected_table(applied: Iterable[Any]) -> dict[str, TableRow]:
+    """Per key, the row the table must hold: its last applied event (the oracle's
+    ``applied``, in arrival order), a delete as a tombstone row."""
+    from onceflow.operators.versioned.core import DELETE
+    from onceflow.operators.versioned.output import json_text
+
+    rows: dict[str, TableRow] = {}
+    for event in applied:
+        payload = None if event.payload is None else json_text(event.payload)
+        rows[event.key] = (event.key, int(event.version), event.op == DELETE, payload)
+    return rows
+
+
+def compare_table(
+    expected: dict[str, TableRow], rows: Iterable[tuple[Any, ...]], examples: int = 5
+) -> tuple[dict[str, int], dict[str, list[str]]]:
+    """The table's anomalies: ``table-lost``, ``table-extra``, ``table-wrong-row``."""
+    found: dict[str, TableRow] = {}
+    for key, version, deleted, payload in rows:
+        found[str(key)] = (str(key), int(version), bool(deleted), payload)
+    lost = sorted(set(expected) - set(found))
+    extra = sorted(set(found) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
+    anomalies = {"table-lost": len(lost), "table-extra": len(extra), "table-wrong-row": len(wrong)}
+    shown = {
+        "table-lost": [repr(expected[k]) for k in lost[:examples]],
+        "table-extra": [repr(found[k]) for k in extra[:examples]],
+        "table-wrong-row": [f"{found[k]!r}, expected {expected[k]!r}" for k in wrong[:examples]],
+    }
+    return anomalies, shown
+
+
+class VersionedUpsertPostgresTarget(VersionedUpsertTarget):
+    """The versioned upsert job with its PostgreSQL table output (exactly-once XA sink).
+
+    Everything :class:`VersionedUpsertTarget` checks, plus the table read back with
+    psycopg once the job has stopped (see the module docstring).
+    """
+
+    name = "versioned-upsert-postgres"
+    writes_postgres = True
+
+    def job_args(self, topics: dict[str, str], out_dir: Path) -> list[str]:
+        if self.pg_url is None:
+            raise ValueError("the runner sets pg_url before asking for the job's flags")
+        # One fresh table per run, named after the run's topics (a valid SQL name).
+        self.table = "v_" + re.sub(r"[^A-Za-z0-9_]", "_", topics["in"])[:60]
+        return [
+            *super().job_args(topics, out_dir),
+            "--pg-url", self.pg_url, "--pg-table", self.table, "--pg-create-table",
+        ]  # fmt: skip
+
+    def check(
+        self, bootstrap: str, topics: dict[str, str], out_dir: Path, progress: bool
+    ) -> tuple[Checked, list[ConsumedRecord]]:
+        import psycopg
+
+        checked, applied = super().check(bootstrap, topics, out_dir, progress)
+        assert self.pg_url is not None
+        with psycopg.connect(self.pg_url, connect_timeout=10) as conn:
+            rows = conn.execute(
+                f"SELECT key, version, deleted, payload FROM {self.table}"  # a checked name
+            ).fetchall()
+            left = conn.execute(
+                "SELECT gid FROM pg_prepared_xacts WHERE database = current_database()"
+            ).fetchall()
+        prepared = [str(gid) for (gid,) in left]
+        expected = expected_table(self.oracle.applied)
+        anomalies, examples = compare_table(expected, rows)
+        checked.anomalies.update(anomalies)
+        checked.anomalies["prepared-left"] = len(prepared)
+        checked.examples.update(examples)
+        checked.examples["prepared-left"] = prepared[:5]
+        checked.counts.update(
+            {
+                "expected_table_rows": len(expected),
+                "table_rows": len(rows),
+                "table_tombstones": sum(1 for row in rows if row[2]),
+            }
+        )
+        return checked, applied
+
+
 TARGETS: dict[str, type[DedupTarget] | type[VersionedUpsertTarget]] = {
     DedupTarget.name: DedupTarget,
     VersionedUpsertTarget.name: VersionedUpsertTarget,
+    VersionedUpsertPostgresTarget.name: VersionedUpsertPostgresTarget,
 }

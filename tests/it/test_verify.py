@@ -4,13 +4,17 @@ Exactly-once must hold for both jobs; the same faults with an at-least-once
 sink must be reported as duplicates (proof that the verifier can fail). The
 versioned job's checks (onceflow.testing.changes_check) are the ones its own
 kill-and-recover IT uses, whose at-least-once control shows they can fail too.
+The PostgreSQL target adds its table check (each key's row is the oracle's final
+state; no prepared transaction left) and the PostgreSQL faults; the table check's
+own IT (tests/it/test_postgres_sink.py) has the at-least-once control.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from onceflow.verify.faults import FAULT_KINDS, PROFILES
+from onceflow.verify.faults import ALL_FAULT_KINDS, FAULT_KINDS, PROFILES
 from onceflow.verify.report import plot, summary
 from onceflow.verify.runner import VerifyResult, VerifySettings, verify
 
@@ -59,3 +63,20 @@ def test_versioned_upsert_exactly_once_holds_under_every_fault_kind(
     assert counts["output_committed"] == counts["expected_output"] > 0, text
     assert counts["parquet_rows"] == counts["expected_output"], text
     assert counts["stale"] > 0 and counts["conflict"] > 0, text
+
+
+def test_versioned_upsert_into_postgres_exactly_once_holds_under_every_fault_kind(
+    kafka_bootstrap: str, postgres_url: str, tmp_path: Path
+) -> None:
+    assert postgres_url  # the session's database is up (the verifier restarts it)
+    result, text = _run("exactly-once", tmp_path, kafka_bootstrap, job="versioned-upsert-postgres")
+    # PostgreSQL faults need a server the verifier owns: not one of $ONCEFLOW_PG_URL.
+    kinds = FAULT_KINDS if os.environ.get("ONCEFLOW_PG_URL") else ALL_FAULT_KINDS
+    assert {f["kind"] for f in result.faults} == set(kinds), text
+    assert all(f.get("fired", True) for f in result.faults), text
+    assert result.ok, text
+    counts = result.counts
+    assert counts["output_committed"] == counts["expected_output"] > 0, text
+    assert counts["table_rows"] == counts["expected_table_rows"] > 0, text
+    assert counts["table_tombstones"] > 0, text
+    assert result.anomalies["prepared-left"] == 0, text

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from onceflow.verify.faults import FAULT_KINDS, PROFILES, Fault, schedule
+from onceflow.verify.faults import (
+    ALL_FAULT_KINDS,
+    FAULT_KINDS,
+    POSTGRES_FAULT_KINDS,
+    PROFILES,
+    Fault,
+    fault_count,
+    fault_kinds,
+    schedule,
+)
 
 
 def test_every_kind_appears_once_before_any_repeats() -> None:
@@ -37,3 +46,40 @@ def test_unknown_kind_and_negative_count_are_refused() -> None:
         Fault(1.0, "disk-full")
     with pytest.raises(ValueError):
         schedule(1, -1, 10)
+
+
+def test_postgres_kinds_are_scheduled_only_for_targets_that_write_postgres() -> None:
+    assert fault_kinds(writes_postgres=False) == FAULT_KINDS
+    assert set(fault_kinds(writes_postgres=True)) == set(FAULT_KINDS) | set(POSTGRES_FAULT_KINDS)
+    for seed in range(20):
+        plain = schedule(seed, 24, 400, fault_kinds(False))
+        assert not {f.kind for f in plain} & set(POSTGRES_FAULT_KINDS)
+        # The default kinds are the plain ones: existing callers get no PostgreSQL fault.
+        assert schedule(seed, 24, 400) == plain
+
+
+def test_a_postgres_target_gets_every_kind_once_before_any_repeats() -> None:
+    kinds = fault_kinds(writes_postgres=True)
+    count = fault_count(PROFILES["ci"].faults, kinds)
+    assert count == len(ALL_FAULT_KINDS)
+    faults = schedule(seed=4, count=count, feed_seconds=40, kinds=kinds)
+    assert sorted(f.kind for f in faults) == sorted(ALL_FAULT_KINDS)
+    times = [f.at_s for f in faults]
+    assert times == sorted(times) and times[0] >= 0.1 * 40 and times[-1] <= 0.9 * 40
+
+
+def test_fault_count_covers_every_kind_only_when_the_profile_covers_the_common_ones() -> None:
+    kinds = fault_kinds(writes_postgres=True)
+    assert fault_count(6, kinds) == 8  # a profile's promise: every kind at least once
+    assert fault_count(24, kinds) == 24
+    assert fault_count(2, kinds) == 2  # an explicit small count is kept
+    assert fault_count(6, FAULT_KINDS) == 6
+
+
+def test_postgres_kinds_are_known_and_unknown_kinds_are_refused_by_the_schedule() -> None:
+    assert Fault(1.0, "postgres-kill").kind == "postgres-kill"
+    assert Fault(1.0, "postgres-restart-prepared").kind == "postgres-restart-prepared"
+    with pytest.raises(ValueError):
+        schedule(1, 3, 10, ("tm-kill", "disk-full"))
+    with pytest.raises(ValueError):
+        schedule(1, 3, 10, ())

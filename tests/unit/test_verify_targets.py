@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from onceflow.operators.faults import marker_stem
+from onceflow.operators.versioned.core import ChangeEvent
 from onceflow.testing.drain import ConsumedRecord
 from onceflow.verify.faults import Profile
-from onceflow.verify.targets import TARGETS, DedupTarget, VersionedUpsertTarget, nonmonotonic
+from onceflow.verify.targets import (
+    TARGETS,
+    DedupTarget,
+    VersionedUpsertPostgresTarget,
+    VersionedUpsertTarget,
+    compare_table,
+    expected_table,
+    nonmonotonic,
+)
 
 
 def _record(key: bytes, offset: int, doc: object, partition: int = 0) -> ConsumedRecord:
@@ -72,5 +82,54 @@ def test_dedup_failure_points_are_distinct_unique_ids() -> None:
 
 
 def test_targets_are_named_as_on_the_command_line() -> None:
-    assert sorted(TARGETS) == ["dedup", "versioned-upsert"]
+    assert sorted(TARGETS) == ["dedup", "versioned-upsert", "versioned-upsert-postgres"]
     assert all(TARGETS[name].name == name for name in TARGETS)
+    assert [n for n in TARGETS if TARGETS[n].writes_postgres] == ["versioned-upsert-postgres"]
+
+
+def test_expected_table_is_each_keys_last_applied_event_deletes_as_tombstones() -> None:
+    applied = [
+        ChangeEvent("a", 1, "upsert", {"v": 1, "x": "é"}),
+        ChangeEvent("b", 1, "upsert", {"v": 1}),
+        ChangeEvent("a", 3, "upsert", {"x": "é", "v": 3}),
+        ChangeEvent("b", 2, "delete", None),
+    ]
+    assert expected_table(applied) == {
+        "a": ("a", 3, False, '{"v":3,"x":"é"}'),  # canonical JSON text, as the job writes
+        "b": ("b", 2, True, None),
+    }
+
+
+def test_compare_table_names_lost_extra_and_wrong_rows() -> None:
+    expected = {
+        "a": ("a", 3, False, '{"v":3}'),
+        "b": ("b", 2, True, None),
+        "c": ("c", 1, False, '{"v":1}'),
+        "d": ("d", 5, False, '{"v":5}'),
+    }
+    rows = [
+        ("a", 3, False, '{"v":3}'),  # right
+        ("b", 2, False, None),  # deleted flag lost
+        ("c", 0, False, '{"v":1}'),  # stepped back
+        ("e", 1, False, "{}"),  # not in the oracle
+    ]
+    anomalies, examples = compare_table(expected, rows)
+    assert anomalies == {"table-lost": 1, "table-extra": 1, "table-wrong-row": 2}
+    assert examples["table-lost"] == [repr(expected["d"])]
+    assert "'e'" in examples["table-extra"][0]
+    assert len(examples["table-wrong-row"]) == 2
+    assert compare_table(expected, list(expected.values()))[0] == {
+        "table-lost": 0, "table-extra": 0, "table-wrong-row": 0,
+    }  # fmt: skip
+
+
+def test_postgres_target_writes_a_fresh_table_named_after_the_run() -> None:
+    target = VersionedUpsertPostgresTarget()
+    topics = {role: f"verify-20261127-194500-{role}" for role in target.topics}
+    with pytest.raises(ValueError):
+        target.job_args(topics, Path("/tmp/out"))  # no database yet
+    target.pg_url = "postgresql://onceflow@127.0.0.1:5533/onceflow"
+    args = target.job_args(topics, Path("/tmp/out"))
+    assert args[args.index("--pg-url") + 1] == target.pg_url
+    assert args[args.index("--pg-table") + 1] == "v_verify_20261127_194500_in" == target.table
+    assert "--pg-create-table" in args and "--applied-topic" in args
