@@ -104,7 +104,7 @@ bench: up ## benchmarks, ~15 min, not in make test -> bench/results/ (ARGS="--on
 bench-smoke: up ## the benchmark harness on a tiny workload (~30 s; also part of make test)
 	$(PY) -m pytest tests/it/test_bench_smoke.py $(PYTEST_ARGS)
 
-verify: up ## short fault-injection verification profile: make verify [JOB=versioned_upsert]
+verify: up ## short fault-injection verification profile: make verify [JOB=versioned_upsert|versioned_upsert_postgres]
 	$(ONCEFLOW) verify --profile short --job $(subst _,-,$(JOB)) $(ARGS)
 
 verify-long: up ## full fault-injection verification profile (>= 20 faults) [JOB=...]

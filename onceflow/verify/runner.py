@@ -194,12 +194,24 @@ class _JobProbe:
         path = latest.get("external_path")
         return str(path) if path else None
 
+    def tasks_running(self) -> bool:
+        """Whether the job and every one of its vertices are RUNNING.
+
+        With region failover a job stays RUNNING while its tasks restart; a
+        savepoint or a fault then meets a job that is not running at all.
+        """
+        if self.job_id is None:
+            return False
+        job = self.rest.job(self.job_id)
+        vertices = job.get("vertices") or []
+        return job.get("state") == "RUNNING" and all(v.get("status") == "RUNNING" for v in vertices)
+
     def wait_running_with_checkpoint(self, since: int, timeout: float = 180) -> None:
-        """Until the job is RUNNING and has completed a checkpoint after ``since``."""
+        """Until every task is RUNNING and the job has completed a checkpoint after ``since``."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             snap = self.snapshot()
-            if snap.get("state") == "RUNNING" and int(snap.get("completed", 0)) > since:
+            if int(snap.get("completed", 0)) > since and self.tasks_running():
                 return
             time.sleep(0.5)
         raise OnceflowError(f"job {self.job_id} did not recover within {timeout:.0f} s")
@@ -295,6 +307,8 @@ def verify(settings: VerifySettings, progress: bool = True) -> VerifyResult:
     for role, (partitions, configs) in target.topics.items():
         ensure_topics(bootstrap, {topics[role]: configs}, partitions)
     postgres = _postgres(target, result)
+    # Prepared transactions already there (another run's) are not this run's leftovers.
+    prepared_before = _prepared_gids(target.pg_url) if target.pg_url else set()
     records = target.prepare(profile, settings.seed)
     kinds = fault_kinds(postgres is not None)
     faults = schedule(
@@ -344,14 +358,17 @@ def verify(settings: VerifySettings, progress: bool = True) -> VerifyResult:
             result.faults.append({"kind": fault.kind, "at_s": round(at, 2), "detail": detail})
             log.info("fault %d/%d at %.1fs: %s (%s)", n, len(faults), at, fault.kind, detail)
             probe.wait_running_with_checkpoint(since=0 if fault.kind.endswith("resume") else -1)
+            if fault.kind.startswith("postgres-") and target.pg_url:
+                # The sink notices a lost connection only when it next writes or prepares:
+                # two checkpoints after the server is back prove the job has recovered.
+                _wait_recovered_from_postgres(probe, target.pg_url)
             last_completed = probe.completed()
         feeder.join()
         if feeder_error:
             raise OnceflowError(f"feeding the input failed: {feeder_error[0]!r}")
         # Step 5: caught up when the committed output stops growing for a while.
         _wait_caught_up(progress, t0, profile, sampler, len(faults), probe)
-        assert probe.job_id is not None
-        cluster.stop_with_savepoint(probe.job_id, run_dir("savepoints").as_uri(), job_log)
+        _stop_with_savepoint(cluster, probe, job_log)
         _wait_gone(probe)
     finally:
         if sampler is not None:
@@ -394,6 +411,10 @@ def verify(settings: VerifySettings, progress: bool = True) -> VerifyResult:
     }
     result.anomalies = {**checked.anomalies, "aborted-read": aborted_read}
     result.examples = checked.examples
+    if target.pg_url:
+        left = sorted(_prepared_gids(target.pg_url) - prepared_before)
+        result.anomalies["prepared-left"] = len(left)
+        result.examples["prepared-left"] = left[:5]
     result.hanging_transactions = _find_hanging(bootstrap)
     result.duration_s = round(time.monotonic() - started, 1)
     return result
@@ -418,6 +439,65 @@ def _postgres(target: Target, result: VerifyResult) -> LocalPostgres | None:
     target.pg_url = server.url
     result.settings["postgres"] = server.url
     return server
+
+
+def _stop_with_savepoint(
+    cluster: LocalFlinkCluster, probe: _JobProbe, job_log: Path, attempts: int = 3
+) -> str:
+    """Stop the current job with a savepoint; returns its path.
+
+    A savepoint fails when a task is not running (a failover a fault set off just
+    then): wait until the job runs again with a fresh checkpoint, and retry.
+    """
+    assert probe.job_id is not None
+    for attempt in range(1, attempts + 1):
+        try:
+            return cluster.stop_with_savepoint(
+                probe.job_id, run_dir("savepoints").as_uri(), job_log
+            )
+        except OnceflowError:
+            if attempt == attempts or probe.state() != "RUNNING":
+                raise
+            log.warning("stop-with-savepoint failed (attempt %d); retrying once recovered", attempt)
+            probe.wait_running_with_checkpoint(since=probe.completed())
+    raise AssertionError("unreachable")
+
+
+def _prepared_gids(url: str) -> set[str]:
+    """Global ids of the prepared (XA) transactions of ``url``'s database."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+        rows = conn.execute(
+            "SELECT gid FROM pg_prepared_xacts WHERE database = current_database()"
+        ).fetchall()
+    return {str(gid) for (gid,) in rows}
+
+
+def _wait_recovered_from_postgres(probe: _JobProbe, url: str, timeout: float = 120) -> None:
+    """Two checkpoints after a PostgreSQL fault; a stall names the prepared transactions.
+
+    A transaction left prepared holds its row locks: the sink's next upsert of one
+    of those keys waits on it, the checkpoint barrier never passes, and the job
+    stalls without failing. The error lists what is prepared and since when.
+    """
+    try:
+        probe.wait_running_with_checkpoint(since=probe.completed() + 1, timeout=timeout)
+    except OnceflowError as exc:
+        import psycopg
+
+        with contextlib.suppress(psycopg.Error), psycopg.connect(url, connect_timeout=5) as conn:
+            rows = conn.execute(
+                "SELECT gid, prepared, now() - prepared FROM pg_prepared_xacts "
+                "WHERE database = current_database() ORDER BY prepared"
+            ).fetchall()
+            listed = "; ".join(f"{gid} prepared at {at} ({age} ago)" for gid, at, age in rows)
+            raise OnceflowError(
+                f"{exc} after a PostgreSQL fault; prepared transactions: {listed or 'none'} "
+                "(a transaction left prepared holds its row locks: the sink's next upsert of "
+                "those keys waits on it and no checkpoint completes)"
+            ) from exc
+        raise
 
 
 def _prepared(url: str) -> int:
@@ -457,14 +537,17 @@ def _restart_postgres_with_prepared(postgres: LocalPostgres, timeout: float = 20
     """
     import psycopg
 
+    # Only a transaction prepared from now on counts: one left by an earlier run is no
+    # transaction of this job's sink.
+    before = _prepared_gids(postgres.url)
     pending = 0
     deadline = time.monotonic() + timeout
     with psycopg.connect(postgres.url, autocommit=True, connect_timeout=5) as conn:
         while time.monotonic() < deadline:
-            row = conn.execute(
-                "SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database()"
-            ).fetchone()
-            pending = int(row[0]) if row else 0
+            rows = conn.execute(
+                "SELECT gid FROM pg_prepared_xacts WHERE database = current_database()"
+            ).fetchall()
+            pending = len({str(gid) for (gid,) in rows} - before)
             if pending:
                 break
             time.sleep(0.01)
@@ -532,7 +615,7 @@ def _inject(
         if path is None:
             raise OnceflowError(f"job {old} has no retained checkpoint to resume from")
     else:
-        path = cluster.stop_with_savepoint(old, run_dir("savepoints").as_uri(), job_log)
+        path = _stop_with_savepoint(cluster, probe, job_log)
         _wait_gone(probe)
     _submit(cluster, target.job_file, args, path, job_log)
     probe.find()

@@ -14,6 +14,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
+from onceflow.errors import OnceflowError
 from onceflow.verify.faults import ALL_FAULT_KINDS, FAULT_KINDS, PROFILES
 from onceflow.verify.report import plot, summary
 from onceflow.verify.runner import VerifyResult, VerifySettings, verify
@@ -65,6 +68,22 @@ def test_versioned_upsert_exactly_once_holds_under_every_fault_kind(
     assert counts["stale"] > 0 and counts["conflict"] > 0, text
 
 
+# Known defect, found by this test: when PostgreSQL goes down between a checkpoint's
+# completion and its COMMIT PREPARED, the job restores that checkpoint and Flink hands
+# the restored committable (an Xid only: JdbcCommitableSerializer keeps no transaction)
+# to the connector's JdbcCommitter, which commits `orElse(this.jdbcTransaction)`: its
+# own transaction with no prepared Xids, i.e. nothing (flink-connector-jdbc-core
+# 4.0.0-2.0). The transaction stays prepared, holds its row locks, the sink's next
+# upsert of those keys waits on it and no checkpoint completes: the verifier stops with
+# OnceflowError ("did not recover ... prepared transactions: ..."). Wrong data still
+# fails the test (only OnceflowError is expected); a run whose restart meets no
+# committed-but-uncommitted transaction passes (XPASS).
+@pytest.mark.xfail(
+    raises=OnceflowError,
+    strict=False,
+    reason="JdbcCommitter 4.0.0-2.0 never commits a restored committable: stall after "
+    "postgres-restart-prepared",
+)
 def test_versioned_upsert_into_postgres_exactly_once_holds_under_every_fault_kind(
     kafka_bootstrap: str, postgres_url: str, tmp_path: Path
 ) -> None:
