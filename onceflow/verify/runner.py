@@ -361,7 +361,7 @@ def verify(settings: VerifySettings, progress: bool = True) -> VerifyResult:
             if fault.kind.startswith("postgres-") and target.pg_url:
                 # The sink notices a lost connection only when it next writes or prepares:
                 # two checkpoints after the server is back prove the job has recovered.
-                _wait_recovered_from_postgres(probe, target.pg_url)
+                _wait_recovered_from_postgres(probe)
             last_completed = probe.completed()
         feeder.join()
         if feeder_error:
@@ -370,6 +370,10 @@ def verify(settings: VerifySettings, progress: bool = True) -> VerifyResult:
         _wait_caught_up(progress, t0, profile, sampler, len(faults), probe)
         _stop_with_savepoint(cluster, probe, job_log)
         _wait_gone(probe)
+    except OnceflowError as exc:
+        if target.pg_url:
+            raise _stalled(exc, target.pg_url) from exc
+        raise
     finally:
         if sampler is not None:
             sampler.stop_event.set()
@@ -474,30 +478,34 @@ def _prepared_gids(url: str) -> set[str]:
     return {str(gid) for (gid,) in rows}
 
 
-def _wait_recovered_from_postgres(probe: _JobProbe, url: str, timeout: float = 120) -> None:
-    """Two checkpoints after a PostgreSQL fault; a stall names the prepared transactions.
+def _wait_recovered_from_postgres(probe: _JobProbe, timeout: float = 120) -> None:
+    """Until two checkpoints complete after a PostgreSQL fault (see :func:`_stalled`)."""
+    probe.wait_running_with_checkpoint(since=probe.completed() + 1, timeout=timeout)
+
+
+def _stalled(exc: OnceflowError, url: str) -> OnceflowError:
+    """``exc`` (a job that did not recover) plus the database's prepared transactions.
 
     A transaction left prepared holds its row locks: the sink's next upsert of one
     of those keys waits on it, the checkpoint barrier never passes, and the job
-    stalls without failing. The error lists what is prepared and since when.
+    stalls without failing. The message lists what is prepared and since when.
     """
-    try:
-        probe.wait_running_with_checkpoint(since=probe.completed() + 1, timeout=timeout)
-    except OnceflowError as exc:
-        import psycopg
+    import psycopg
 
-        with contextlib.suppress(psycopg.Error), psycopg.connect(url, connect_timeout=5) as conn:
+    try:
+        with psycopg.connect(url, connect_timeout=5) as conn:
             rows = conn.execute(
                 "SELECT gid, prepared, now() - prepared FROM pg_prepared_xacts "
                 "WHERE database = current_database() ORDER BY prepared"
             ).fetchall()
-            listed = "; ".join(f"{gid} prepared at {at} ({age} ago)" for gid, at, age in rows)
-            raise OnceflowError(
-                f"{exc} after a PostgreSQL fault; prepared transactions: {listed or 'none'} "
-                "(a transaction left prepared holds its row locks: the sink's next upsert of "
-                "those keys waits on it and no checkpoint completes)"
-            ) from exc
-        raise
+    except psycopg.Error:
+        return exc
+    listed = "; ".join(f"{gid} prepared at {at} ({age} ago)" for gid, at, age in rows)
+    return OnceflowError(
+        f"{exc}; prepared transactions: {listed or 'none'} (a transaction left prepared "
+        "holds its row locks: the sink's next upsert of those keys waits on it and no "
+        "checkpoint completes)"
+    )
 
 
 def _prepared(url: str) -> int:

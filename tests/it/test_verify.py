@@ -68,21 +68,22 @@ def test_versioned_upsert_exactly_once_holds_under_every_fault_kind(
     assert counts["stale"] > 0 and counts["conflict"] > 0, text
 
 
-# Known defect, found by this test: when PostgreSQL goes down between a checkpoint's
-# completion and its COMMIT PREPARED, the job restores that checkpoint and Flink hands
-# the restored committable (an Xid only: JdbcCommitableSerializer keeps no transaction)
-# to the connector's JdbcCommitter, which commits `orElse(this.jdbcTransaction)`: its
-# own transaction with no prepared Xids, i.e. nothing (flink-connector-jdbc-core
-# 4.0.0-2.0). The transaction stays prepared, holds its row locks, the sink's next
-# upsert of those keys waits on it and no checkpoint completes: the verifier stops with
-# OnceflowError ("did not recover ... prepared transactions: ..."). Wrong data still
-# fails the test (only OnceflowError is expected); a run whose restart meets no
-# committed-but-uncommitted transaction passes (XPASS).
+# Known defect, found by this test: a failover between a checkpoint's completion and
+# the sink's COMMIT PREPARED (any fault: an operator exception, a TaskManager or a
+# PostgreSQL restart just then) restores that checkpoint, and Flink hands the restored
+# committable (an Xid only: JdbcCommitableSerializer keeps no transaction) to the
+# connector's JdbcCommitter, which commits `orElse(this.jdbcTransaction)`: its own
+# transaction with no prepared Xids, i.e. nothing (flink-connector-jdbc-core
+# 4.0.0-2.0). The transaction stays prepared and holds its row locks; the sink's next
+# upsert of those keys waits on it (pg_blocking_pids = {0}), no checkpoint completes and
+# the verifier stops with OnceflowError naming the prepared transaction. Wrong data
+# still fails the test (only OnceflowError is expected); a run whose faults miss that
+# window passes (XPASS).
 @pytest.mark.xfail(
     raises=OnceflowError,
     strict=False,
-    reason="JdbcCommitter 4.0.0-2.0 never commits a restored committable: stall after "
-    "postgres-restart-prepared",
+    reason="JdbcCommitter 4.0.0-2.0 never commits a restored committable: a failover "
+    "between checkpoint completion and commit leaves it prepared and the sink stalls",
 )
 def test_versioned_upsert_into_postgres_exactly_once_holds_under_every_fault_kind(
     kafka_bootstrap: str, postgres_url: str, tmp_path: Path
