@@ -11,13 +11,9 @@ own IT (tests/it/test_postgres_sink.py) has the at-least-once control.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import pytest
-
-from onceflow.errors import OnceflowError
-from onceflow.verify.faults import ALL_FAULT_KINDS, FAULT_KINDS, PROFILES
+from onceflow.verify.faults import FAULT_KINDS, PROFILES
 from onceflow.verify.report import plot, summary
 from onceflow.verify.runner import VerifyResult, VerifySettings, verify
 
@@ -66,37 +62,3 @@ def test_versioned_upsert_exactly_once_holds_under_every_fault_kind(
     assert counts["output_committed"] == counts["expected_output"] > 0, text
     assert counts["parquet_rows"] == counts["expected_output"], text
     assert counts["stale"] > 0 and counts["conflict"] > 0, text
-
-
-# Known defect, found by this test: a failover between a checkpoint's completion and
-# the sink's COMMIT PREPARED (any fault: an operator exception, a TaskManager or a
-# PostgreSQL restart just then) restores that checkpoint, and Flink hands the restored
-# committable (an Xid only: JdbcCommitableSerializer keeps no transaction) to the
-# connector's JdbcCommitter, which commits `orElse(this.jdbcTransaction)`: its own
-# transaction with no prepared Xids, i.e. nothing (flink-connector-jdbc-core
-# 4.0.0-2.0). The transaction stays prepared and holds its row locks; the sink's next
-# upsert of those keys waits on it (pg_blocking_pids = {0}), no checkpoint completes and
-# the verifier stops with OnceflowError naming the prepared transaction. Wrong data
-# still fails the test (only OnceflowError is expected); a run whose faults miss that
-# window passes (XPASS).
-@pytest.mark.xfail(
-    raises=OnceflowError,
-    strict=False,
-    reason="JdbcCommitter 4.0.0-2.0 never commits a restored committable: a failover "
-    "between checkpoint completion and commit leaves it prepared and the sink stalls",
-)
-def test_versioned_upsert_into_postgres_exactly_once_holds_under_every_fault_kind(
-    kafka_bootstrap: str, postgres_url: str, tmp_path: Path
-) -> None:
-    assert postgres_url  # the session's database is up (the verifier restarts it)
-    result, text = _run("exactly-once", tmp_path, kafka_bootstrap, job="versioned-upsert-postgres")
-    # PostgreSQL faults need a server the verifier owns: not one of $ONCEFLOW_PG_URL.
-    kinds = FAULT_KINDS if os.environ.get("ONCEFLOW_PG_URL") else ALL_FAULT_KINDS
-    assert {f["kind"] for f in result.faults} == set(kinds), text
-    assert all(f.get("fired", True) for f in result.faults), text
-    assert result.ok, text
-    counts = result.counts
-    assert counts["output_committed"] == counts["expected_output"] > 0, text
-    assert counts["table_rows"] == counts["expected_table_rows"] > 0, text
-    assert counts["table_tombstones"] > 0, text
-    assert result.anomalies["prepared-left"] == 0, text
