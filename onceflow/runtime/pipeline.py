@@ -40,7 +40,6 @@ __all__ = [
     "read_kafka",
     "keyed_row_type",
     "read_kafka_keyed",
-    "source_row_type",
     "write_routes",
     "validate_sinks",
 ]
@@ -72,16 +71,6 @@ def read_kafka(
     """Rows ``(v, topic, partition, offset)`` from ``KafkaSource`` (see kafka_source)."""
     tenv.create_temporary_table(name, kafka_source_descriptor(spec))
     return tenv.to_data_stream(tenv.from_path(name))
-
-
-def source_row_type() -> Any:
-    """Row type of source records: v BYTES, topic STRING, partition INT, offset BIGINT."""
-    from pyflink.common import Types
-
-    return Types.ROW_NAMED(
-        ["v", "topic", "partition", "offset"],
-        [Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.STRING(), Types.INT(), Types.LONG()],
-    )
 
 
 def keyed_row_type() -> Any:
