@@ -95,6 +95,7 @@ __all__ = [
     "normalise_base_path",
     "read_committed_parquet",
     "validate_file_sink",
+    "write_files",
 ]
 
 log = logging.getLogger(__name__)
@@ -303,6 +304,13 @@ def file_sink(spec: FileSinkSpec) -> FileSink:
     return built
 
 
+def write_files(
+    stream: DataStream, spec: FileSinkSpec, *, uid: str, name: str | None = None
+) -> DataStreamSink | None:
+    """Write ``stream`` into the exactly-once file sink of ``spec`` (:func:`attach_file_sink`)."""
+    return attach_file_sink(stream.get_execution_environment(), stream, spec, uid=uid, name=name)
+
+
 def attach_file_sink(
     env: StreamExecutionEnvironment,
     stream: DataStream,
@@ -379,7 +387,9 @@ def _attach_partitioned_table_sink(
     Same Java file writer and commit-on-checkpoint committer as ``FileSink``; the
     statement is attached to ``env`` like the job's other sinks.
     """
-    from pyflink.table import FormatDescriptor, Schema, StreamTableEnvironment, TableDescriptor
+    from pyflink.table import FormatDescriptor, Schema, TableDescriptor
+
+    from onceflow.streams import stable_uids, table_env
 
     assert spec.schema is not None and spec.bucket_field is not None  # __post_init__
     if spec.part_prefix != "part" or spec.part_suffix != _DEFAULT_SUFFIX["parquet"]:
@@ -390,7 +400,7 @@ def _attach_partitioned_table_sink(
             spec.part_prefix,
             spec.part_suffix,
         )
-    tenv = StreamTableEnvironment.create(env)
+    tenv = table_env(env)
     table_name = re.sub(r"[^A-Za-z0-9_]", "_", f"files_{uid}")
     descriptor = (
         TableDescriptor.for_connector("filesystem")
@@ -405,10 +415,11 @@ def _attach_partitioned_table_sink(
         )
         .build()
     )
-    tenv.create_temporary_table(table_name, descriptor)
-    statements = tenv.create_statement_set()
-    statements.add_insert(table_name, tenv.from_data_stream(stream))
-    statements.attach_as_datastream()
+    with stable_uids(tenv, uid):
+        tenv.create_temporary_table(table_name, descriptor)
+        statements = tenv.create_statement_set()
+        statements.add_insert(table_name, tenv.from_data_stream(stream))
+        statements.attach_as_datastream()
 
 
 def _local_or_uri(path: str | Path) -> str:
