@@ -140,12 +140,37 @@ def produce(
     if rate is not None and rate <= 0:
         raise ValueError(f"rate must be > 0 records/s, got {rate}")
     max_record = _max_record_bytes(spec)
-
-    # Step 1. The topic.
     _ensure_input_topic(bootstrap, topic, partitions, max_record)
+    producer = _idempotent_producer(bootstrap, max_record)
+    errors = _Errors()
+    expectation = Expectation(spec=spec.to_dict())
+    sent, elapsed = _send_all(producer, topic, spec, expectation, errors, progress, rate)
+    if errors.count or sent != spec.count:
+        raise ProduceError(
+            f"{errors.count} of {sent} records sent to {topic} failed "
+            f"({spec.count - sent} not sent); first error: {errors.first!r}. "
+            "The topic holds an incomplete workload: delete it (or use a new topic) "
+            "and produce again"
+        )
+    log.info(
+        "produced %d records to %s in %.1f s (%.0f records/s): %d unique, %d duplicates, "
+        "%d malformed",
+        sent,
+        topic,
+        elapsed,
+        sent / elapsed if elapsed else float("inf"),
+        len(expectation.unique_ids),
+        expectation.duplicates,
+        expectation.malformed,
+    )
+    if expectation_path is not None:
+        expectation.save(expectation_path)
+    return expectation
 
-    # Step 2. Send.
-    producer = KafkaProducer(
+
+def _idempotent_producer(bootstrap: str, max_record: int) -> KafkaProducer:
+    """A producer that writes each record once, in order per partition, to existing topics."""
+    return KafkaProducer(
         bootstrap_servers=bootstrap,
         # Exactly-once writes of the input: no duplicates from retries, no
         # reordering within a partition (duplicates must follow their original).
@@ -153,12 +178,26 @@ def produce(
         acks="all",
         linger_ms=20,
         batch_size=512 * 1024,
-        # The topic was created above; a typo must not create another one.
+        # produce() created the topic; a typo must not create another one.
         allow_auto_create_topics=False,
         max_request_size=max(_PRODUCER_MAX_REQUEST_SIZE, max_record),
     )
-    errors = _Errors()
-    expectation = Expectation(spec=spec.to_dict())
+
+
+def _send_all(
+    producer: KafkaProducer,
+    topic: str,
+    spec: WorkloadSpec,
+    expectation: Expectation,
+    errors: _Errors,
+    progress: bool,
+    rate: float | None,
+) -> tuple[int, float]:
+    """Send every record (at most ``rate``/s), flush, close; returns records sent and seconds.
+
+    Failed sends are counted by ``errors`` (an errback), not by waiting on each future;
+    the loop stops early once it sees one. The producer is closed in every case.
+    """
     bar = tqdm(
         total=spec.count,
         unit="rec",
@@ -184,36 +223,12 @@ def produce(
                 bar.update(_PROGRESS_EVERY)
             if sent % _ERROR_CHECK_EVERY == 0 and errors.count:
                 break  # fail fast: the topic is misconfigured or unreachable
-        # Step 3. Flush and account for every record.
         producer.flush()
         bar.update(sent - bar.n)
     finally:
         bar.close()
         producer.close(timeout=10)
-    elapsed = time.monotonic() - started
-    if errors.count or sent != spec.count:
-        raise ProduceError(
-            f"{errors.count} of {sent} records sent to {topic} failed "
-            f"({spec.count - sent} not sent); first error: {errors.first!r}. "
-            "The topic holds an incomplete workload: delete it (or use a new topic) "
-            "and produce again"
-        )
-    log.info(
-        "produced %d records to %s in %.1f s (%.0f records/s): %d unique, %d duplicates, "
-        "%d malformed",
-        sent,
-        topic,
-        elapsed,
-        sent / elapsed if elapsed else float("inf"),
-        len(expectation.unique_ids),
-        expectation.duplicates,
-        expectation.malformed,
-    )
-
-    # Step 4. The expectation.
-    if expectation_path is not None:
-        expectation.save(expectation_path)
-    return expectation
+    return sent, time.monotonic() - started
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
