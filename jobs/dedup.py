@@ -141,6 +141,8 @@ class DedupConfig(RuntimeConfig):
 
 def build_pipeline(env: StreamExecutionEnvironment, cfg: DedupConfig) -> None:
     """The recipe: JSON records from Kafka -> dedup -> first occurrences and dead letters."""
+    if cfg.fail_on_ids:  # a test hook: fail once when each of these ids arrives
+        arm_faults("dedup", cfg.fail_on_ids, cfg.failure_markers() or "")
     records = read_kafka_json(env, cfg.source_spec(cfg.input_topic))
     deduped = dedup(
         records,
@@ -168,8 +170,6 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: DedupConfig) -> None:
             ledger,
             checkpoint_interval_ms=cfg.checkpoint_interval_ms,
         )
-    if cfg.fail_on_ids:  # a test hook: fail once when each of these ids arrives
-        arm_faults(env, "dedup", cfg.fail_on_ids, cfg.failure_markers() or "")
 
 
 def parse_config(argv: Sequence[str] | None = None) -> DedupConfig:

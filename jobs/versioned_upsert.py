@@ -236,6 +236,8 @@ class VersionedUpsertConfig(RuntimeConfig):
 
 def build_pipeline(env: StreamExecutionEnvironment, cfg: VersionedUpsertConfig) -> None:
     """The recipe: change events from Kafka -> versioned update -> one output per outcome."""
+    if cfg.fail_on_changes:  # a test hook: fail once when each KEY@VERSION arrives
+        arm_faults("versioned-update", cfg.fail_on_changes, cfg.failure_markers() or "")
     events = read_kafka_json(env, cfg.source_spec(cfg.input_topic))
     updated = versioned_update(
         events,
@@ -268,8 +270,6 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: VersionedUpsertConfig) 
             entities,
             checkpoint_interval_ms=cfg.checkpoint_interval_ms,
         )
-    if cfg.fail_on_changes:  # a test hook: fail once when each KEY@VERSION arrives
-        arm_faults(env, "versioned-update", cfg.fail_on_changes, cfg.failure_markers() or "")
 
 
 def prepare_topics(cfg: VersionedUpsertConfig) -> None:

@@ -11,13 +11,12 @@ The file is named by :func:`marker_stem` of the id (safe characters only).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 __all__ = [
     "FaultPoints",
@@ -55,9 +54,6 @@ def marker_stem(what: str) -> str:
     return re.sub(r"[^A-Za-z0-9._@-]", "_", what)[:200]
 
 
-_PARAMETER: Final = "onceflow.faults.{uid}.{what}"
-
-
 @dataclass(frozen=True)
 class FaultPoints:
     """Where an operator fails once: the points armed for it and the marker folder."""
@@ -73,25 +69,20 @@ class FaultPoints:
 
 NO_FAULTS: Final = FaultPoints()
 
+# Armed fault points by operator uid, in the process that builds the job.
+_ARMED: dict[str, FaultPoints] = {}
 
-def arm_faults(env: Any, uid: str, points: Iterable[str], marker_dir: str) -> None:
-    """Arm the operator ``uid`` of the job built on ``env`` to fail once at each point.
 
-    A test hook, outside the operators' constructors: the points travel as
-    Flink global job parameters (``onceflow.faults.<uid>.points`` and ``.dir``),
-    which the operator reads when it opens (:func:`armed_faults`).
+def arm_faults(uid: str, points: Iterable[str], marker_dir: str) -> None:
+    """Arm the operator ``uid`` built after this call to fail once at each point.
+
+    A test hook, outside the operators' constructors: the operator reads the
+    points when it is built (:func:`armed_faults`) and carries them to the
+    cluster with its code.
     """
-    config = env.get_config()
-    parameters = dict(config.get_global_job_parameters() or {})
-    parameters[_PARAMETER.format(uid=uid, what="points")] = json.dumps(sorted(points))
-    parameters[_PARAMETER.format(uid=uid, what="dir")] = marker_dir
-    config.set_global_job_parameters(parameters)
+    _ARMED[uid] = FaultPoints(frozenset(points), marker_dir)
 
 
-def armed_faults(runtime_context: Any, uid: str) -> FaultPoints:
+def armed_faults(uid: str) -> FaultPoints:
     """The fault points armed for operator ``uid`` (none unless :func:`arm_faults` ran)."""
-    points = runtime_context.get_job_parameter(_PARAMETER.format(uid=uid, what="points"), "")
-    if not points:
-        return NO_FAULTS
-    marker_dir = runtime_context.get_job_parameter(_PARAMETER.format(uid=uid, what="dir"), "")
-    return FaultPoints(frozenset(json.loads(points)), marker_dir or None)
+    return _ARMED.get(uid, NO_FAULTS)

@@ -46,7 +46,7 @@ from pyflink.datastream import KeyedProcessFunction, KeySelector, OutputTag, Run
 
 from onceflow.operators.dedup.core import DedupCore
 from onceflow.operators.dedup.identity import IdentitySpec, identity_of, jvm_key_matches
-from onceflow.operators.faults import NO_FAULTS, armed_faults
+from onceflow.operators.faults import armed_faults
 from onceflow.operators.records import (
     AMBIGUOUS_KEY,
     DEAD_LETTER_MAX_BYTES,
@@ -117,7 +117,7 @@ class _DedupBase(KeyedProcessFunction):
         self.uid = uid
         self.dead_letter_max_bytes = dead_letter_max_bytes
         self.core = DedupCore(ttl_ms)
-        self.faults = NO_FAULTS
+        self.faults = armed_faults(uid)
 
     def open(self, runtime_context: RuntimeContext) -> None:
         descriptor = value_state_descriptor("first_seen_ms", Types.LONG(), self.ttl_ms)
@@ -127,7 +127,6 @@ class _DedupBase(KeyedProcessFunction):
         self.dropped = metrics.counter("duplicates_dropped")
         self.passed = metrics.counter("records_passed")
         self.dlq = metrics.counter("dlq_records")
-        self.faults = armed_faults(runtime_context, self.uid)
 
     def first_time(self, identity: str) -> bool:
         """Whether this is the identity's first occurrence within the horizon (counted)."""

@@ -58,7 +58,7 @@ from typing import Any, Final
 from pyflink.common import Row, Types
 from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
 
-from onceflow.operators.faults import NO_FAULTS, armed_faults
+from onceflow.operators.faults import armed_faults
 from onceflow.operators.records import (
     AMBIGUOUS_KEY,
     DEAD_LETTER_MAX_BYTES,
@@ -153,7 +153,7 @@ class _VersionedBase(KeyedProcessFunction):
         self.uid = uid
         self.dead_letter_max_bytes = dead_letter_max_bytes
         self.core = VersionedUpdateCore(mode, ttl_ms)
-        self.faults = NO_FAULTS
+        self.faults = armed_faults(uid)
 
     def open(self, runtime_context: RuntimeContext) -> None:
         # With a TTL, only an applied write refreshes a key's clock; expired reads as absent.
@@ -174,7 +174,6 @@ class _VersionedBase(KeyedProcessFunction):
         }
         self.dlq = metrics.counter("dlq_records")
         self.expired = metrics.counter("expired_state")
-        self.faults = armed_faults(runtime_context, self.uid)
 
     def decide(
         self,
@@ -195,7 +194,7 @@ class _VersionedBase(KeyedProcessFunction):
         if outcome.expired:
             self.expired.inc()
         if outcome.kind == APPLIED:
-            yield applied() if callable(applied) else applied
+            yield applied
             yield self.outputs.changes, Row(*change_row(outcome, topic, partition, offset, now))
         elif outcome.kind in (STALE, CONFLICT):
             tag = self.outputs.stale if outcome.kind == STALE else self.outputs.conflicts
