@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "JSON_FIELDS",
+    "checkpoint_interval_ms",
     "KAFKA_FIELDS",
     "KEYED_JSON_FIELDS",
     "field_names",
@@ -122,6 +123,14 @@ def is_json_stream(stream: DataStream) -> bool:
 def is_row_stream(stream: DataStream) -> bool:
     """Whether ``stream`` holds Rows of a declared type (a ``RowTypeInfo``)."""
     return field_names(stream) is not None
+
+
+def checkpoint_interval_ms(env: StreamExecutionEnvironment) -> int:
+    """The environment's checkpoint interval, 0 when checkpointing is off."""
+    checkpoints = env.get_checkpoint_config()
+    if not checkpoints.is_checkpointing_enabled():
+        return 0
+    return int(checkpoints.get_checkpoint_interval())
 
 
 def table_env(env: StreamExecutionEnvironment) -> StreamTableEnvironment:

@@ -330,16 +330,37 @@ def attach_file_sink(
     :raises OnceflowError: if checkpointing is off or the stream's type does not
         match the spec.
     """
+    from onceflow.streams import checkpoint_interval_ms
+
+    # The environment's checkpointing is the truth: without it nothing would ever publish.
+    validate_file_sink(spec, checkpoint_interval_ms=checkpoint_interval_ms(env))
+    _require_stream_type(stream, spec)
+    # The uid and name go on the sink transformation (writer, and committer by Flink).
+    if spec.bucketing == "field":
+        _attach_partitioned_table_sink(env, stream, spec, uid)
+        log.info(
+            "file sink %s: %s, a folder per value of %s, parts part-*", uid, spec.format,
+            spec.bucket_field,
+        )  # fmt: skip
+        return None
+    attached = stream.sink_to(file_sink(spec)).uid(uid).name(name or uid)
+    log.info(
+        "file sink %s: %s, buckets %s, parts %s*%s",
+        uid,
+        spec.format,
+        spec.bucketing,
+        spec.part_prefix,
+        spec.part_suffix,
+    )
+    return attached
+
+
+def _require_stream_type(stream: DataStream, spec: FileSinkSpec) -> None:
+    """Refuse a stream that does not carry what the writer expects (rows map to
+    columns by position)."""
     from pyflink.common import Types
     from pyflink.common.typeinfo import RowTypeInfo
 
-    # Step 1. Refuse what could never publish: the environment's checkpointing is the truth.
-    checkpoints = env.get_checkpoint_config()
-    interval = (
-        checkpoints.get_checkpoint_interval() if checkpoints.is_checkpointing_enabled() else 0
-    )
-    validate_file_sink(spec, checkpoint_interval_ms=interval)
-    # Step 2. The stream must carry what the writer expects (rows map to columns by position).
     actual = stream.get_type()
     if spec.format == "parquet":
         assert spec.schema is not None
@@ -359,24 +380,6 @@ def attach_file_sink(
             f"a json-lines file sink needs a STRING stream, got {actual}; map the elements "
             "to JSON text first"
         )
-    # Step 3. Build and attach; the uid/name go on the sink transformation (writer+committer).
-    if spec.bucketing == "field":
-        _attach_partitioned_table_sink(env, stream, spec, uid)
-        log.info(
-            "file sink %s: %s, a folder per value of %s, parts part-*", uid, spec.format,
-            spec.bucket_field,
-        )  # fmt: skip
-        return None
-    attached = stream.sink_to(file_sink(spec)).uid(uid).name(name or uid)
-    log.info(
-        "file sink %s: %s, buckets %s, parts %s*%s",
-        uid,
-        spec.format,
-        spec.bucketing,
-        spec.part_prefix,
-        spec.part_suffix,
-    )
-    return attached
 
 
 def _attach_partitioned_table_sink(

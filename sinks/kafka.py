@@ -325,13 +325,10 @@ def write_kafka(
     from pyflink.table import DataTypes
     from pyflink.table.expressions import col
 
-    from onceflow.streams import field_names, stable_uids, table_env
+    from onceflow.streams import checkpoint_interval_ms, field_names, stable_uids, table_env
 
     env = stream.get_execution_environment()
-    checkpoints = env.get_checkpoint_config()
-    interval = (
-        checkpoints.get_checkpoint_interval() if checkpoints.is_checkpointing_enabled() else 0
-    )
+    interval = checkpoint_interval_ms(env)
     if check:
         check_sink(spec, checkpoint_interval_ms=interval, restart_budget_ms=restart_budget_ms)
     else:

@@ -23,8 +23,8 @@ halves throughput (10.4k vs 22.8k records/s, EOS, p1, hashmap).
 
 Bad input never fails the job: not JSON, not an object, oversize, a missing,
 null, empty, wrongly typed or non-Unicode id, an ambiguous key become dead
-letters (reason, original bytes, source topic/partition/offset) on the ``dlq``
-route.
+letters (reason, original bytes, source topic/partition/offset) on the
+dead-letter side output.
 
 Delivery: the state (``ValueState[long]``: first-seen processing time, with
 Flink state TTL when a horizon is set) is checkpointed with the source offsets,
@@ -50,8 +50,7 @@ from onceflow.operators.faults import armed_faults
 from onceflow.operators.records import (
     AMBIGUOUS_KEY,
     DEAD_LETTER_MAX_BYTES,
-    EMPTY_FIELD,
-    NULL_FIELD,
+    MISSING_FIELD,
     Rejected,
     dead_letter_record,
     parse_object,
@@ -257,10 +256,8 @@ class RecordDedupFunction(_DedupBase):
         self.seen.inc()
         if not key:
             self.dlq.inc()
-            why = Rejected(
-                NULL_FIELD if key is None else EMPTY_FIELD,
-                f"the record has no id ({self.what} is null, empty or failed)",
-            )
+            detail = f"the record has no id ({self.what} is absent, null, empty or failed)"
+            why = Rejected(MISSING_FIELD, detail)
             shown = dict(zip(self.names, record, strict=True)) if self.names else record
             letter = record_dead_letter(shown, why, self.dead_letter_max_bytes)
             yield self.dead_letters, Row(None, letter)

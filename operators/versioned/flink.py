@@ -12,7 +12,7 @@ keyed one costs about half the throughput: see operators/dedup/flink.py.)
 
 - A malformed record (not JSON, missing key or version, non-integer version,
   bad op...) becomes a dead letter (reason + original bytes + source
-  topic/partition/offset) routed to ``dlq`` instead of failing the job; so does
+  topic/partition/offset) on the dead-letter output instead of failing the job; so does
   a record the JVM keyed by another value than the parsed key
   (:data:`~onceflow.operators.records.AMBIGUOUS_KEY`: duplicate ``key`` members, say),
   and a key that is not Unicode text (:data:`~onceflow.operators.records.INVALID_UNICODE`).

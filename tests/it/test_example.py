@@ -93,6 +93,6 @@ def test_orders_example_outputs_equal_the_oracle_after_a_failure_in_each_operato
     assert rejected["stale"] > 100 and rejected["conflict"] == 10, rejected
     letters = read_committed(kafka_bootstrap, names["dlq-topic"], quiet_ms=1000, progress=False)
     assert len(letters) == dead == 5
-    assert {json.loads(r.value)["reason"] for r in letters} == {"empty_field"}
+    assert {json.loads(r.value)["reason"] for r in letters} == {"missing_field"}
     log = read_committed_parquet(tmp_path / "changes").to_pylist()
     assert Counter((row["key"], row["version"]) for row in log) == Counter(applied)
