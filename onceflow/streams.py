@@ -152,7 +152,12 @@ def stable_uids(tenv: StreamTableEnvironment, uid: str) -> Iterator[None]:
     if not uid or not all(c.isalnum() or c in "-_." for c in uid):
         raise OnceflowError(f"uid {uid!r}: use letters, digits, '-', '_' and '.'")
     config = tenv.get_config()
+    # A translation copies the table config into the environment's configuration
+    # (measured): restore both, or every later table environment on this
+    # environment, the user's included, would inherit this uid's format.
+    root = tenv._j_tenv.getConfig().getRootConfiguration()
     before = {key: config.get(key, default) for key, default in _UID_DEFAULTS.items()}
+    root_before = {key: root.toMap().get(key) for key in _UID_DEFAULTS}
     config.set("table.exec.uid.generation", "ALWAYS")
     config.set("table.exec.uid.format", f"{uid}-<type>-<transformation>")
     try:
@@ -160,6 +165,11 @@ def stable_uids(tenv: StreamTableEnvironment, uid: str) -> Iterator[None]:
     finally:
         for key, value in before.items():
             config.set(key, value)
+        for key, value in root_before.items():
+            if value is None:
+                root.removeKey(key)
+            else:
+                root.setString(key, value)
 
 
 def key_in_jvm(

@@ -24,6 +24,12 @@ from pathlib import Path
 
 import pytest
 
+from onceflow.runtime.flinkenv import prepare_python_path
+
+# Before any test starts the PyFlink gateway, whichever runs first: the JVM (and the
+# Python it embeds in thread mode) inherits PYTHONPATH only when it starts.
+prepare_python_path()
+
 TIERS = ("unit", "plan", "it")
 
 

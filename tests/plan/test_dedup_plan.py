@@ -90,3 +90,8 @@ def test_uids_do_not_depend_on_the_environments_uid_settings() -> None:
     graph = env._generate_stream_graph(clear_transformations=False)
     uids = {n.getTransformationUID() for n in graph.getStreamNodes().toArray()}
     assert {"dedup", "out-sink-stream-exec-sink-sink", "dlq-sink-stream-exec-sink-sink"} <= uids
+    # Nothing leaks into the user's own table environments on the same environment.
+    from onceflow.streams import table_env
+
+    leaked = table_env(env).get_config().get("table.exec.uid.format", "")
+    assert leaked in ("", "<id>_<transformation>"), leaked
