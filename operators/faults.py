@@ -6,9 +6,10 @@ fault points for an operator uid in the process that builds the job (the jobs'
 operator built after it carries them (:func:`armed_faults`) and calls
 :func:`inject_failure_once` when one arrives: the first time it raises
 :class:`InjectedFailure`, which fails the task and makes Flink restart from the
-last completed checkpoint; the replay of the same record then passes. Python in thread mode cannot ask Flink for the
-attempt number, so "once" is remembered in a marker file ``<id>.fired`` (its
-content is the wall-clock time it fired), which survives restarts and resubmits.
+last completed checkpoint; the replay of the same record then passes. Python in
+thread mode cannot ask Flink for the attempt number, so "once" is remembered in a
+marker file ``<id>.fired`` (its content is the wall-clock time it fired), which
+survives restarts and resubmits.
 The file is named by :func:`marker_stem` of the id (safe characters only).
 """
 
