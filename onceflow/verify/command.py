@@ -57,7 +57,11 @@ def run(args: argparse.Namespace) -> int:
     from onceflow.verify.faults import fault_count, fault_kinds
 
     # PostgreSQL faults only apply to a table we own (not one of $ONCEFLOW_PG_URL).
-    kinds = fault_kinds(TARGETS[args.job].writes_postgres and not os.environ.get("ONCEFLOW_PG_URL"))
+    writes_postgres = TARGETS[args.job].writes_postgres
+    kinds = fault_kinds(
+        writes_postgres and not os.environ.get("ONCEFLOW_PG_URL"),
+        profile.rescale and not writes_postgres,
+    )
     faults = fault_count(profile.faults, kinds)
     started = time.strftime("%H:%M:%S")
     print(

@@ -11,6 +11,14 @@ Kinds, each a way real deployments lose processes or state:
   retained checkpoint (``flink run -s``);
 - ``savepoint-resume``: stop-with-savepoint, then resubmission from it.
 
+Profiles with ``rescale`` (``short`` and ``long``; not ``ci``, to keep ``make test``
+short: ``tests/it/test_rescale.py`` proves rescaling there) add:
+
+- ``rescale``: stop-with-savepoint, then resubmission from it at another
+  parallelism (the job's parallelism plus one, and back at the next rescale); later
+  resumes keep the parallelism it left. Not scheduled for targets that write
+  PostgreSQL: their sink needs ``--pg-rescale`` on exactly the resume that rescales.
+
 Targets that write PostgreSQL add (:data:`POSTGRES_FAULT_KINDS`; never scheduled
 for the others):
 
@@ -29,6 +37,7 @@ __all__ = [
     "ALL_FAULT_KINDS",
     "FAULT_KINDS",
     "POSTGRES_FAULT_KINDS",
+    "RESCALE_KIND",
     "Fault",
     "Profile",
     "PROFILES",
@@ -50,12 +59,18 @@ FAULT_KINDS = (
 POSTGRES_FAULT_KINDS = ("postgres-kill", "postgres-restart-prepared")
 """The kinds only targets that write PostgreSQL get."""
 
-ALL_FAULT_KINDS = FAULT_KINDS + POSTGRES_FAULT_KINDS
+RESCALE_KIND = "rescale"
+"""Stop with a savepoint, resume at another parallelism (profiles with ``rescale``)."""
+
+ALL_FAULT_KINDS = FAULT_KINDS + POSTGRES_FAULT_KINDS + (RESCALE_KIND,)
 
 
-def fault_kinds(writes_postgres: bool) -> tuple[str, ...]:
-    """The kinds a target is scheduled with: the PostgreSQL ones only when it writes a table."""
-    return ALL_FAULT_KINDS if writes_postgres else FAULT_KINDS
+def fault_kinds(writes_postgres: bool, rescale: bool = False) -> tuple[str, ...]:
+    """The kinds a target is scheduled with: the PostgreSQL ones only when it writes a
+    table; ``rescale`` when the profile asks for it and the target writes no table."""
+    if writes_postgres:
+        return FAULT_KINDS + POSTGRES_FAULT_KINDS
+    return FAULT_KINDS + (RESCALE_KIND,) if rescale else FAULT_KINDS
 
 
 @dataclass(frozen=True)
@@ -78,11 +93,13 @@ class Profile:
     :param rate: records/s the feeder writes.
     :param faults: faults injected; every kind at least once when >= 6 (a target with
         more kinds gets one fault per kind then, see :func:`fault_count`).
+    :param rescale: schedule ``rescale`` faults too.
     """
 
     records: int
     rate: float
     faults: int
+    rescale: bool = False
 
     @property
     def feed_seconds(self) -> float:
@@ -93,9 +110,9 @@ PROFILES = {
     # `make test`: every kind once, a couple of minutes.
     "ci": Profile(records=60_000, rate=1_500, faults=6),
     # `make verify`: every kind once, 2-3 minutes.
-    "short": Profile(records=150_000, rate=2_000, faults=6),
+    "short": Profile(records=150_000, rate=2_000, faults=6, rescale=True),
     # `make verify-long`: >= 20 faults over 1M records.
-    "long": Profile(records=1_000_000, rate=2_500, faults=24),
+    "long": Profile(records=1_000_000, rate=2_500, faults=24, rescale=True),
 }
 
 

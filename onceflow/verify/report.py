@@ -82,6 +82,7 @@ def plot(result: VerifyResult, path: Path) -> Path:
         "broker-kill": "black",
         "cancel-resume": "tab:green",
         "savepoint-resume": "tab:olive",
+        "rescale": "tab:pink",
         "postgres-kill": "tab:brown",
         "postgres-restart-prepared": "tab:cyan",
     }
