@@ -11,6 +11,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -294,8 +295,10 @@ def _txn(args: argparse.Namespace) -> int:
         else:
             print(txn.render_open(found))
         return 0
-    stuck = txn.find_stuck(bootstrap, args.prefix, older_than_s=args.older_than, topics=args.topic)
     if args.action == "find-hanging":
+        stuck = txn.find_stuck(
+            bootstrap, args.prefix, older_than_s=args.older_than, topics=args.topic
+        )
         if args.json:
             print(json.dumps({
                 "lingering": [t.to_dict() for t in stuck.lingering],
@@ -308,13 +311,37 @@ def _txn(args: argparse.Namespace) -> int:
             print("hanging (the coordinator does not track them; only an abort ends them):")
             print(_indent(txn.render_hanging(stuck.hanging)))
         return 1 if stuck else 0
-    # abort
-    if not stuck:
+    return _txn_abort(args)
+
+
+def _txn_abort(args: argparse.Namespace) -> int:
+    """``onceflow txn abort``: lingering transactions of a prefix and/or hanging ones."""
+    from onceflow.ops import transactions as txn
+
+    if not args.prefix and not args.hanging:
+        raise OnceflowError(
+            "say what to abort: --prefix P (the open transactions of one job's prefix) "
+            "and/or --hanging (those Kafka's find-hanging reports, optionally per --topic)"
+        )
+    bootstrap = args.bootstrap
+    now = time.time() * 1000
+    lingering = [
+        t
+        for t in (txn.open_transactions(bootstrap, args.prefix) if args.prefix else [])
+        if (t.age_s(int(now)) or 0.0) >= args.older_than
+        and (not args.topic or any(p.topic in args.topic for p in t.partitions))
+    ]
+    hanging = (
+        txn.find_hanging(bootstrap, older_than_min=int(args.older_than // 60), topics=args.topic)
+        if args.hanging
+        else []
+    )
+    if not lingering and not hanging:
         print("nothing to abort")
         return 0
-    for t in stuck.lingering:
+    for t in lingering:
         print(f"abort {t.transactional_id} ({t.state}, {t.lag:,} offsets held back)")
-    for h in stuck.hanging:
+    for h in hanging:
         print(f"abort hanging {h.render()}")
     if not args.yes:
         print(
@@ -324,15 +351,16 @@ def _txn(args: argparse.Namespace) -> int:
             "aborting them first loses that output."
         )
         return 0
-    for t in stuck.lingering:
+    for t in lingering:
         txn.force_terminate(bootstrap, t.transactional_id)
-    for h in stuck.hanging:
+    for h in hanging:
         txn.abort_on_partition(bootstrap, h.topic, h.partition, h.start_offset)
-    left = txn.open_transactions(bootstrap, args.prefix)
-    aborted = {t.transactional_id for t in stuck.lingering}
-    still = sum(1 for t in left if t.transactional_id in aborted)
-    print(f"aborted {len(stuck.lingering) + len(stuck.hanging)}; {still} of them still open")
-    return 0
+    aborted = {t.transactional_id for t in lingering}
+    left = [
+        t for t in txn.open_transactions(bootstrap, args.prefix) if t.transactional_id in aborted
+    ]
+    print(f"aborted {len(lingering) + len(hanging)}; {len(left)} of them still open")
+    return 0 if not left else 1
 
 
 def _indent(text: str) -> str:
@@ -350,7 +378,8 @@ def _add_txn(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "list": "open transactions: state, age, partitions, the LSO lag each pins",
         "find-hanging": "transactions open too long (lingering) or untracked (hanging); "
         "exit 1 when any",
-        "abort": "abort what find-hanging finds (a dry run without --yes)",
+        "abort": "abort a prefix's open transactions and/or the hanging ones "
+        "(a dry run without --yes)",
     }
     for name, text in texts.items():
         a = actions.add_parser(name, help=text)
@@ -377,6 +406,11 @@ def _add_txn(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                 "--topic", action="append", help="only transactions on this topic (repeatable)"
             )
         if name == "abort":
+            a.add_argument(
+                "--hanging",
+                action="store_true",
+                help="abort Kafka's hanging transactions too (any prefix; scope with --topic)",
+            )
             a.add_argument("--yes", action="store_true", help="abort (default: a dry run)")
         a.set_defaults(handler=_txn)
 
