@@ -46,7 +46,7 @@ from onceflow.runtime.flinkenv import expand_placeholders, prepare_python_path
 from onceflow.runtime.java import java_executable
 from onceflow.runtime.paths import flink_conf_file, flink_home, project_root, run_dir
 
-__all__ = ["LocalFlinkCluster", "ClusterStatus"]
+__all__ = ["LocalFlinkCluster", "ClusterStatus", "flink_run_command"]
 
 log = logging.getLogger(__name__)
 
@@ -334,15 +334,11 @@ class LocalFlinkCluster:
         path = Path(job_file)
         if not path.is_file():
             raise OnceflowError(f"job file {job_file} does not exist")
-        cmd = [*self.flink_cli(), "run", "-m", self._address()]
-        if detached:
-            cmd.append("-d")
-        if savepoint:
-            cmd += ["-s", savepoint]
-            if allow_non_restored_state:
-                cmd.append("-n")
-        # No -pyfs: the TaskManagers import the project from their PYTHONPATH (see _env).
-        cmd += ["-py", str(path.resolve()), *job_args]
+        cmd = flink_run_command(
+            self.flink_cli(), self._address(), path.resolve(), job_args,
+            detached=detached, savepoint=savepoint,
+            allow_non_restored_state=allow_non_restored_state,
+        )  # fmt: skip
         log.info("submitting: %s", " ".join(cmd))
         return cmd
 
@@ -366,6 +362,29 @@ class LocalFlinkCluster:
 
     def _address(self) -> str:
         return self.rest_url.removeprefix("http://")
+
+
+def flink_run_command(
+    flink: list[str],
+    address: str,
+    job_file: Path,
+    job_args: list[str],
+    *,
+    detached: bool = False,
+    savepoint: str | None = None,
+    allow_non_restored_state: bool = False,
+) -> list[str]:
+    """``flink run`` of a Python job file: ``-d`` detached, ``-s`` resume from a savepoint or
+    retained checkpoint, ``-n`` drop state no operator claims (only with ``-s``)."""
+    cmd = [*flink, "run", "-m", address]
+    if detached:
+        cmd.append("-d")
+    if savepoint:
+        cmd += ["-s", savepoint]
+        if allow_non_restored_state:
+            cmd.append("-n")
+    # No -pyfs: the TaskManagers import the project from their PYTHONPATH (see _env).
+    return [*cmd, "-py", str(job_file), *job_args]
 
 
 def _last_error(output: str) -> str:

@@ -195,9 +195,7 @@ def _admin(bootstrap: str) -> Any:
     return KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15_000)
 
 
-def _end_offsets(
-    bootstrap: str, partitions: Sequence[Any]
-) -> tuple[dict[Any, int], dict[Any, int]]:
+def end_offsets(bootstrap: str, partitions: Sequence[Any]) -> tuple[dict[Any, int], dict[Any, int]]:
     """(last stable offsets, high watermarks) of ``partitions``."""
     from kafka import KafkaConsumer
 
@@ -253,7 +251,7 @@ def open_transactions(bootstrap: str, prefix: str | None = None) -> list[OpenTra
         ) from exc
     finally:
         admin.close()
-    lso, hw = _end_offsets(bootstrap, partitions)
+    lso, hw = end_offsets(bootstrap, partitions)
     found: list[OpenTransaction] = []
     for tid, d in described.items():
         state = str(getattr(d.state, "value", d.state))
