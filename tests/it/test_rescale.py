@@ -42,7 +42,9 @@ DAY_MS = 24 * 3600 * 1000
 def cluster() -> Iterator[LocalFlinkCluster]:
     flink = LocalFlinkCluster(taskmanagers=2)
     was_running = flink.status().running
+    started = time.monotonic()
     flink.up(timeout=180)
+    print(f"cluster up {time.monotonic() - started:.1f} s")
     yield flink
     if not was_running:
         flink.down()
@@ -116,15 +118,19 @@ def rescaled(cluster: LocalFlinkCluster, kafka_bootstrap: str) -> dict[str, Any]
         total += new
         resume = ["--from-savepoint", savepoint] if savepoint else []
         upgrade = ["--ttl-ms", str(2 * DAY_MS)] if n == len(STAGES) - 1 else []
+        t0 = time.monotonic()
         code, job_id, err = _cli(
             "cluster", "submit", "jobs/dedup.py", "--detached", *resume,
             "--parallelism", str(parallelism), "--", *job_args, *upgrade,
         )  # fmt: skip
         assert code == 0, err
+        t1 = time.monotonic()
         running = {j.job_id: j for j in list_jobs(cluster.rest())}[job_id]
         _wait_for(kafka_bootstrap, topics["out"], total)
+        t2 = time.monotonic()
         code, savepoint, err = _cli("cluster", "stop", job_id)
         assert code == 0 and savepoint.startswith("file:"), err
+        t3 = time.monotonic()
         stages.append(
             {
                 "parallelism": running.parallelism,
@@ -132,6 +138,10 @@ def rescaled(cluster: LocalFlinkCluster, kafka_bootstrap: str) -> dict[str, Any]
                 "expected": total,
             }
         )
+        # Where the time goes (shown with -s): submission to running tasks, to the
+        # output caught up, and the stop with a savepoint.
+        print(f"stage p{parallelism}: submit {t1 - t0:.1f} s, caught up {t2 - t1:.1f} s, "
+              f"stop {t3 - t2:.1f} s")  # fmt: skip
     return {"topics": topics, "prefix": prefix, "stages": stages, "savepoint": savepoint}
 
 
