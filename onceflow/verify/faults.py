@@ -44,6 +44,8 @@ __all__ = [
     "fault_count",
     "fault_kinds",
     "schedule",
+    "stall_after",
+    "stalls_by_kind",
 ]
 
 FAULT_KINDS = (
@@ -158,3 +160,41 @@ def schedule(
         jitter = rng.uniform(-0.2, 0.2) * step
         faults.append(Fault(at_s=round(max(0.0, start + i * step + jitter), 2), kind=kind))
     return faults
+
+
+def stall_after(at_s: float, samples: list[dict[str, object]]) -> float | None:
+    """Seconds from a fault at ``at_s`` to the next committed output record.
+
+    ``samples`` are the verifier's once-a-second readings (``t``, ``committed_offsets``:
+    the sum of the output's last stable offsets). The stall ends at the first reading
+    after the fault whose committed offsets exceed the last reading at or before it;
+    None when the output never grew again. Resolution: the sampling interval.
+    """
+    readings = [
+        (float(str(s["t"])), int(str(s["committed_offsets"])))
+        for s in samples
+        if "committed_offsets" in s and "t" in s
+    ]
+    before = [v for t, v in readings if t <= at_s]
+    if not before:
+        return None
+    for t, value in readings:
+        if t > at_s and value > before[-1]:
+            return round(t - at_s, 1)
+    return None
+
+
+def stalls_by_kind(faults: list[dict[str, object]]) -> dict[str, dict[str, float]]:
+    """Per fault kind: count, p50 and max of the faults' ``stall_s`` (None ones left out)."""
+    by_kind: dict[str, list[float]] = {}
+    for f in faults:
+        stall = f.get("stall_s")
+        if isinstance(stall, int | float):
+            by_kind.setdefault(str(f["kind"]), []).append(float(stall))
+    out = {}
+    for kind, values in sorted(by_kind.items()):
+        values.sort()
+        # The lower median of an even count: the figure a run actually saw.
+        out[kind] = {"count": len(values), "p50": values[(len(values) - 1) // 2],
+                     "max": values[-1]}  # fmt: skip
+    return out

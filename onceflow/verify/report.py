@@ -51,7 +51,16 @@ def summary(result: VerifyResult) -> str:
     ]
     for f in result.faults:
         fired = "" if "fired" not in f else (" (fired)" if f["fired"] else " (did NOT fire)")
-        lines.append(f"  +{f['at_s']:6.1f}s  {f['kind']:<25} {f['detail']}{fired}")
+        stall = f.get("stall_s")
+        stalled = "   -   " if stall is None else f"{stall:5.1f} s"
+        lines.append(f"  +{f['at_s']:6.1f}s  {f['kind']:<25} stall {stalled}  {f['detail']}{fired}")
+    if result.stalls:
+        lines.append(
+            "stall to the next committed output, p50/max per kind: "
+            + "; ".join(
+                f"{kind} {v['p50']:.1f}/{v['max']:.1f} s" for kind, v in result.stalls.items()
+            )
+        )
     for name, examples in result.examples.items():
         if examples:
             lines.append(f"{name} e.g. {'; '.join(examples[:3])}")

@@ -56,7 +56,15 @@ from onceflow.local.postgres import LocalPostgres
 from onceflow.local.rest import FlinkRest
 from onceflow.operators.faults import marker_stem
 from onceflow.runtime.paths import project_root, run_dir
-from onceflow.verify.faults import Fault, Profile, fault_count, fault_kinds, schedule
+from onceflow.verify.faults import (
+    Fault,
+    Profile,
+    fault_count,
+    fault_kinds,
+    schedule,
+    stall_after,
+    stalls_by_kind,
+)
 from onceflow.verify.targets import TARGETS, Target
 
 __all__ = ["VerifySettings", "VerifyResult", "verify"]
@@ -98,6 +106,9 @@ class VerifyResult:
     anomalies: dict[str, int] = field(default_factory=dict)
     examples: dict[str, list[str]] = field(default_factory=dict)
     hanging_transactions: list[str] = field(default_factory=list)
+    #: Per fault kind: count, p50 and max seconds from the fault to the next committed
+    #: output record (each fault's own figure is its ``stall_s``).
+    stalls: dict[str, dict[str, float]] = field(default_factory=dict)
     jobs: list[dict[str, Any]] = field(default_factory=list)
     duration_s: float = 0.0
 
@@ -365,6 +376,10 @@ def verify(settings: VerifySettings, progress: bool = True) -> VerifyResult:
             if record["fired"]:
                 record["at_s"] = round(fired[stem] - t0_wall, 2)
     result.faults.sort(key=lambda f: float(f["at_s"]))
+    for record in result.faults:
+        # Seconds until the output committed again (issue 13, part 5: where recovery goes).
+        record["stall_s"] = stall_after(float(record["at_s"]), result.samples)
+    result.stalls = stalls_by_kind(result.faults)
     checked, committed = target.check(bootstrap, topics, out_dir, progress)
     uncommitted = read_committed(
         bootstrap, topics[target.watch], quiet_ms=2000, progress=progress,

@@ -100,3 +100,35 @@ def test_rescale_is_scheduled_in_the_short_and_long_profiles_only() -> None:
 def test_a_postgres_target_is_never_rescaled() -> None:
     # Its sink needs --pg-rescale on exactly the resume that rescales.
     assert RESCALE_KIND not in fault_kinds(writes_postgres=True, rescale=True)
+
+
+def test_the_stall_ends_at_the_first_reading_whose_committed_offsets_grew() -> None:
+    from onceflow.verify.faults import stall_after
+
+    samples = [
+        {"t": 1.0, "committed_offsets": 100},
+        {"t": 2.0, "committed_offsets": 120},  # the last reading at or before the fault
+        {"t": 3.0},  # broker down: no reading
+        {"t": 4.0, "committed_offsets": 120},
+        {"t": 5.0, "committed_offsets": 120},
+        {"t": 6.0, "committed_offsets": 150},
+    ]
+    assert stall_after(2.5, samples) == 3.5
+    assert stall_after(0.5, samples) is None  # no reading before the fault
+    assert stall_after(6.0, samples) is None  # the output never grew again
+
+
+def test_stalls_are_summarised_per_kind_by_median_and_max() -> None:
+    from onceflow.verify.faults import stalls_by_kind
+
+    faults = [
+        {"kind": "tm-kill", "stall_s": 14.0},
+        {"kind": "tm-kill", "stall_s": 9.0},
+        {"kind": "tm-kill", "stall_s": 30.0},
+        {"kind": "rescale", "stall_s": 21.0},
+        {"kind": "rescale", "stall_s": None},
+    ]
+    assert stalls_by_kind(faults) == {
+        "rescale": {"count": 1, "p50": 21.0, "max": 21.0},
+        "tm-kill": {"count": 3, "p50": 14.0, "max": 30.0},
+    }
