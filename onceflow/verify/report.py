@@ -20,8 +20,8 @@ def summary(result: VerifyResult) -> str:
         f"{len(result.faults)} faults, {result.duration_s:.0f} s): {verdict}",
         "",
         "anomalies:  " + "  ".join(f"{k}={v}" for k, v in result.anomalies.items()),
-        f"hanging transactions (kafka-transactions find-hanging): "
-        f"{len(result.hanging_transactions)}",
+        f"transactions left open (lingering of the run's prefix; kafka-transactions "
+        f"find-hanging on its topics): {len(result.hanging_transactions)}",
         "",
         f"output      {c.get('output_committed', 0):>9,} committed "
         f"(expected {c.get('expected_output', 0):,}); read_uncommitted "
