@@ -106,7 +106,10 @@ def _cluster_cancel(args: argparse.Namespace) -> int:
     cluster = LocalFlinkCluster()
     rest = cluster.rest()
     job_id = resolve_job(rest, args.job)
-    rest.cancel(job_id)
+    try:
+        rest.cancel(job_id)
+    except OSError as exc:  # urllib's HTTPError/URLError
+        raise OnceflowError(f"Flink refused to cancel job {job_id}: {exc}") from exc
     wait_ended(rest, job_id)
     ref = latest_checkpoint(rest, job_id, cluster.checkpoint_dir())
     print(f"cancelled {job_id}", file=sys.stderr)
