@@ -28,6 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", type=float, help="override the profile's feed rate")
     parser.add_argument("--faults", type=int, help="override the profile's fault count")
     parser.add_argument("--out", type=Path, help="results folder (run/verify)")
+    parser.add_argument(
+        "--max-stall",
+        type=float,
+        metavar="SECONDS",
+        help="fail when a fault's stall (to the next committed output) exceeds this",
+    )
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -53,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         guarantee=args.guarantee,
         seed=args.seed,
         out_dir=args.out or run_dir("verify"),
+        max_stall_s=args.max_stall,
     )
     from onceflow.verify.faults import fault_count, fault_kinds
 

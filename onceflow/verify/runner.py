@@ -92,6 +92,8 @@ class VerifySettings:
     checkpoint_interval_ms: int = 2000
     parallelism: int = 2
     taskmanagers: int = 2
+    #: Fail the run (anomaly ``stall-over-bound``) when a fault's stall exceeds this.
+    max_stall_s: float | None = None
 
 
 @dataclass
@@ -399,6 +401,12 @@ def verify(settings: VerifySettings, progress: bool = True) -> VerifyResult:
         "restarts": _restarts(result.samples),
     }
     result.anomalies = {**checked.anomalies, "aborted-read": aborted_read}
+    if settings.max_stall_s is not None:
+        over = [f for f in result.faults if (f.get("stall_s") or 0) > settings.max_stall_s]
+        result.anomalies["stall-over-bound"] = len(over)
+        result.examples["stall-over-bound"] = [
+            f"{f['kind']} at +{f['at_s']} s stalled {f['stall_s']} s" for f in over[:5]
+        ]
     result.examples = checked.examples
     if target.pg_url:
         left = sorted(_prepared_gids(target.pg_url) - prepared_before)
