@@ -191,8 +191,15 @@ class Stuck:
 
 def _admin(bootstrap: str) -> Any:
     from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
 
-    return KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15_000)
+    try:
+        return KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15_000)
+    except KafkaError as exc:
+        raise OnceflowError(
+            f"no Kafka broker answers at {bootstrap} ({exc}); start the local one with "
+            "`make up` or pass --bootstrap"
+        ) from exc
 
 
 def end_offsets(bootstrap: str, partitions: Sequence[Any]) -> tuple[dict[Any, int], dict[Any, int]]:
