@@ -13,10 +13,16 @@ JOB          ?= dedup
 ARGS         ?=
 PYTEST_ARGS  ?=
 PG_BIN       ?= /usr/lib/postgresql/15/bin
+# Job lifecycle and transactions: make stop JOB_ID=..., make resume SAVEPOINT=... P=3
+JOB_ID       ?=
+SAVEPOINT    ?=
+P            ?=
+PREFIX       ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help setup venv jars postgres up down status cluster-up cluster-down run submit demo \
-        test test-unit test-plan test-it lint bench bench-smoke verify verify-long clean
+        jobs stop cancel resume txn txn-hanging \
+        test test-unit test-plan test-it test-ops lint bench bench-smoke verify verify-long clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -78,6 +84,26 @@ run: up ## run a job on the local mini-cluster: make run JOB=dedup ARGS="--input
 submit: up ## submit a job to the standalone cluster: make submit JOB=dedup ARGS="..."
 	$(ONCEFLOW) cluster submit jobs/$(JOB).py -- $(ARGS)
 
+jobs: ## jobs on the standalone cluster: state, parallelism, last checkpoint and its age
+	$(ONCEFLOW) cluster jobs
+
+stop: ## stop a job with a savepoint, print its path: make stop [JOB_ID=...] (default: the only running job)
+	$(ONCEFLOW) cluster stop $(JOB_ID) --savepoint
+
+cancel: ## cancel a job, keep its retained checkpoints: make cancel [JOB_ID=...]
+	$(ONCEFLOW) cluster cancel $(JOB_ID)
+
+resume: ## resume a job: make resume JOB=dedup SAVEPOINT=<path> [P=3] ARGS="<the job's flags>"
+	@test -n "$(SAVEPOINT)" || { echo "error: set SAVEPOINT=<path> (make stop prints it)"; exit 2; }
+	$(ONCEFLOW) cluster submit jobs/$(JOB).py --detached --from-savepoint $(SAVEPOINT) \
+	  $(if $(P),--parallelism $(P)) -- $(ARGS)
+
+txn: ## open Kafka transactions (state, age, partitions, LSO lag): make txn [PREFIX=...]
+	$(ONCEFLOW) txn list $(if $(PREFIX),--prefix $(PREFIX))
+
+txn-hanging: ## transactions open over 5 min or hanging (exit 1 when any) [PREFIX=...]
+	$(ONCEFLOW) txn find-hanging $(if $(PREFIX),--prefix $(PREFIX))
+
 demo: up ## produce a workload, run the main job end to end, check the output
 	$(ONCEFLOW) demo $(ARGS)
 
@@ -89,6 +115,9 @@ test-unit: venv ## pure-Python tests only
 
 test-plan: setup ## JVM tests that need no broker
 	$(PY) -m pytest -m plan $(PYTEST_ARGS)
+
+test-ops: setup ## the job lifecycle and transaction ITs only (rescale 2->3->1, refusals, txn; ~2-4 min)
+	$(PY) -m pytest tests/it/test_rescale.py tests/it/test_transactions.py $(PYTEST_ARGS)
 
 test-it: setup ## integration tests (real broker + Flink)
 	$(PY) -m pytest -m it $(PYTEST_ARGS)

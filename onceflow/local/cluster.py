@@ -9,7 +9,10 @@ on localhost:8081 (``$ONCEFLOW_FLINK_REST_PORT``; the JobManager's RPC port 6123
 a ``PYTHONPATH`` with the venv's site-packages, so thread mode (PEMJA) works.
 
 ``submit`` runs ``flink run -py <job>`` against it with the same configuration,
-so a job file runs unchanged on the mini-cluster and on this cluster.
+so a job file runs unchanged on the mini-cluster and on this cluster;
+``start_job`` submits detached (optionally from a savepoint or retained
+checkpoint) and returns the job id once every task runs, or explains why the
+savepoint's state does not fit (:mod:`onceflow.local.jobs`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -30,13 +34,19 @@ from pathlib import Path
 import yaml
 
 from onceflow.errors import OnceflowError
+from onceflow.local.jobs import (
+    StateNotRestored,
+    explain_restore_failure,
+    stop_with_savepoint,
+    wait_running,
+)
 from onceflow.local.processes import pid_alive
 from onceflow.local.rest import FlinkRest, rest_get
 from onceflow.runtime.flinkenv import expand_placeholders, prepare_python_path
 from onceflow.runtime.java import java_executable
 from onceflow.runtime.paths import flink_conf_file, flink_home, project_root, run_dir
 
-__all__ = ["LocalFlinkCluster", "ClusterStatus"]
+__all__ = ["LocalFlinkCluster", "ClusterStatus", "flink_run_command"]
 
 log = logging.getLogger(__name__)
 
@@ -228,16 +238,95 @@ class LocalFlinkCluster:
         *,
         detached: bool = False,
         savepoint: str | None = None,
+        allow_non_restored_state: bool = False,
         log_file: Path | None = None,
     ) -> int:
         """``flink run -py job_file job_args`` against this cluster; returns its exit code.
 
         The connector jars travel as the ``pipeline.jars`` the job's environment
-        builder sets (``onceflow.runtime.flinkenv``).
+        builder sets (``onceflow.runtime.flinkenv``). A client that fails because
+        the savepoint's state does not fit the job is explained on stderr.
 
         :param savepoint: resume from this savepoint or retained checkpoint (``-s``).
+        :param allow_non_restored_state: drop savepoint state no operator claims (``-n``).
         :param log_file: append the client's output here instead of the terminal.
         """
+        cmd = self._run_command(job_file, job_args, detached, savepoint, allow_non_restored_state)
+        if log_file is None:
+            tail: list[str] = []
+            with subprocess.Popen(
+                cmd, env=self._env(), cwd=project_root(), stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, text=True,
+            ) as proc:  # fmt: skip
+                assert proc.stdout is not None
+                for line in proc.stdout:
+                    sys.stdout.write(line)
+                    tail = [*tail[-400:], line]
+            if proc.returncode != 0:
+                explained = explain_restore_failure("".join(tail))
+                if explained:
+                    print(f"error: {explained}", file=sys.stderr)
+            return proc.returncode
+        with open(log_file, "ab") as out:
+            return subprocess.run(
+                cmd, env=self._env(), cwd=project_root(), stdout=out, stderr=subprocess.STDOUT,
+                timeout=300, check=False,
+            ).returncode  # fmt: skip
+
+    def start_job(
+        self,
+        job_file: str,
+        job_args: list[str],
+        *,
+        savepoint: str | None = None,
+        allow_non_restored_state: bool = False,
+        log_file: Path | None = None,
+        wait: bool = True,
+        timeout: float = 180,
+    ) -> str:
+        """Submit detached and return the job id once every task runs.
+
+        :raises StateNotRestored: the savepoint's state does not fit the job (what to
+            change is in the message); a job that cannot restore is cancelled.
+        :raises OnceflowError: the client failed otherwise (its output is in ``log_file``).
+        """
+        cmd = self._run_command(job_file, job_args, True, savepoint, allow_non_restored_state)
+        done = subprocess.run(
+            cmd, env=self._env(), cwd=project_root(), capture_output=True, text=True,
+            timeout=300, check=False,
+        )  # fmt: skip
+        output = done.stdout + done.stderr
+        if log_file is not None:
+            with open(log_file, "a") as out:
+                out.write(output)
+        match = re.search(r"Job has been submitted with JobID ([0-9a-f]{32})", output)
+        if done.returncode != 0 or not match:
+            explained = explain_restore_failure(output)
+            if explained:
+                raise StateNotRestored(explained)
+            where = f"see {log_file}" if log_file else _last_error(output)
+            raise OnceflowError(
+                f"flink run {Path(job_file).name} failed ({done.returncode}); {where}"
+            )
+        job_id = match.group(1)
+        if wait:
+            rest = FlinkRest(self.rest_url)
+            try:
+                wait_running(rest, job_id, timeout=timeout, fail_on_restore_error=True)
+            except StateNotRestored:
+                with contextlib.suppress(OSError, ValueError):
+                    rest.cancel(job_id)
+                raise
+        return job_id
+
+    def _run_command(
+        self,
+        job_file: str,
+        job_args: list[str],
+        detached: bool,
+        savepoint: str | None,
+        allow_non_restored_state: bool,
+    ) -> list[str]:
         if not self.status().running:
             raise OnceflowError("the Flink cluster is not running; start it with `make cluster-up`")
         if not (self.conf_dir / "config.yaml").is_file():
@@ -245,41 +334,61 @@ class LocalFlinkCluster:
         path = Path(job_file)
         if not path.is_file():
             raise OnceflowError(f"job file {job_file} does not exist")
-        cmd = [*self.flink_cli(), "run", "-m", self._address()]
-        if detached:
-            cmd.append("-d")
-        if savepoint:
-            cmd += ["-s", savepoint]
-        # No -pyfs: the TaskManagers import the project from their PYTHONPATH (see _env).
-        cmd += ["-py", str(path.resolve()), *job_args]
+        cmd = flink_run_command(
+            self.flink_cli(), self._address(), path.resolve(), job_args,
+            detached=detached, savepoint=savepoint,
+            allow_non_restored_state=allow_non_restored_state,
+        )  # fmt: skip
         log.info("submitting: %s", " ".join(cmd))
-        if log_file is None:
-            return subprocess.run(cmd, env=self._env(), cwd=project_root(), check=False).returncode
-        with open(log_file, "ab") as out:
-            return subprocess.run(
-                cmd, env=self._env(), cwd=project_root(), stdout=out, stderr=subprocess.STDOUT,
-                timeout=300, check=False,
-            ).returncode  # fmt: skip
+        return cmd
+
+    def rest(self) -> FlinkRest:
+        return FlinkRest(self.rest_url)
+
+    def checkpoint_dir(self) -> Path | None:
+        """The local folder of ``execution.checkpointing.dir`` (None when not a file URI)."""
+        configured = str(self.config.get("execution", {}).get("checkpointing", {}).get("dir", ""))
+        if configured.startswith("file:"):
+            return Path(configured.removeprefix("file://").removeprefix("file:"))
+        return None
 
     def cancel(self, job_id: str) -> None:
         """Cancel a job through the REST API (its checkpoints are retained)."""
         FlinkRest(self.rest_url).cancel(job_id)
 
-    def stop_with_savepoint(self, job_id: str, target: str, log_file: Path) -> str:
-        """``flink stop --savepointPath target job_id``; returns the savepoint's path.
-
-        :raises OnceflowError: the stop failed (the client's output is in ``log_file``).
-        """
-        cmd = [*self.flink_cli(), "stop", "-m", self._address(), "--savepointPath", target, job_id]
-        result = subprocess.run(
-            cmd, env=self._env(), capture_output=True, text=True, timeout=300, check=False
-        )
-        with open(log_file, "a") as out:
-            out.write(result.stdout + result.stderr)
-        match = re.search(r"Savepoint completed\. Path: (\S+)", result.stdout)
-        if result.returncode != 0 or not match:
-            raise OnceflowError(f"stop-with-savepoint of {job_id} failed; see {log_file}")
-        return match.group(1)
+    def stop_with_savepoint(self, job_id: str, target: str | None = None) -> str:
+        """Stop the job with a savepoint (retried across a failover); returns its path."""
+        return stop_with_savepoint(FlinkRest(self.rest_url), job_id, target)
 
     def _address(self) -> str:
         return self.rest_url.removeprefix("http://")
+
+
+def flink_run_command(
+    flink: list[str],
+    address: str,
+    job_file: Path,
+    job_args: list[str],
+    *,
+    detached: bool = False,
+    savepoint: str | None = None,
+    allow_non_restored_state: bool = False,
+) -> list[str]:
+    """``flink run`` of a Python job file: ``-d`` detached, ``-s`` resume from a savepoint or
+    retained checkpoint, ``-n`` drop state no operator claims (only with ``-s``)."""
+    cmd = [*flink, "run", "-m", address]
+    if detached:
+        cmd.append("-d")
+    if savepoint:
+        cmd += ["-s", savepoint]
+        if allow_non_restored_state:
+            cmd.append("-n")
+    # No -pyfs: the TaskManagers import the project from their PYTHONPATH (see _env).
+    return [*cmd, "-py", str(job_file), *job_args]
+
+
+def _last_error(output: str) -> str:
+    """The most telling line of a failed ``flink run``: its deepest cause."""
+    causes = [ln.strip() for ln in output.splitlines() if ln.strip().startswith("Caused by:")]
+    errors = [ln.strip() for ln in output.splitlines() if "error:" in ln.lower()]
+    return (causes or errors or [output.strip()[-300:]])[-1][:500]

@@ -28,6 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", type=float, help="override the profile's feed rate")
     parser.add_argument("--faults", type=int, help="override the profile's fault count")
     parser.add_argument("--out", type=Path, help="results folder (run/verify)")
+    parser.add_argument(
+        "--max-stall",
+        type=float,
+        metavar="SECONDS",
+        help="fail when a fault's stall (to the next committed output) exceeds this",
+    )
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -53,11 +59,16 @@ def run(args: argparse.Namespace) -> int:
         guarantee=args.guarantee,
         seed=args.seed,
         out_dir=args.out or run_dir("verify"),
+        max_stall_s=args.max_stall,
     )
     from onceflow.verify.faults import fault_count, fault_kinds
 
     # PostgreSQL faults only apply to a table we own (not one of $ONCEFLOW_PG_URL).
-    kinds = fault_kinds(TARGETS[args.job].writes_postgres and not os.environ.get("ONCEFLOW_PG_URL"))
+    writes_postgres = TARGETS[args.job].writes_postgres
+    kinds = fault_kinds(
+        writes_postgres and not os.environ.get("ONCEFLOW_PG_URL"),
+        profile.rescale and not writes_postgres,
+    )
     faults = fault_count(profile.faults, kinds)
     started = time.strftime("%H:%M:%S")
     print(

@@ -11,6 +11,14 @@ Kinds, each a way real deployments lose processes or state:
   retained checkpoint (``flink run -s``);
 - ``savepoint-resume``: stop-with-savepoint, then resubmission from it.
 
+Profiles with ``rescale`` (``short`` and ``long``; not ``ci``, to keep ``make test``
+short: ``tests/it/test_rescale.py`` proves rescaling there) add:
+
+- ``rescale``: stop-with-savepoint, then resubmission from it at another
+  parallelism (the job's parallelism plus one, and back at the next rescale); later
+  resumes keep the parallelism it left. Not scheduled for targets that write
+  PostgreSQL: their sink needs ``--pg-rescale`` on exactly the resume that rescales.
+
 Targets that write PostgreSQL add (:data:`POSTGRES_FAULT_KINDS`; never scheduled
 for the others):
 
@@ -29,12 +37,15 @@ __all__ = [
     "ALL_FAULT_KINDS",
     "FAULT_KINDS",
     "POSTGRES_FAULT_KINDS",
+    "RESCALE_KIND",
     "Fault",
     "Profile",
     "PROFILES",
     "fault_count",
     "fault_kinds",
     "schedule",
+    "stall_after",
+    "stalls_by_kind",
 ]
 
 FAULT_KINDS = (
@@ -50,12 +61,18 @@ FAULT_KINDS = (
 POSTGRES_FAULT_KINDS = ("postgres-kill", "postgres-restart-prepared")
 """The kinds only targets that write PostgreSQL get."""
 
-ALL_FAULT_KINDS = FAULT_KINDS + POSTGRES_FAULT_KINDS
+RESCALE_KIND = "rescale"
+"""Stop with a savepoint, resume at another parallelism (profiles with ``rescale``)."""
+
+ALL_FAULT_KINDS = FAULT_KINDS + POSTGRES_FAULT_KINDS + (RESCALE_KIND,)
 
 
-def fault_kinds(writes_postgres: bool) -> tuple[str, ...]:
-    """The kinds a target is scheduled with: the PostgreSQL ones only when it writes a table."""
-    return ALL_FAULT_KINDS if writes_postgres else FAULT_KINDS
+def fault_kinds(writes_postgres: bool, rescale: bool = False) -> tuple[str, ...]:
+    """The kinds a target is scheduled with: the PostgreSQL ones only when it writes a
+    table; ``rescale`` when the profile asks for it and the target writes no table."""
+    if writes_postgres:
+        return FAULT_KINDS + POSTGRES_FAULT_KINDS
+    return FAULT_KINDS + (RESCALE_KIND,) if rescale else FAULT_KINDS
 
 
 @dataclass(frozen=True)
@@ -78,11 +95,13 @@ class Profile:
     :param rate: records/s the feeder writes.
     :param faults: faults injected; every kind at least once when >= 6 (a target with
         more kinds gets one fault per kind then, see :func:`fault_count`).
+    :param rescale: schedule ``rescale`` faults too.
     """
 
     records: int
     rate: float
     faults: int
+    rescale: bool = False
 
     @property
     def feed_seconds(self) -> float:
@@ -93,9 +112,9 @@ PROFILES = {
     # `make test`: every kind once, a couple of minutes.
     "ci": Profile(records=60_000, rate=1_500, faults=6),
     # `make verify`: every kind once, 2-3 minutes.
-    "short": Profile(records=150_000, rate=2_000, faults=6),
+    "short": Profile(records=150_000, rate=2_000, faults=6, rescale=True),
     # `make verify-long`: >= 20 faults over 1M records.
-    "long": Profile(records=1_000_000, rate=2_500, faults=24),
+    "long": Profile(records=1_000_000, rate=2_500, faults=24, rescale=True),
 }
 
 
@@ -141,3 +160,41 @@ def schedule(
         jitter = rng.uniform(-0.2, 0.2) * step
         faults.append(Fault(at_s=round(max(0.0, start + i * step + jitter), 2), kind=kind))
     return faults
+
+
+def stall_after(at_s: float, samples: list[dict[str, object]]) -> float | None:
+    """Seconds from a fault at ``at_s`` to the next committed output record.
+
+    ``samples`` are the verifier's once-a-second readings (``t``, ``committed_offsets``:
+    the sum of the output's last stable offsets). The stall ends at the first reading
+    after the fault whose committed offsets exceed the last reading at or before it;
+    None when the output never grew again. Resolution: the sampling interval.
+    """
+    readings = [
+        (float(str(s["t"])), int(str(s["committed_offsets"])))
+        for s in samples
+        if "committed_offsets" in s and "t" in s
+    ]
+    before = [v for t, v in readings if t <= at_s]
+    if not before:
+        return None
+    for t, value in readings:
+        if t > at_s and value > before[-1]:
+            return round(t - at_s, 1)
+    return None
+
+
+def stalls_by_kind(faults: list[dict[str, object]]) -> dict[str, dict[str, float]]:
+    """Per fault kind: count, p50 and max of the faults' ``stall_s`` (None ones left out)."""
+    by_kind: dict[str, list[float]] = {}
+    for f in faults:
+        stall = f.get("stall_s")
+        if isinstance(stall, int | float):
+            by_kind.setdefault(str(f["kind"]), []).append(float(stall))
+    out = {}
+    for kind, values in sorted(by_kind.items()):
+        values.sort()
+        # The lower median of an even count: the figure a run actually saw.
+        out[kind] = {"count": len(values), "p50": values[(len(values) - 1) // 2],
+                     "max": values[-1]}  # fmt: skip
+    return out

@@ -20,8 +20,8 @@ def summary(result: VerifyResult) -> str:
         f"{len(result.faults)} faults, {result.duration_s:.0f} s): {verdict}",
         "",
         "anomalies:  " + "  ".join(f"{k}={v}" for k, v in result.anomalies.items()),
-        f"hanging transactions (kafka-transactions find-hanging): "
-        f"{len(result.hanging_transactions)}",
+        f"transactions left open (lingering of the run's prefix; kafka-transactions "
+        f"find-hanging on its topics): {len(result.hanging_transactions)}",
         "",
         f"output      {c.get('output_committed', 0):>9,} committed "
         f"(expected {c.get('expected_output', 0):,}); read_uncommitted "
@@ -51,7 +51,16 @@ def summary(result: VerifyResult) -> str:
     ]
     for f in result.faults:
         fired = "" if "fired" not in f else (" (fired)" if f["fired"] else " (did NOT fire)")
-        lines.append(f"  +{f['at_s']:6.1f}s  {f['kind']:<25} {f['detail']}{fired}")
+        stall = f.get("stall_s")
+        stalled = "   -   " if stall is None else f"{stall:5.1f} s"
+        lines.append(f"  +{f['at_s']:6.1f}s  {f['kind']:<25} stall {stalled}  {f['detail']}{fired}")
+    if result.stalls:
+        lines.append(
+            "stall to the next committed output, p50/max per kind: "
+            + "; ".join(
+                f"{kind} {v['p50']:.1f}/{v['max']:.1f} s" for kind, v in result.stalls.items()
+            )
+        )
     for name, examples in result.examples.items():
         if examples:
             lines.append(f"{name} e.g. {'; '.join(examples[:3])}")
@@ -82,6 +91,7 @@ def plot(result: VerifyResult, path: Path) -> Path:
         "broker-kill": "black",
         "cancel-resume": "tab:green",
         "savepoint-resume": "tab:olive",
+        "rescale": "tab:pink",
         "postgres-kill": "tab:brown",
         "postgres-restart-prepared": "tab:cyan",
     }

@@ -44,11 +44,27 @@ from typing import Any
 from onceflow.errors import OnceflowError
 from onceflow.local.broker import LocalKafka
 from onceflow.local.cluster import LocalFlinkCluster
+from onceflow.local.jobs import (
+    completed_checkpoints,
+    latest_checkpoint,
+    stop_with_savepoint,
+    tasks_running,
+    wait_ended,
+    wait_running,
+)
 from onceflow.local.postgres import LocalPostgres
 from onceflow.local.rest import FlinkRest
 from onceflow.operators.faults import marker_stem
 from onceflow.runtime.paths import project_root, run_dir
-from onceflow.verify.faults import Fault, Profile, fault_count, fault_kinds, schedule
+from onceflow.verify.faults import (
+    Fault,
+    Profile,
+    fault_count,
+    fault_kinds,
+    schedule,
+    stall_after,
+    stalls_by_kind,
+)
 from onceflow.verify.targets import TARGETS, Target
 
 __all__ = ["VerifySettings", "VerifyResult", "verify"]
@@ -76,6 +92,8 @@ class VerifySettings:
     checkpoint_interval_ms: int = 2000
     parallelism: int = 2
     taskmanagers: int = 2
+    #: Fail the run (anomaly ``stall-over-bound``) when a fault's stall exceeds this.
+    max_stall_s: float | None = None
 
 
 @dataclass
@@ -90,6 +108,9 @@ class VerifyResult:
     anomalies: dict[str, int] = field(default_factory=dict)
     examples: dict[str, list[str]] = field(default_factory=dict)
     hanging_transactions: list[str] = field(default_factory=list)
+    #: Per fault kind: count, p50 and max seconds from the fault to the next committed
+    #: output record (each fault's own figure is its ``stall_s``).
+    stalls: dict[str, dict[str, float]] = field(default_factory=dict)
     jobs: list[dict[str, Any]] = field(default_factory=list)
     duration_s: float = 0.0
 
@@ -140,23 +161,14 @@ class _Sampler(threading.Thread):
 
 
 class _JobProbe:
-    """REST views of the job that is current (its id changes on resubmission)."""
+    """REST views of the job that is current (its id changes on resubmission), and the
+    completed checkpoints of every job so far (for the report)."""
 
-    def __init__(self, cluster: LocalFlinkCluster, name: str) -> None:
-        self.cluster, self.name = cluster, name
+    def __init__(self, cluster: LocalFlinkCluster) -> None:
+        self.cluster = cluster
         self.rest = FlinkRest(cluster.rest_url)
         self.job_id: str | None = None
         self.checkpoints: dict[tuple[str, int], dict[str, Any]] = {}
-
-    def find(self, timeout: float = 120) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = self.rest.job_id(self.name, live=True)
-            if found is not None:
-                self.job_id = found
-                return found
-            time.sleep(0.5)
-        raise OnceflowError(f"job {self.name} did not appear on {self.cluster.rest_url}")
 
     def state(self) -> str:
         if self.job_id is None:
@@ -185,36 +197,21 @@ class _JobProbe:
         return out
 
     def completed(self) -> int:
-        return int(self.snapshot().get("completed", 0))
+        return completed_checkpoints(self.rest, self.job_id) if self.job_id else 0
 
     def latest_checkpoint_path(self) -> str | None:
         assert self.job_id is not None
-        stats = self.rest.get(f"/jobs/{self.job_id}/checkpoints")
-        latest = (stats.get("latest") or {}).get("completed") or {}
-        path = latest.get("external_path")
-        return str(path) if path else None
+        ref = latest_checkpoint(self.rest, self.job_id, self.cluster.checkpoint_dir())
+        return ref.path if ref else None
 
     def tasks_running(self) -> bool:
-        """Whether the job and every one of its vertices are RUNNING.
-
-        With region failover a job stays RUNNING while its tasks restart; a
-        savepoint or a fault then meets a job that is not running at all.
-        """
-        if self.job_id is None:
-            return False
-        job = self.rest.job(self.job_id)
-        vertices = job.get("vertices") or []
-        return job.get("state") == "RUNNING" and all(v.get("status") == "RUNNING" for v in vertices)
+        return self.job_id is not None and tasks_running(self.rest, self.job_id)
 
     def wait_running_with_checkpoint(self, since: int, timeout: float = 180) -> None:
         """Until every task is RUNNING and the job has completed a checkpoint after ``since``."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            snap = self.snapshot()
-            if int(snap.get("completed", 0)) > since and self.tasks_running():
-                return
-            time.sleep(0.5)
-        raise OnceflowError(f"job {self.job_id} did not recover within {timeout:.0f} s")
+        assert self.job_id is not None
+        wait_running(self.rest, self.job_id, checkpoint_after=since, timeout=timeout)
+        self.snapshot()
 
 
 def _job_args(
@@ -246,39 +243,25 @@ def _job_args(
 
 def _submit(
     cluster: LocalFlinkCluster,
+    probe: _JobProbe,
     job_file: str,
     args: list[str],
     savepoint: str | None,
     log_file: Path,
 ) -> None:
-    code = cluster.submit(
-        str(project_root() / job_file), args, detached=True, savepoint=savepoint, log_file=log_file
+    """Submit detached; the probe follows the new job from now on."""
+    probe.job_id = cluster.start_job(
+        str(project_root() / job_file), args, savepoint=savepoint, log_file=log_file, wait=False
     )
-    if code != 0:
-        raise OnceflowError(f"flink run failed ({code}); see {log_file}")
 
 
-def _wait_gone(probe: _JobProbe, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if probe.state() in ("CANCELED", "FINISHED", "FAILED"):
-            return
-        time.sleep(0.5)
-    raise OnceflowError(f"job {probe.job_id} did not stop within {timeout:.0f} s")
+def _stuck_transactions(bootstrap: str, prefix: str, topics: list[str]) -> list[str]:
+    """Transactions of the run left open once its job stopped: lingering ones of its
+    prefix (any age: after a stop with a savepoint none may be open) and Kafka's
+    hanging ones on its topics (``find-hanging`` with no age threshold)."""
+    from onceflow.ops.transactions import find_stuck
 
-
-def _find_hanging(bootstrap: str) -> list[str]:
-    from onceflow.runtime.java import run_java_main
-
-    result = run_java_main(
-        "org.apache.kafka.tools.TransactionsCommand",
-        ["--bootstrap-server", bootstrap, "find-hanging", "--broker-id", "1"],
-        jvm_opts=("-Xmx256m", "-Dlog4j2.level=WARN"),
-    )
-    if result.returncode != 0:
-        raise OnceflowError(f"kafka-transactions find-hanging failed: {result.stderr[-400:]}")
-    lines = [ln for ln in result.stdout.splitlines() if ln.strip() and not ln.startswith("SLF4J")]
-    return lines[1:]  # the first line is the header
+    return find_stuck(bootstrap, prefix, older_than_s=0, topics=topics).lines()
 
 
 def verify(settings: VerifySettings, progress: bool = True) -> VerifyResult:
@@ -310,7 +293,7 @@ def verify(settings: VerifySettings, progress: bool = True) -> VerifyResult:
     # Prepared transactions already there (another run's) are not this run's leftovers.
     prepared_before = _prepared_gids(target.pg_url) if target.pg_url else set()
     records = target.prepare(profile, settings.seed)
-    kinds = fault_kinds(postgres is not None)
+    kinds = fault_kinds(postgres is not None, profile.rescale and not target.writes_postgres)
     faults = schedule(
         settings.seed, fault_count(profile.faults, kinds), records / profile.rate, kinds
     )
@@ -320,14 +303,13 @@ def verify(settings: VerifySettings, progress: bool = True) -> VerifyResult:
     markers = out_dir / "fired"
     args = _job_args(settings, target, topics, out_dir, stamp, fail_points, bootstrap)
 
-    probe = _JobProbe(cluster, f"verify-{stamp}")
+    probe = _JobProbe(cluster)
     sampler: _Sampler | None = None
     t0_wall = time.time()
     feeder_error: list[BaseException] = []
     try:
         # Step 2.
-        _submit(cluster, target.job_file, args, None, job_log)
-        probe.find()
+        _submit(cluster, probe, target.job_file, args, None, job_log)
         probe.wait_running_with_checkpoint(since=0)
         result.jobs.append({"job": probe.job_id, "submitted_at": 0.0, "from": None})
         # Step 3.
@@ -353,11 +335,13 @@ def verify(settings: VerifySettings, progress: bool = True) -> VerifyResult:
                 probe.wait_running_with_checkpoint(since=last_completed)
             at = time.monotonic() - t0
             detail = _inject(
-                fault, broker, postgres, cluster, probe, target, args, job_log, result, at
-            )
+                fault, broker, postgres, cluster, probe, target, args, job_log, result, at,
+                settings.parallelism,
+            )  # fmt: skip
             result.faults.append({"kind": fault.kind, "at_s": round(at, 2), "detail": detail})
             log.info("fault %d/%d at %.1fs: %s (%s)", n, len(faults), at, fault.kind, detail)
-            probe.wait_running_with_checkpoint(since=0 if fault.kind.endswith("resume") else -1)
+            resubmitted = fault.kind.endswith("resume") or fault.kind == "rescale"
+            probe.wait_running_with_checkpoint(since=0 if resubmitted else -1)
             if fault.kind.startswith("postgres-") and target.pg_url:
                 # The sink notices a lost connection only when it next writes or prepares:
                 # two checkpoints after the server is back prove the job has recovered.
@@ -368,8 +352,7 @@ def verify(settings: VerifySettings, progress: bool = True) -> VerifyResult:
             raise OnceflowError(f"feeding the input failed: {feeder_error[0]!r}")
         # Step 5: caught up when the committed output stops growing for a while.
         _wait_caught_up(progress, t0, profile, sampler, len(faults), probe)
-        _stop_with_savepoint(cluster, probe, job_log)
-        _wait_gone(probe)
+        _stop_with_savepoint(probe)
     except OnceflowError as exc:
         if target.pg_url:
             raise _stalled(exc, target.pg_url) from exc
@@ -395,6 +378,10 @@ def verify(settings: VerifySettings, progress: bool = True) -> VerifyResult:
             if record["fired"]:
                 record["at_s"] = round(fired[stem] - t0_wall, 2)
     result.faults.sort(key=lambda f: float(f["at_s"]))
+    for record in result.faults:
+        # Seconds until the output committed again (issue 13, part 5: where recovery goes).
+        record["stall_s"] = stall_after(float(record["at_s"]), result.samples)
+    result.stalls = stalls_by_kind(result.faults)
     checked, committed = target.check(bootstrap, topics, out_dir, progress)
     uncommitted = read_committed(
         bootstrap, topics[target.watch], quiet_ms=2000, progress=progress,
@@ -414,12 +401,20 @@ def verify(settings: VerifySettings, progress: bool = True) -> VerifyResult:
         "restarts": _restarts(result.samples),
     }
     result.anomalies = {**checked.anomalies, "aborted-read": aborted_read}
+    if settings.max_stall_s is not None:
+        over = [f for f in result.faults if (f.get("stall_s") or 0) > settings.max_stall_s]
+        result.anomalies["stall-over-bound"] = len(over)
+        result.examples["stall-over-bound"] = [
+            f"{f['kind']} at +{f['at_s']} s stalled {f['stall_s']} s" for f in over[:5]
+        ]
     result.examples = checked.examples
     if target.pg_url:
         left = sorted(_prepared_gids(target.pg_url) - prepared_before)
         result.anomalies["prepared-left"] = len(left)
         result.examples["prepared-left"] = left[:5]
-    result.hanging_transactions = _find_hanging(bootstrap)
+    result.hanging_transactions = _stuck_transactions(
+        bootstrap, f"verify-{stamp}", sorted(topics.values())
+    )
     result.duration_s = round(time.monotonic() - started, 1)
     return result
 
@@ -445,26 +440,11 @@ def _postgres(target: Target, result: VerifyResult) -> LocalPostgres | None:
     return server
 
 
-def _stop_with_savepoint(
-    cluster: LocalFlinkCluster, probe: _JobProbe, job_log: Path, attempts: int = 3
-) -> str:
-    """Stop the current job with a savepoint; returns its path.
-
-    A savepoint fails when a task is not running (a failover a fault set off just
-    then): wait until the job runs again with a fresh checkpoint, and retry.
-    """
+def _stop_with_savepoint(probe: _JobProbe) -> str:
+    """Stop the current job with a savepoint (retried across a failover) and wait until
+    it has ended; returns the savepoint's path."""
     assert probe.job_id is not None
-    for attempt in range(1, attempts + 1):
-        try:
-            return cluster.stop_with_savepoint(
-                probe.job_id, run_dir("savepoints").as_uri(), job_log
-            )
-        except OnceflowError:
-            if attempt == attempts or probe.state() != "RUNNING":
-                raise
-            log.warning("stop-with-savepoint failed (attempt %d); retrying once recovered", attempt)
-            probe.wait_running_with_checkpoint(since=probe.completed())
-    raise AssertionError("unreachable")
+    return stop_with_savepoint(probe.rest, probe.job_id, run_dir("savepoints").as_uri())
 
 
 def _prepared_gids(url: str) -> set[str]:
@@ -581,8 +561,12 @@ def _inject(
     job_log: Path,
     result: VerifyResult,
     at: float,
+    settings_parallelism: int,
 ) -> str:
-    """Carry out one fault; returns what was done (for the report)."""
+    """Carry out one fault; returns what was done (for the report).
+
+    ``rescale`` moves the job between ``settings_parallelism`` and one more.
+    """
     kind = fault.kind
     if kind == "tm-kill":
         pids = cluster.taskmanager_pids()
@@ -618,17 +602,32 @@ def _inject(
     old = probe.job_id
     if kind == "cancel-resume":
         cluster.cancel(old)
-        _wait_gone(probe)
+        wait_ended(probe.rest, old)
         path = probe.latest_checkpoint_path()
         if path is None:
             raise OnceflowError(f"job {old} has no retained checkpoint to resume from")
     else:
-        path = _stop_with_savepoint(cluster, probe, job_log)
-        _wait_gone(probe)
-    _submit(cluster, target.job_file, args, path, job_log)
-    probe.find()
+        path = _stop_with_savepoint(probe)
+    rescaled = ""
+    if kind == "rescale":
+        # The later resumes keep the new parallelism: the args are the job's from now on.
+        before = _parallelism(args)
+        after = settings_parallelism + 1 if before == settings_parallelism else settings_parallelism
+        _set_parallelism(args, after)
+        rescaled = f" at parallelism {after} (was {before})"
+    _submit(cluster, probe, target.job_file, args, path, job_log)
     result.jobs.append({"job": probe.job_id, "submitted_at": round(at, 2), "from": path})
-    return f"job {old} {'cancelled' if kind == 'cancel-resume' else 'stopped'}; resumed from {path}"
+    verb = "cancelled" if kind == "cancel-resume" else "stopped with a savepoint"
+    return f"job {old} {verb}; resumed from {path}{rescaled}"
+
+
+def _parallelism(args: list[str]) -> int:
+    return int(args[len(args) - 1 - args[::-1].index("--parallelism") + 1])
+
+
+def _set_parallelism(args: list[str], parallelism: int) -> None:
+    """Set the job's ``--parallelism`` flag in ``args`` (in place)."""
+    args[len(args) - 1 - args[::-1].index("--parallelism") + 1] = str(parallelism)
 
 
 def _next_fail_point(flag: str, args: list[str], result: VerifyResult) -> str:

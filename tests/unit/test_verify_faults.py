@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from onceflow.verify.faults import (
-    ALL_FAULT_KINDS,
     FAULT_KINDS,
     POSTGRES_FAULT_KINDS,
     PROFILES,
+    RESCALE_KIND,
     Fault,
     fault_count,
     fault_kinds,
@@ -61,9 +61,9 @@ def test_postgres_kinds_are_scheduled_only_for_targets_that_write_postgres() -> 
 def test_a_postgres_target_gets_every_kind_once_before_any_repeats() -> None:
     kinds = fault_kinds(writes_postgres=True)
     count = fault_count(PROFILES["ci"].faults, kinds)
-    assert count == len(ALL_FAULT_KINDS)
+    assert count == len(FAULT_KINDS) + len(POSTGRES_FAULT_KINDS)
     faults = schedule(seed=4, count=count, feed_seconds=40, kinds=kinds)
-    assert sorted(f.kind for f in faults) == sorted(ALL_FAULT_KINDS)
+    assert sorted(f.kind for f in faults) == sorted(FAULT_KINDS + POSTGRES_FAULT_KINDS)
     times = [f.at_s for f in faults]
     assert times == sorted(times) and times[0] >= 0.1 * 40 and times[-1] <= 0.9 * 40
 
@@ -83,3 +83,52 @@ def test_postgres_kinds_are_known_and_unknown_kinds_are_refused_by_the_schedule(
         schedule(1, 3, 10, ("tm-kill", "disk-full"))
     with pytest.raises(ValueError):
         schedule(1, 3, 10, ())
+
+
+def test_rescale_is_scheduled_in_the_short_and_long_profiles_only() -> None:
+    assert PROFILES["short"].rescale and PROFILES["long"].rescale
+    assert not PROFILES["ci"].rescale  # make test: tests/it/test_rescale.py covers it
+    kinds = fault_kinds(writes_postgres=False, rescale=True)
+    assert kinds == (*FAULT_KINDS, RESCALE_KIND)
+    count = fault_count(PROFILES["short"].faults, kinds)
+    assert count == len(FAULT_KINDS) + 1  # the profile's promise: every kind once
+    assert sorted(f.kind for f in schedule(2, count, 75, kinds)) == sorted(kinds)
+    long = schedule(2, fault_count(PROFILES["long"].faults, kinds), 400, kinds)
+    assert sum(f.kind == RESCALE_KIND for f in long) >= 3
+
+
+def test_a_postgres_target_is_never_rescaled() -> None:
+    # Its sink needs --pg-rescale on exactly the resume that rescales.
+    assert RESCALE_KIND not in fault_kinds(writes_postgres=True, rescale=True)
+
+
+def test_the_stall_ends_at_the_first_reading_whose_committed_offsets_grew() -> None:
+    from onceflow.verify.faults import stall_after
+
+    samples = [
+        {"t": 1.0, "committed_offsets": 100},
+        {"t": 2.0, "committed_offsets": 120},  # the last reading at or before the fault
+        {"t": 3.0},  # broker down: no reading
+        {"t": 4.0, "committed_offsets": 120},
+        {"t": 5.0, "committed_offsets": 120},
+        {"t": 6.0, "committed_offsets": 150},
+    ]
+    assert stall_after(2.5, samples) == 3.5
+    assert stall_after(0.5, samples) is None  # no reading before the fault
+    assert stall_after(6.0, samples) is None  # the output never grew again
+
+
+def test_stalls_are_summarised_per_kind_by_median_and_max() -> None:
+    from onceflow.verify.faults import stalls_by_kind
+
+    faults = [
+        {"kind": "tm-kill", "stall_s": 14.0},
+        {"kind": "tm-kill", "stall_s": 9.0},
+        {"kind": "tm-kill", "stall_s": 30.0},
+        {"kind": "rescale", "stall_s": 21.0},
+        {"kind": "rescale", "stall_s": None},
+    ]
+    assert stalls_by_kind(faults) == {
+        "rescale": {"count": 1, "p50": 21.0, "max": 21.0},
+        "tm-kill": {"count": 3, "p50": 14.0, "max": 30.0},
+    }
