@@ -67,8 +67,10 @@ def test_a_job_module_runs_from_any_directory(tmp_path: Path) -> None:
 
 
 # What each layer may import from onceflow (besides itself): tooling -> runtime ->
-# operators/sinks -> schema/errors.
+# operators/sinks -> schema/errors. onceflow.avro (wire format, registry client) sits at
+# the bottom too, so the operators and the Kafka source can reuse it.
 ALLOWED = {
+    "onceflow/avro": ("onceflow.avro", "onceflow.errors"),
     "onceflow/operators": ("onceflow.operators", "onceflow.schema", "onceflow.errors"),
     "onceflow/sinks": ("onceflow.sinks", "onceflow.schema", "onceflow.errors"),
     "onceflow/runtime": (
