@@ -188,6 +188,9 @@ class LocalRegistry:
             # A file, not Apicurio's in-memory default: schema ids outlive a restart, as
             # the broker's topics that carry them do.
             f"-Dapicurio.datasource.url=jdbc:h2:file:{self.data_dir / 'registry'}",
+            # As Confluent's registry does: one schema, one id, however its text is laid out
+            # (Apicurio compares the text by default, so reformatting registers a new id).
+            "-Dapicurio.ccompat.use-canonical-hash=true",
             "-Dquarkus.log.console.color=false",
             "-jar",
             str(runner),
