@@ -115,7 +115,9 @@ def _add_cluster(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 def _jars(args: argparse.Namespace) -> int:
     from onceflow.runtime.java import JAR_KINDS, resolve_jars
 
-    for kind in args.kind or list(JAR_KINDS):
+    # The registry's archive (~109 MB) only on demand: jobs never need it, and
+    # `onceflow stack up --registry` resolves it on first use.
+    for kind in args.kind or [k for k in JAR_KINDS if k != "registry"]:
         folder = resolve_jars(kind, force=args.force)
         if kind == "registry":  # one archive, unpacked in the cache
             from onceflow.local.registry import registry_distribution
@@ -129,7 +131,10 @@ def _jars(args: argparse.Namespace) -> int:
 def _add_jars(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("jars", help="resolve the pinned Java artifacts with Maven (once)")
     p.add_argument(
-        "--kind", action="append", choices=["kafka", "flink", "registry"], help="default: all"
+        "--kind",
+        action="append",
+        choices=["kafka", "flink", "registry"],
+        help="default: kafka and flink (registry: the local schema registry's archive)",
     )
     p.add_argument("--force", action="store_true", help="resolve again even if current")
     p.set_defaults(handler=_jars)
