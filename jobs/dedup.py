@@ -30,10 +30,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from pyflink.common import Types
-
 from onceflow.errors import OnceflowError
 from onceflow.operators.dedup.identity import IdentitySpec
+from onceflow.operators.dedup.stream import dedup
+from onceflow.operators.faults import arm_faults
 from onceflow.runtime.jobconfig import (
     RuntimeConfig,
     add_runtime_arguments,
@@ -42,22 +42,17 @@ from onceflow.runtime.jobconfig import (
     require_flags,
 )
 from onceflow.runtime.jobrun import run_job
+from onceflow.runtime.kafka_source import read_kafka_json
 from onceflow.runtime.pgoutput import (
     PostgresOutput,
     add_postgres_arguments,
     check_postgres_output,
     pop_postgres_output,
+    write_query_to_postgres,
 )
-from onceflow.runtime.pipeline import (
-    read_kafka,
-    read_kafka_keyed,
-    routed_type,
-    table_env,
-    validate_sinks,
-    write_routes,
-)
-from onceflow.sinks.kafka import KafkaSinkSpec
+from onceflow.sinks.kafka import KafkaSinkSpec, validate_sinks, write_kafka
 from onceflow.sinks.postgres import PgColumn, PostgresSinkSpec
+from onceflow.streams import table_env
 
 if TYPE_CHECKING:
     from pyflink.datastream import StreamExecutionEnvironment
@@ -145,45 +140,33 @@ class DedupConfig(RuntimeConfig):
 
 
 def build_pipeline(env: StreamExecutionEnvironment, cfg: DedupConfig) -> None:
-    """Attach source -> (keyed) dedup -> (output, DLQ) sinks to ``env``."""
-    from onceflow.operators.dedup.flink import DedupFunction, FingerprintKey, sql_key_expression
-
-    tenv = table_env(env)
-    source = cfg.source_spec(cfg.input_topic)
-    identity = cfg.identity()
-    key_sql = None if cfg.fingerprint else sql_key_expression(cfg.id_field)
-    if key_sql is not None:
-        keyed = read_kafka_keyed(tenv, source, key_sql)
-    else:
-        keyed = read_kafka(tenv, source).key_by(
-            FingerprintKey(identity, cfg.max_record_bytes), key_type=Types.STRING()
-        )
-    deduped = (
-        keyed.process(
-            DedupFunction(
-                identity,
-                cfg.max_record_bytes,
-                cfg.ttl_ms or None,
-                cfg.fail_on_ids,
-                cfg.failure_markers(),
-                jvm_keyed=key_sql is not None,
-                dead_letter_max_bytes=cfg.dead_letter_max_bytes,
-            ),
-            routed_type(),
-        )
-        .name("dedup")
-        .uid("dedup")
+    """The recipe: JSON records from Kafka -> dedup -> first occurrences and dead letters."""
+    if cfg.fail_on_ids:  # a test hook: fail once when each of these ids arrives
+        arm_faults("dedup", cfg.fail_on_ids, cfg.failure_markers() or "")
+    records = read_kafka_json(env, cfg.source_spec(cfg.input_topic))
+    deduped = dedup(
+        records,
+        id_field=cfg.id_field,
+        fingerprint=(cfg.fingerprint_fields or True) if cfg.fingerprint else False,
+        ttl_ms=cfg.ttl_ms or None,
+        max_record_bytes=cfg.max_record_bytes,
+        dead_letter_max_bytes=cfg.dead_letter_max_bytes,
+        uid="dedup",
     )
-    write_routes(tenv, deduped, cfg.sink_specs())
+    outputs = {"out": deduped.passed, "dlq": deduped.dead_letters}
+    for route, spec in cfg.sink_specs().items():
+        # check=False: main() checked the sinks against the broker before the JVM started.
+        write_kafka(
+            outputs[route], spec, uid=f"{route}-sink",
+            restart_budget_ms=cfg.restart_budget_ms, check=False,
+        )  # fmt: skip
     ledger = cfg.ledger_spec()
     if ledger is not None:
-        from onceflow.runtime.pgoutput import write_query_to_postgres
-
         write_query_to_postgres(
             env,
-            tenv,
-            deduped,
-            "SELECT CAST(k AS STRING), CAST(v AS STRING) FROM {routed} WHERE route = 'out'",
+            table_env(env),
+            deduped.passed,
+            "SELECT `key`, CAST(`v` AS STRING) FROM {routed}",
             ledger,
             checkpoint_interval_ms=cfg.checkpoint_interval_ms,
         )

@@ -50,8 +50,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from onceflow.errors import OnceflowError
+from onceflow.operators.faults import arm_faults
 from onceflow.operators.versioned.core import MODES, NEWER_WINS
 from onceflow.operators.versioned.output import CHANGE_COLUMNS
+from onceflow.operators.versioned.stream import versioned_update
 from onceflow.runtime.jobconfig import (
     RuntimeConfig,
     add_runtime_arguments,
@@ -60,23 +62,18 @@ from onceflow.runtime.jobconfig import (
     require_flags,
 )
 from onceflow.runtime.jobrun import run_job
+from onceflow.runtime.kafka_source import read_kafka_json
 from onceflow.runtime.pgoutput import (
     PostgresOutput,
     add_postgres_arguments,
     check_postgres_output,
     pop_postgres_output,
+    write_query_to_postgres,
 )
-from onceflow.runtime.pipeline import (
-    read_kafka_keyed,
-    routed_type,
-    side_output,
-    table_env,
-    validate_sinks,
-    write_routes,
-)
-from onceflow.sinks.files import FileSinkSpec, RecordSchema, validate_file_sink
-from onceflow.sinks.kafka import KafkaSinkSpec
+from onceflow.sinks.files import FileSinkSpec, RecordSchema, validate_file_sink, write_files
+from onceflow.sinks.kafka import KafkaSinkSpec, validate_sinks, write_kafka
 from onceflow.sinks.postgres import PgColumn, PostgresSinkSpec
+from onceflow.streams import table_env
 
 if TYPE_CHECKING:
     from pyflink.datastream import StreamExecutionEnvironment
@@ -238,46 +235,37 @@ class VersionedUpsertConfig(RuntimeConfig):
 
 
 def build_pipeline(env: StreamExecutionEnvironment, cfg: VersionedUpsertConfig) -> None:
-    """Attach source -> (keyed) versioned update -> (Kafka routes, Parquet log) to ``env``."""
-    from onceflow.operators.versioned.flink import (
-        VersionedUpdateFunction,
-        changes_tag,
-        sql_key_expression,
+    """The recipe: change events from Kafka -> versioned update -> one output per outcome."""
+    if cfg.fail_on_changes:  # a test hook: fail once when each KEY@VERSION arrives
+        arm_faults("versioned-update", cfg.fail_on_changes, cfg.failure_markers() or "")
+    events = read_kafka_json(env, cfg.source_spec(cfg.input_topic))
+    updated = versioned_update(
+        events,
+        mode=cfg.mode,
+        ttl_ms=cfg.ttl_ms or None,
+        max_record_bytes=cfg.max_record_bytes,
+        dead_letter_max_bytes=cfg.dead_letter_max_bytes,
+        uid="versioned-update",
     )
-    from onceflow.sinks.files import attach_file_sink
-
-    tenv = table_env(env)
-    keyed = read_kafka_keyed(tenv, cfg.source_spec(cfg.input_topic), sql_key_expression())
-    tag = changes_tag()
-    updated = (
-        keyed.process(
-            VersionedUpdateFunction(
-                cfg.mode,
-                cfg.ttl_ms or None,
-                tag,
-                cfg.max_record_bytes,
-                fail_on_changes=cfg.fail_on_changes,
-                fail_marker_dir=cfg.failure_markers(),
-                dead_letter_max_bytes=cfg.dead_letter_max_bytes,
-            ),
-            routed_type(),
-        )
-        .name("versioned-update")
-        .uid("versioned-update")
-    )
-    # The DataStream FileSink and the table-connector Kafka sinks run in one job and
-    # commit on the same checkpoints (write_routes attaches its statement set to env).
-    changes = side_output(updated, tag)
-    attach_file_sink(env, changes, cfg.changes_spec(), uid=CHANGES_SINK_UID)
-    write_routes(tenv, updated, cfg.sink_specs())
+    outputs = {
+        "applied": updated.applied,
+        "stale": updated.stale,
+        "conflict": updated.conflicts,
+        "dlq": updated.dead_letters,
+    }
+    for route, spec in cfg.sink_specs().items():
+        # check=False: main() checked the sinks against the broker before the JVM started.
+        write_kafka(
+            outputs[route], spec, uid=f"{route}-sink",
+            restart_budget_ms=cfg.restart_budget_ms, check=False,
+        )  # fmt: skip
+    write_files(updated.changes, cfg.changes_spec(), uid=CHANGES_SINK_UID)
     entities = cfg.entities_spec()
     if entities is not None:
-        from onceflow.runtime.pgoutput import write_query_to_postgres
-
         write_query_to_postgres(
             env,
-            tenv,
-            changes,
+            table_env(env),
+            updated.changes,
             ENTITY_QUERY,
             entities,
             checkpoint_interval_ms=cfg.checkpoint_interval_ms,

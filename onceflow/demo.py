@@ -1,6 +1,6 @@
 """``onceflow demo``: the dedup job end to end on the embedded default.
 
-Steps (numbered as in the code):
+Steps (in the order :func:`run` takes them):
 
 1. The local broker comes up (idempotent) unless ``--bootstrap`` points elsewhere.
 2. Fresh topics ``demo-<stamp>-in/out/dlq``; the output and DLQ topics use
@@ -71,28 +71,15 @@ def _write_span_s(records: list[ConsumedRecord]) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    from onceflow.local.broker import LocalKafka
-    from onceflow.runtime.topics import ensure_topics
     from onceflow.testing.check import check_output, compare_dead_letters
     from onceflow.testing.drain import read_committed
     from onceflow.testing.produce import produce
     from onceflow.testing.workload import WorkloadSpec
 
-    # Step 1.
-    bootstrap = args.bootstrap or os.environ.get("KAFKA_BOOTSTRAP")
-    if not bootstrap:
-        broker = LocalKafka()
-        print(broker.up().render())
-        bootstrap = broker.bootstrap
-    # Step 2.
+    bootstrap = _bootstrap(args.bootstrap)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    topics = {k: f"demo-{stamp}-{k}" for k in ("in", "out", "dlq")}
-    ensure_topics(bootstrap, {topics["in"]: {}}, args.partitions)
-    # When the job wrote each record, not when it was produced upstream.
-    append_time = {"message.timestamp.type": "LogAppendTime"}
-    ensure_topics(bootstrap, {topics["out"]: append_time, topics["dlq"]: append_time}, 1)
+    topics = _create_topics(bootstrap, stamp, args.partitions)
     workdir = Path(tempfile.mkdtemp(prefix="demo-", dir=run_dir("demo")))
-    # Step 3.
     spec = WorkloadSpec(
         count=args.count,
         duplicate_ratio=args.duplicates,
@@ -101,28 +88,14 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"producing {spec.count} records to {topics['in']} ...", flush=True)
     exp = produce(bootstrap, topics["in"], spec, workdir / "expect.json.gz")
-    # Step 4.
     print("running the dedup job on the local mini-cluster (bounded) ...", flush=True)
-    job_args = [
-        "--bootstrap", bootstrap,
-        "--input-topic", topics["in"],
-        "--output-topic", topics["out"],
-        "--dlq-topic", topics["dlq"],
-        "--transactional-id-prefix", f"demo-{stamp}",
-        "--group-id", f"demo-{stamp}",
-        "--parallelism", str(args.parallelism),
-        "--guarantee", args.guarantee,
-        "--bounded",
-    ]  # fmt: skip
-    wall = _run_job(job_args, workdir / "job.log")
-    # Step 5.
+    wall = _run_job(_job_args(args, bootstrap, topics, stamp), workdir / "job.log")
     out = read_committed(bootstrap, topics["out"], quiet_ms=1500)
     dlq = read_committed(bootstrap, topics["dlq"], quiet_ms=1500)
     output = check_output(exp.unique_ids, out)
     dead = compare_dead_letters(exp.malformed_values, dlq)
     print(output.render())
     print(dead.render())
-    # Step 6.
     span = _write_span_s(out + dlq)
     rate = f"{spec.count / span:,.0f} records/s while writing" if span > 0 else "n/a"
     print(
@@ -138,3 +111,44 @@ def run(args: argparse.Namespace) -> int:
         f"  job log             {workdir / 'job.log'}"
     )
     return 0 if output.ok and dead.ok else 1
+
+
+def _bootstrap(given: str | None) -> str:
+    """The given Kafka (``--bootstrap``, ``KAFKA_BOOTSTRAP``), else the local broker, brought up."""
+    from onceflow.local.broker import LocalKafka
+
+    bootstrap = given or os.environ.get("KAFKA_BOOTSTRAP")
+    if bootstrap:
+        return bootstrap
+    broker = LocalKafka()
+    print(broker.up().render())
+    return broker.bootstrap
+
+
+def _create_topics(bootstrap: str, stamp: str, partitions: int) -> dict[str, str]:
+    """Create fresh ``demo-<stamp>-in/out/dlq`` topics; returns them by role."""
+    from onceflow.runtime.topics import ensure_topics
+
+    topics = {k: f"demo-{stamp}-{k}" for k in ("in", "out", "dlq")}
+    ensure_topics(bootstrap, {topics["in"]: {}}, partitions)
+    # When the job wrote each record, not when it was produced upstream.
+    append_time = {"message.timestamp.type": "LogAppendTime"}
+    ensure_topics(bootstrap, {topics["out"]: append_time, topics["dlq"]: append_time}, 1)
+    return topics
+
+
+def _job_args(
+    args: argparse.Namespace, bootstrap: str, topics: dict[str, str], stamp: str
+) -> list[str]:
+    """The bounded dedup job's command line: it stops once it has consumed the input."""
+    return [
+        "--bootstrap", bootstrap,
+        "--input-topic", topics["in"],
+        "--output-topic", topics["out"],
+        "--dlq-topic", topics["dlq"],
+        "--transactional-id-prefix", f"demo-{stamp}",
+        "--group-id", f"demo-{stamp}",
+        "--parallelism", str(args.parallelism),
+        "--guarantee", args.guarantee,
+        "--bounded",
+    ]  # fmt: skip

@@ -62,6 +62,8 @@ __all__ = [
     "is_unicode",
     "parse_dead_letter",
     "parse_object",
+    "record_dead_letter",
+    "record_text",
     "require_field",
     "split_path",
     "sql_json_path",
@@ -379,9 +381,9 @@ def stable_hash(value: object) -> str:
 
 
 class _Source(TypedDict):
-    topic: str
-    partition: int
-    offset: int
+    topic: str | None
+    partition: int | None
+    offset: int | None
 
 
 class DeadLetter(TypedDict):
@@ -401,9 +403,9 @@ def dead_letter(
     raw: bytes | None,
     reason: str,
     detail: str,
-    topic: str,
-    partition: int,
-    offset: int,
+    topic: str | None,
+    partition: int | None,
+    offset: int | None,
     *,
     include_text: bool = True,
     max_bytes: int | None = None,
@@ -461,7 +463,9 @@ def dead_letter(
 DEAD_LETTER_MIN_BYTES: Final = 1024
 
 
-def _dead_letter_json(doc: dict[str, Any], topic: str, partition: int, offset: int) -> bytes:
+def _dead_letter_json(
+    doc: dict[str, Any], topic: str | None, partition: int | None, offset: int | None
+) -> bytes:
     try:
         return json.dumps(doc, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
@@ -471,7 +475,12 @@ def _dead_letter_json(doc: dict[str, Any], topic: str, partition: int, offset: i
 
 
 def _truncated_dead_letter(
-    raw: bytes, doc: dict[str, Any], max_bytes: int, topic: str, partition: int, offset: int
+    raw: bytes,
+    doc: dict[str, Any],
+    max_bytes: int,
+    topic: str | None,
+    partition: int | None,
+    offset: int | None,
 ) -> bytes:
     """The dead letter of ``raw`` with only as much of it as fits ``max_bytes``."""
     doc.pop("original", None)
@@ -502,8 +511,8 @@ def dead_letter_record(
     partition: int,
     offset: int,
     max_bytes: int = DEAD_LETTER_MAX_BYTES,
-) -> tuple[bytes, bytes]:
-    """Kafka key and value of the dead letter of a rejected source record.
+) -> tuple[str, bytes]:
+    """Kafka key (text) and value of the dead letter of a rejected source record.
 
     The key is ``topic/partition/offset`` (unique, stable across replays). The
     text copy doubles a dead letter's size, so inputs over
@@ -521,7 +530,33 @@ def dead_letter_record(
         include_text=small,
         max_bytes=max_bytes,
     )
-    return f"{topic}/{partition}/{offset}".encode(), letter
+    return f"{topic}/{partition}/{offset}", letter
+
+
+def record_text(record: object) -> bytes:
+    """A user's record as UTF-8 JSON for its dead letter: a Row as an object of its
+    fields, values JSON cannot hold as their ``str``."""
+    value = record.as_dict(recursive=True) if hasattr(record, "as_dict") else record
+    try:
+        text = json.dumps(value, sort_keys=True, default=str, ensure_ascii=False)
+        return text.encode("utf-8")
+    except (TypeError, ValueError, UnicodeEncodeError):
+        return repr(value).encode("utf-8", "backslashreplace")
+
+
+def record_dead_letter(
+    record: object, why: Rejected, max_bytes: int = DEAD_LETTER_MAX_BYTES
+) -> bytes:
+    """The dead letter of a user's record (not from a Kafka source: no position).
+
+    Same document as :func:`dead_letter`, with a null ``source`` position and
+    the record as JSON (:func:`record_text`) for the original.
+    """
+    raw = record_text(record)
+    small = len(raw) <= DEAD_LETTER_TEXT_LIMIT
+    return dead_letter(
+        raw, why.reason, why.detail, None, None, None, include_text=small, max_bytes=max_bytes
+    )
 
 
 def parse_dead_letter(data: bytes) -> DeadLetter:

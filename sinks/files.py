@@ -95,6 +95,7 @@ __all__ = [
     "normalise_base_path",
     "read_committed_parquet",
     "validate_file_sink",
+    "write_files",
 ]
 
 log = logging.getLogger(__name__)
@@ -303,6 +304,13 @@ def file_sink(spec: FileSinkSpec) -> FileSink:
     return built
 
 
+def write_files(
+    stream: DataStream, spec: FileSinkSpec, *, uid: str, name: str | None = None
+) -> DataStreamSink | None:
+    """Write ``stream`` into the exactly-once file sink of ``spec`` (:func:`attach_file_sink`)."""
+    return attach_file_sink(stream.get_execution_environment(), stream, spec, uid=uid, name=name)
+
+
 def attach_file_sink(
     env: StreamExecutionEnvironment,
     stream: DataStream,
@@ -322,36 +330,12 @@ def attach_file_sink(
     :raises OnceflowError: if checkpointing is off or the stream's type does not
         match the spec.
     """
-    from pyflink.common import Types
-    from pyflink.common.typeinfo import RowTypeInfo
+    from onceflow.streams import checkpoint_interval_ms
 
-    # Step 1. Refuse what could never publish: the environment's checkpointing is the truth.
-    checkpoints = env.get_checkpoint_config()
-    interval = (
-        checkpoints.get_checkpoint_interval() if checkpoints.is_checkpointing_enabled() else 0
-    )
-    validate_file_sink(spec, checkpoint_interval_ms=interval)
-    # Step 2. The stream must carry what the writer expects (rows map to columns by position).
-    actual = stream.get_type()
-    if spec.format == "parquet":
-        assert spec.schema is not None
-        # RowTypeInfo equality ignores field names: compare both.
-        if (
-            not isinstance(actual, RowTypeInfo)
-            or actual.get_field_names() != spec.schema.names
-            or actual != spec.schema.type_info()
-        ):
-            raise OnceflowError(
-                f"the stream into {spec.base_path} has type {actual}, but the parquet schema "
-                f"has columns {spec.schema.names} typed {spec.schema.type_info()}; declare the "
-                "stream with spec.schema.type_info()"
-            )
-    elif actual != Types.STRING():
-        raise OnceflowError(
-            f"a json-lines file sink needs a STRING stream, got {actual}; map the elements "
-            "to JSON text first"
-        )
-    # Step 3. Build and attach; the uid/name go on the sink transformation (writer+committer).
+    # The environment's checkpointing is the truth: without it nothing would ever publish.
+    validate_file_sink(spec, checkpoint_interval_ms=checkpoint_interval_ms(env))
+    _require_stream_type(stream, spec)
+    # The uid and name go on the sink transformation (writer, and committer by Flink).
     if spec.bucketing == "field":
         _attach_partitioned_table_sink(env, stream, spec, uid)
         log.info(
@@ -371,6 +355,33 @@ def attach_file_sink(
     return attached
 
 
+def _require_stream_type(stream: DataStream, spec: FileSinkSpec) -> None:
+    """Refuse a stream that does not carry what the writer expects (rows map to
+    columns by position)."""
+    from pyflink.common import Types
+    from pyflink.common.typeinfo import RowTypeInfo
+
+    actual = stream.get_type()
+    if spec.format == "parquet":
+        assert spec.schema is not None
+        # RowTypeInfo equality ignores field names: compare both.
+        if (
+            not isinstance(actual, RowTypeInfo)
+            or actual.get_field_names() != spec.schema.names
+            or actual != spec.schema.type_info()
+        ):
+            raise OnceflowError(
+                f"the stream into {spec.base_path} has type {actual}, but the parquet schema "
+                f"has columns {spec.schema.names} typed {spec.schema.type_info()}; declare the "
+                "stream with spec.schema.type_info()"
+            )
+    elif actual != Types.STRING():
+        raise OnceflowError(
+            f"a json-lines file sink needs a STRING stream, got {actual}; map the elements "
+            "to JSON text first"
+        )
+
+
 def _attach_partitioned_table_sink(
     env: StreamExecutionEnvironment, stream: DataStream, spec: FileSinkSpec, uid: str
 ) -> None:
@@ -379,7 +390,9 @@ def _attach_partitioned_table_sink(
     Same Java file writer and commit-on-checkpoint committer as ``FileSink``; the
     statement is attached to ``env`` like the job's other sinks.
     """
-    from pyflink.table import FormatDescriptor, Schema, StreamTableEnvironment, TableDescriptor
+    from pyflink.table import FormatDescriptor, Schema, TableDescriptor
+
+    from onceflow.streams import stable_uids, table_env
 
     assert spec.schema is not None and spec.bucket_field is not None  # __post_init__
     if spec.part_prefix != "part" or spec.part_suffix != _DEFAULT_SUFFIX["parquet"]:
@@ -390,7 +403,7 @@ def _attach_partitioned_table_sink(
             spec.part_prefix,
             spec.part_suffix,
         )
-    tenv = StreamTableEnvironment.create(env)
+    tenv = table_env(env)
     table_name = re.sub(r"[^A-Za-z0-9_]", "_", f"files_{uid}")
     descriptor = (
         TableDescriptor.for_connector("filesystem")
@@ -405,10 +418,11 @@ def _attach_partitioned_table_sink(
         )
         .build()
     )
-    tenv.create_temporary_table(table_name, descriptor)
-    statements = tenv.create_statement_set()
-    statements.add_insert(table_name, tenv.from_data_stream(stream))
-    statements.attach_as_datastream()
+    with stable_uids(tenv, uid):
+        tenv.create_temporary_table(table_name, descriptor)
+        statements = tenv.create_statement_set()
+        statements.add_insert(table_name, tenv.from_data_stream(stream))
+        statements.attach_as_datastream()
 
 
 def _local_or_uri(path: str | Path) -> str:

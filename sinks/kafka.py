@@ -28,6 +28,7 @@ restart and fail on it again).
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Mapping
@@ -37,16 +38,20 @@ from typing import TYPE_CHECKING
 from onceflow.errors import OnceflowError
 
 if TYPE_CHECKING:
-    from pyflink.table import TableDescriptor
+    from pyflink.datastream import DataStream
+    from pyflink.table import Schema, Table, TableDescriptor
 
 __all__ = [
     "GUARANTEES",
     "KafkaSinkSpec",
     "broker_transaction_max_timeout_ms",
+    "check_sink",
     "kafka_sink_descriptor",
     "topic_max_message_bytes",
     "validate_record_size",
     "validate_sink",
+    "validate_sinks",
+    "write_kafka",
 ]
 
 log = logging.getLogger(__name__)
@@ -130,8 +135,10 @@ def _read_config(
     return None
 
 
+@functools.lru_cache(maxsize=16)
 def broker_transaction_max_timeout_ms(bootstrap: str, timeout_s: float = 10.0) -> int | None:
-    """Read ``transaction.max.timeout.ms`` from a broker; None when it cannot be read."""
+    """Read ``transaction.max.timeout.ms`` from a broker (once per process); None when it
+    cannot be read."""
     return _read_config(bootstrap, "broker", None, "transaction.max.timeout.ms", timeout_s)
 
 
@@ -204,23 +211,36 @@ def validate_sink(
         )
 
 
-def kafka_sink_descriptor(spec: KafkaSinkSpec, *, keyed: bool = True) -> TableDescriptor:
-    """A Kafka table sink over ``KafkaSink``: columns ``k BYTES`` (key) and ``v BYTES``.
+def kafka_sink_descriptor(
+    spec: KafkaSinkSpec,
+    *,
+    keyed: bool = True,
+    json_schema: Schema | None = None,
+    key_field: str | None = None,
+) -> TableDescriptor:
+    """A Kafka table sink over ``KafkaSink``.
 
-    :param keyed: write column ``k`` as the record key (else only ``v``, no key).
+    Raw records: columns ``k BYTES`` (key, when ``keyed``) and ``v BYTES``. With
+    ``json_schema``: the schema's columns as a JSON object (Flink's ``json``
+    format), the record key the ``key_field`` column (``raw``) when given.
     """
-    from pyflink.table import DataTypes, Schema, TableDescriptor
+    from pyflink.table import DataTypes, TableDescriptor
+    from pyflink.table import Schema as TableSchema
 
-    schema = Schema.new_builder()
-    if keyed:
-        schema.column("k", DataTypes.BYTES())
-    schema.column("v", DataTypes.BYTES())
+    if json_schema is None:
+        raw = TableSchema.new_builder()
+        if keyed:
+            raw.column("k", DataTypes.BYTES())
+        raw.column("v", DataTypes.BYTES())
+        schema = raw.build()
+    else:
+        schema, keyed = json_schema, False
     builder = (
         TableDescriptor.for_connector("kafka")
-        .schema(schema.build())
+        .schema(schema)
         .option("topic", spec.topic)
         .option("properties.bootstrap.servers", spec.bootstrap)
-        .option("value.format", "raw")
+        .option("value.format", "raw" if json_schema is None else "json")
         .option("sink.delivery-guarantee", spec.guarantee)
         # Waits for every in-sync replica: a write acknowledged then lost would be a gap.
         .option("properties.acks", "all")
@@ -231,6 +251,8 @@ def kafka_sink_descriptor(spec: KafkaSinkSpec, *, keyed: bool = True) -> TableDe
             .option("key.fields", "k")
             .option("value.fields-include", "EXCEPT_KEY")
         )
+    elif key_field is not None:
+        builder = builder.option("key.format", "raw").option("key.fields", key_field)
     if spec.guarantee == "exactly-once":
         assert spec.transactional_id_prefix is not None  # checked in __post_init__
         builder = builder.option("sink.transactional-id-prefix", spec.transactional_id_prefix)
@@ -241,3 +263,113 @@ def kafka_sink_descriptor(spec: KafkaSinkSpec, *, keyed: bool = True) -> TableDe
     for key, value in spec.properties.items():
         builder = builder.option(f"properties.{key}", value)
     return builder.build()
+
+
+def check_sink(spec: KafkaSinkSpec, *, checkpoint_interval_ms: int, restart_budget_ms: int) -> None:
+    """Every refusal of a Kafka sink: the record size against the topic's and the
+    producer's limits, then the transaction settings against the job's and the
+    broker's (both read from the broker).
+
+    :raises OnceflowError: with what to change.
+    """
+    if spec.max_value_bytes is not None:
+        validate_record_size(spec, topic_max_message_bytes(spec.bootstrap, spec.topic))
+    if spec.guarantee == "exactly-once":
+        validate_sink(
+            spec,
+            checkpoint_interval_ms=checkpoint_interval_ms,
+            restart_budget_ms=restart_budget_ms,
+            broker_max_timeout_ms=broker_transaction_max_timeout_ms(spec.bootstrap),
+        )
+
+
+def validate_sinks(
+    specs: Mapping[str, KafkaSinkSpec], *, checkpoint_interval_ms: int, restart_budget_ms: int
+) -> None:
+    """:func:`check_sink` for each of a job's sinks, before the job starts."""
+    for spec in specs.values():
+        check_sink(
+            spec, checkpoint_interval_ms=checkpoint_interval_ms, restart_budget_ms=restart_budget_ms
+        )
+
+
+def write_kafka(
+    stream: DataStream,
+    spec: KafkaSinkSpec,
+    *,
+    uid: str,
+    key_field: str | None = None,
+    restart_budget_ms: int = 300_000,
+    check: bool = True,
+) -> None:
+    """Write ``stream`` to Kafka through Flink's ``KafkaSink`` with ``spec``'s guarantee.
+
+    Refuses at once what could not keep the guarantee (:func:`check_sink`, with
+    the checkpoint interval of the stream's environment), and names the sink's
+    operators after ``uid`` whatever the environment sets: the writer (its
+    state: the transactions to commit after a restore) and the committer keep
+    their uids across deployments.
+
+    :param stream: a Row stream. With a ``v`` field (Kafka records, JSON
+        records): ``v`` is the value (bytes or text) and a ``key`` field, when
+        there is one, the key. Any other Rows are written as JSON objects of
+        their fields (Flink's ``json`` format), keyed by ``key_field`` if given.
+    :param uid: stable and unique in the job (e.g. ``orders-out``).
+    :param key_field: JSON output: the field whose value is the record key.
+    :param restart_budget_ms: how long a failover may take; the transaction
+        timeout must exceed the checkpoint interval plus this.
+    :param check: False when the caller ran :func:`check_sink` already (a job
+        does before its JVM starts); the checkpoint interval is checked anyway.
+    :raises OnceflowError: with what to change.
+    """
+    from pyflink.table import DataTypes
+    from pyflink.table.expressions import col
+
+    from onceflow.streams import checkpoint_interval_ms, field_names, stable_uids, table_env
+
+    env = stream.get_execution_environment()
+    interval = checkpoint_interval_ms(env)
+    if check:
+        check_sink(spec, checkpoint_interval_ms=interval, restart_budget_ms=restart_budget_ms)
+    else:
+        validate_sink(
+            spec,
+            checkpoint_interval_ms=interval,
+            restart_budget_ms=restart_budget_ms,
+            broker_max_timeout_ms=None,
+        )
+    names = field_names(stream)
+    if names is None:
+        raise OnceflowError(
+            f"the Kafka sink {uid!r} needs a Row stream (a 'v' field, or fields to write as "
+            f"JSON), got {stream.get_type()}"
+        )
+    tenv = table_env(env)
+    with stable_uids(tenv, uid):
+        table = tenv.from_data_stream(stream)
+        if "v" in names:
+            keyed = "key" in names
+            value = col("v").cast(DataTypes.BYTES()).alias("v")
+            key = col("key").cast(DataTypes.BYTES()).alias("k")
+            selected = table.select(key, value) if keyed else table.select(value)
+            descriptor = kafka_sink_descriptor(spec, keyed=keyed)
+        else:
+            selected, descriptor = table, _json_descriptor(spec, table, names, key_field)
+        statements = tenv.create_statement_set()
+        sink_table = uid.replace("-", "_").replace(".", "_")
+        tenv.create_temporary_table(sink_table, descriptor)
+        statements.add_insert(sink_table, selected)
+        statements.attach_as_datastream()
+    log.info("Kafka sink %s: %s, %s", uid, spec.topic, spec.guarantee)
+
+
+def _json_descriptor(
+    spec: KafkaSinkSpec, table: Table, names: tuple[str, ...], key_field: str | None
+) -> TableDescriptor:
+    """A Kafka table sink writing rows as JSON objects (the key: one field, raw)."""
+    from pyflink.table import Schema as TableSchema
+
+    if key_field is not None and key_field not in names:
+        raise OnceflowError(f"key_field {key_field!r} is not a field of {list(names)}")
+    schema = TableSchema.new_builder().from_row_data_type(table.get_schema().to_row_data_type())
+    return kafka_sink_descriptor(spec, json_schema=schema.build(), key_field=key_field)

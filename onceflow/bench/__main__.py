@@ -150,17 +150,7 @@ def _produce(ctx: BenchContext, doc: dict[str, Any]) -> None:
 def _run(
     doc: dict[str, Any], ctx: BenchContext, chosen: list[str], args: argparse.Namespace
 ) -> None:
-    from onceflow.local.broker import commit_probe_transaction
-
-    # Step 1.
-    try:
-        commit_probe_transaction(ctx.bootstrap)
-    except Exception as exc:  # noqa: BLE001 - any failure means "no usable broker"
-        raise OnceflowError(
-            f"the broker at {ctx.bootstrap} does not commit transactions ({exc!r}); "
-            "start it with `make up` or point --bootstrap / KAFKA_BOOTSTRAP at one"
-        ) from exc
-    # Step 2.
+    _check_broker(ctx)
     # The PostgreSQL contenders generate their own rows (they measure the sink alone).
     needs_input = any(n in THROUGHPUT and THROUGHPUT[n][0] != "postgres" for n in chosen)
     if needs_input:
@@ -175,6 +165,19 @@ def _run(
             log.exception("%s failed", name)
             doc["errors"].append({"name": name, "status": "failed", "error": repr(exc)[-1500:]})
         log.info("[%d/%d] %s done in %.0f s", i, total, name, time.monotonic() - started)
+
+
+def _check_broker(ctx: BenchContext) -> None:
+    """Refuse to start unless the broker commits a probe transaction."""
+    from onceflow.local.broker import commit_probe_transaction
+
+    try:
+        commit_probe_transaction(ctx.bootstrap)
+    except Exception as exc:  # noqa: BLE001 - any failure means "no usable broker"
+        raise OnceflowError(
+            f"the broker at {ctx.bootstrap} does not commit transactions ({exc!r}); "
+            "start it with `make up` or point --bootstrap / KAFKA_BOOTSTRAP at one"
+        ) from exc
 
 
 def _guarded(ctx: BenchContext, name: str, run: Callable[[], T]) -> tuple[T, bool]:
@@ -205,55 +208,71 @@ def _guarded(ctx: BenchContext, name: str, run: Callable[[], T]) -> tuple[T, boo
 
 
 def _one(doc: dict[str, Any], ctx: BenchContext, name: str, args: argparse.Namespace) -> None:
-    # Step 3.
     if name in THROUGHPUT:
-        result, restarted = _guarded(ctx, name, lambda: THROUGHPUT[name][1](ctx))
-        row = result.to_dict()
-        row["broker_restarted"] = restarted
-        doc["contenders"].append(row)
-        if result.status == "ok":
-            log.info(
-                "%s: %s records/s (%s records in %.1f s)%s",
-                name,
-                f"{result.records_per_s:,.0f}",
-                f"{result.records:,}",
-                result.seconds or 0,
-                "" if result.exact in (None, True) else " -- OUTPUT NOT EXACT",
-            )
-        else:
-            log.warning("%s %s: %s", name, result.status, result.error)
-    # Step 4.
+        _throughput(doc, ctx, name)
     elif name == "profile":
-        from onceflow.bench.operator_profile import profile_operator
-
-        doc["profile"] = profile_operator(ctx.spec(), limit=min(ctx.records, 100_000))
-        log.info("profile: %s", doc["profile"]["per_record_us"])
-    # Step 5.
+        _profile(doc, ctx)
     elif name.startswith("latency-"):
-        from onceflow.bench.latency import run_latency
-
-        interval_ms = int(name.removeprefix("latency-").removesuffix("s")) * 1000
-        lat, restarted = _guarded(
-            ctx,
-            name,
-            lambda: run_latency(ctx, interval_ms, args.latency_rate, args.latency_seconds),
-        )
-        doc["latency"].append({**lat.to_dict(), "broker_restarted": restarted})
-        log.info(
-            "%s: %s, p50 %s ms, p95 %s ms, p99 %s ms",
-            name,
-            lat.status,
-            lat.p50_ms,
-            lat.p95_ms,
-            lat.p99_ms,
-        )
-    # Step 6.
+        _latency(doc, ctx, name, args)
     elif name == "recovery":
-        from onceflow.bench.recovery import run_recovery
+        _recovery(doc, ctx, args)
 
-        rec, restarted = _guarded(ctx, name, lambda: run_recovery(ctx, rate=args.recovery_rate))
-        doc["recovery"] = {**rec.to_dict(), "broker_restarted": restarted}
-        log.info("recovery: %s, gap %s ms", rec.status, rec.gap_ms)
+
+def _throughput(doc: dict[str, Any], ctx: BenchContext, name: str) -> None:
+    """Run one throughput contender against the shared input topic."""
+    result, restarted = _guarded(ctx, name, lambda: THROUGHPUT[name][1](ctx))
+    row = result.to_dict()
+    row["broker_restarted"] = restarted
+    doc["contenders"].append(row)
+    if result.status == "ok":
+        log.info(
+            "%s: %s records/s (%s records in %.1f s)%s",
+            name,
+            f"{result.records_per_s:,.0f}",
+            f"{result.records:,}",
+            result.seconds or 0,
+            "" if result.exact in (None, True) else " -- OUTPUT NOT EXACT",
+        )
+    else:
+        log.warning("%s %s: %s", name, result.status, result.error)
+
+
+def _profile(doc: dict[str, Any], ctx: BenchContext) -> None:
+    """Profile the Python operator's logic on the workload's records."""
+    from onceflow.bench.operator_profile import profile_operator
+
+    doc["profile"] = profile_operator(ctx.spec(), limit=min(ctx.records, 100_000))
+    log.info("profile: %s", doc["profile"]["per_record_us"])
+
+
+def _latency(doc: dict[str, Any], ctx: BenchContext, name: str, args: argparse.Namespace) -> None:
+    """Measure latency at the checkpoint interval the name carries (``latency-5s``)."""
+    from onceflow.bench.latency import run_latency
+
+    interval_ms = int(name.removeprefix("latency-").removesuffix("s")) * 1000
+    lat, restarted = _guarded(
+        ctx,
+        name,
+        lambda: run_latency(ctx, interval_ms, args.latency_rate, args.latency_seconds),
+    )
+    doc["latency"].append({**lat.to_dict(), "broker_restarted": restarted})
+    log.info(
+        "%s: %s, p50 %s ms, p95 %s ms, p99 %s ms",
+        name,
+        lat.status,
+        lat.p50_ms,
+        lat.p95_ms,
+        lat.p99_ms,
+    )
+
+
+def _recovery(doc: dict[str, Any], ctx: BenchContext, args: argparse.Namespace) -> None:
+    """Measure recovery after a TaskManager SIGKILL."""
+    from onceflow.bench.recovery import run_recovery
+
+    rec, restarted = _guarded(ctx, "recovery", lambda: run_recovery(ctx, rate=args.recovery_rate))
+    doc["recovery"] = {**rec.to_dict(), "broker_restarted": restarted}
+    log.info("recovery: %s, gap %s ms", rec.status, rec.gap_ms)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -289,8 +308,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         time_box_s=args.time_box,
         out_dir=Path(args.out),
     )
+    doc = _new_doc(ctx, now, chosen, argv)
+    log.info("onceflow bench %s: %s", ctx.run_id, ", ".join(chosen))
+    started = time.monotonic()
+    code = 0
+    try:
+        _run(doc, ctx, chosen, args)
+    except OnceflowError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        doc["errors"].append({"name": "run", "status": "failed", "error": str(exc)})
+        code = 2
+    except KeyboardInterrupt:
+        doc["errors"].append({"name": "run", "status": "failed", "error": "interrupted"})
+        code = 130
+    finally:
+        doc["duration_s"] = time.monotonic() - started
+        paths = write_results(doc, ctx.out_dir)
+        if not args.keep_topics:
+            _clean_up(ctx)
+    print(render_markdown(doc))
+    for kind, path in paths.items():
+        print(f"{kind}: {path}")
+    if code == 0 and _any_failed(doc):
+        code = 1
+    return code
+
+
+def _new_doc(
+    ctx: BenchContext, now: datetime, chosen: list[str], argv: Sequence[str] | None
+) -> dict[str, Any]:
+    """The results document, before any contender has run."""
     spec = ctx.spec()
-    doc: dict[str, Any] = {
+    return {
         "run_id": ctx.run_id,
         "date": now.isoformat(timespec="seconds"),
         "command": " ".join(["python -m onceflow.bench", *(argv or sys.argv[1:])]),
@@ -310,36 +359,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         "errors": [],
         "duration_s": 0.0,
     }
-    log.info("onceflow bench %s: %s", ctx.run_id, ", ".join(chosen))
-    started = time.monotonic()
-    code = 0
-    try:
-        _run(doc, ctx, chosen, args)
-    except OnceflowError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        doc["errors"].append({"name": "run", "status": "failed", "error": str(exc)})
-        code = 2
-    except KeyboardInterrupt:
-        doc["errors"].append({"name": "run", "status": "failed", "error": "interrupted"})
-        code = 130
-    finally:
-        # Step 7.
-        doc["duration_s"] = time.monotonic() - started
-        paths = write_results(doc, ctx.out_dir)
-        if not args.keep_topics:
-            ctx.delete_topics()
-            shutil.rmtree(ctx.work_dir / "checkpoints", ignore_errors=True)
-            shutil.rmtree(ctx.work_dir / "quix-state", ignore_errors=True)
-    print(render_markdown(doc))
-    for kind, path in paths.items():
-        print(f"{kind}: {path}")
+
+
+def _any_failed(doc: dict[str, Any]) -> bool:
+    """Whether a contender did not succeed, or the run itself recorded an error."""
     failed = [r for r in doc["contenders"] if r["status"] != "ok"]
     failed += [r for r in doc["latency"] if r["status"] != "ok"]
     if doc["recovery"] and doc["recovery"]["status"] != "ok":
         failed.append(doc["recovery"])
-    if code == 0 and (failed or doc["errors"]):
-        code = 1
-    return code
+    return bool(failed or doc["errors"])
+
+
+def _clean_up(ctx: BenchContext) -> None:
+    """Delete the run's topics and checkpoints (and the Quix state)."""
+    ctx.delete_topics()
+    shutil.rmtree(ctx.work_dir / "checkpoints", ignore_errors=True)
+    shutil.rmtree(ctx.work_dir / "quix-state", ignore_errors=True)
 
 
 if __name__ == "__main__":

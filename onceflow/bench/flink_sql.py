@@ -135,8 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pyflink.table import StreamTableEnvironment
 
     from onceflow.runtime.flinkenv import FlinkSettings, create_env
-    from onceflow.runtime.pipeline import validate_sinks
-    from onceflow.sinks.kafka import KafkaSinkSpec
+    from onceflow.sinks.kafka import KafkaSinkSpec, validate_sinks
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = parse_args(argv)

@@ -81,40 +81,14 @@ def run_latency(
     collector: Collector | None = None
     feeder: Feeder | None = None
     try:
-        # Step 1.
-        job.start()
-
-        def running() -> bool:
-            if not job.alive():
-                raise OnceflowError(f"the job exited while starting:\n{job.log_tail(1500)}")
-            return job.completed_checkpoints() >= 1
-
-        wait_until(f"{name}: the job's first checkpoint", running, timeout=180)
-        # Step 2.
+        _start_and_wait_for_checkpoint(job, name)
         collector = Collector(ctx.bootstrap, topics["out"])
         collector.start()
-        # Step 3.
-        spec = ctx.spec(count=int(rate * seconds))
-        feeder = Feeder(ctx.bootstrap, topics["in"], spec, rate)
+        feeder = Feeder(ctx.bootstrap, topics["in"], ctx.spec(count=int(rate * seconds)), rate)
         feeder.start()
-        started = last = time.monotonic()
-        while feeder.is_alive():
-            feeder.join(timeout=0.5)
-            if time.monotonic() - last >= PROGRESS_EVERY_S:
-                last = time.monotonic()
-                log.info(
-                    "  %s: %4.0f s, %s fed (%.0f rec/s), %s seen read_committed",
-                    name,
-                    last - started,
-                    f"{feeder.sent:,}",
-                    feeder.sent / (last - started),
-                    f"{collector.count():,}",
-                )
-        if feeder.error is not None:
-            raise OnceflowError(f"{name}: feeding failed: {feeder.error!r}")
+        _feed_to_the_end(feeder, collector, name)
         result.fed = feeder.sent
         result.expected_outputs = len(feeder.unique_ids)
-        # Step 4.
         c = collector
         wait_until(
             f"{name}: every fed id committed",
@@ -132,7 +106,43 @@ def run_latency(
             collector.stop()
     if collector is None:
         return result
-    # Step 5.
+    _measure(result, collector)
+    return result
+
+
+def _start_and_wait_for_checkpoint(job: JobProcess, name: str) -> None:
+    """Start the job and wait for its first completed checkpoint (it is then running)."""
+    job.start()
+
+    def running() -> bool:
+        if not job.alive():
+            raise OnceflowError(f"the job exited while starting:\n{job.log_tail(1500)}")
+        return job.completed_checkpoints() >= 1
+
+    wait_until(f"{name}: the job's first checkpoint", running, timeout=180)
+
+
+def _feed_to_the_end(feeder: Feeder, collector: Collector, name: str) -> None:
+    """Wait while the feeder sends the workload at its rate, logging progress."""
+    started = last = time.monotonic()
+    while feeder.is_alive():
+        feeder.join(timeout=0.5)
+        if time.monotonic() - last >= PROGRESS_EVERY_S:
+            last = time.monotonic()
+            log.info(
+                "  %s: %4.0f s, %s fed (%.0f rec/s), %s seen read_committed",
+                name,
+                last - started,
+                f"{feeder.sent:,}",
+                feeder.sent / (last - started),
+                f"{collector.count():,}",
+            )
+    if feeder.error is not None:
+        raise OnceflowError(f"{name}: feeding failed: {feeder.error!r}")
+
+
+def _measure(result: LatencyResult, collector: Collector) -> None:
+    """Latency of a record: when the reader saw it - when it was produced; percentiles of all."""
     seen = collector.snapshot()
     result.outputs = len(seen)
     result.distinct = len({s.key for s in seen})
@@ -146,4 +156,3 @@ def run_latency(
     if result.status == "ok" and result.outputs < result.expected_outputs:
         result.status = "failed"
         result.error = f"only {result.outputs} of {result.expected_outputs} outputs seen"
-    return result

@@ -59,12 +59,14 @@ WHOLE_STAGE = "DedupFunction.process_element (parse + identity + key check + ded
 def profile_operator(spec: WorkloadSpec, limit: int = 100_000, top: int = 12) -> dict[str, Any]:
     """Time and profile the dedup job's Python logic on ``spec``'s first ``limit`` records."""
     from pyflink.common import Row
+    from pyflink.datastream import OutputTag
 
     from onceflow.operators.dedup.core import DedupCore
     from onceflow.operators.dedup.flink import DedupFunction
     from onceflow.operators.dedup.identity import IdentitySpec, identity_of
     from onceflow.operators.records import Parsed, Rejected, parse_object
     from onceflow.operators.state import KeyedMemoryStore
+    from onceflow.streams import kafka_record_type
 
     values = [item.value for item in itertools.islice(generate(spec), limit)]
     n = len(values)
@@ -86,7 +88,8 @@ def profile_operator(spec: WorkloadSpec, limit: int = 100_000, top: int = 12) ->
     idents = [identity_of(o, ident_spec) for o in objects]
     # The keyed operator as Flink drives it: the key's state set before each call.
     keys = [str(identity_of(p.value, ident_spec)) if isinstance(p, Parsed) else "" for p in parsed]
-    operator = DedupFunction(ident_spec, max_bytes, 24 * 3600 * 1000)
+    dead_letters = OutputTag("dead-letters", kafka_record_type())
+    operator = DedupFunction(ident_spec, max_bytes, 24 * 3600 * 1000, dead_letters)
     operator.seen = operator.dropped = operator.passed = operator.dlq = _Counter()
 
     def dedup() -> None:

@@ -202,8 +202,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The Flink side of a contender: sequence rows -> the PostgreSQL sink, bounded."""
     from onceflow.runtime.flinkenv import FlinkSettings, create_env
     from onceflow.runtime.pgoutput import PostgresOutput, write_query_to_postgres
-    from onceflow.runtime.pipeline import table_env
     from onceflow.sinks.postgres import PgColumn
+    from onceflow.streams import table_env
 
     p = argparse.ArgumentParser(prog="python -m onceflow.bench.postgres")
     p.add_argument("--url", required=True)

@@ -198,148 +198,214 @@ def run_recovery(
     ctx: BenchContext, rate: float = 1000.0, steady_s: float = 10.0, timeout_s: float = 240.0
 ) -> RecoveryResult:
     """Run the module's protocol; never leaves a cluster it started running."""
-    variant = Variant(parallelism=2)
-    result = RecoveryResult(
-        config=f"{variant.describe()}, 2 TaskManagers x 2 slots, checkpoint 2 s",
-        rate=rate,
-        load1=os.getloadavg()[0],
-    )
-    # Step 1.
-    cluster = BenchFlinkCluster(taskmanagers=2, home=ctx.work_dir / "flink")
-    name = "recovery"
-    topics = {
-        "in": ctx.create_topic(f"{name}-in", output=False),
-        "out": ctx.create_topic(name),
-        "dlq": ctx.create_topic(f"{name}-dlq", 1),
-    }
-    collector: Collector | None = None
-    feeder: Feeder | None = None
-    jid: str | None = None
-    restart: threading.Thread | None = None
-    t0 = time.monotonic()
+    run = _RecoveryRun(ctx, rate)
+    try:
+        run.start_cluster()
+        run.submit()
+        run.feed_steadily(steady_s, timeout_s)
+        run.kill_taskmanager()
+        run.watch_until_recovered(timeout_s)
+        run.wait_for_every_id()
+    except OnceflowError as exc:
+        run.result.status = "failed"
+        run.result.error = str(exc)[-1500:]
+    finally:
+        run.stop()
+    run.count_outputs()
+    return run.result
 
-    def note(what: str) -> None:
-        result.timeline.append((round(time.monotonic() - t0, 2), what))
+
+class _RecoveryRun:
+    """One run of the protocol: its cluster, topics, job, feed and reader."""
+
+    name = "recovery"
+
+    def __init__(self, ctx: BenchContext, rate: float) -> None:
+        self.ctx = ctx
+        self.rate = rate
+        self.variant = Variant(parallelism=2)
+        self.result = RecoveryResult(
+            config=f"{self.variant.describe()}, 2 TaskManagers x 2 slots, checkpoint 2 s",
+            rate=rate,
+            load1=os.getloadavg()[0],
+        )
+        self.cluster = BenchFlinkCluster(taskmanagers=2, home=ctx.work_dir / "flink")
+        self.topics = {
+            "in": ctx.create_topic(f"{self.name}-in", output=False),
+            "out": ctx.create_topic(self.name),
+            "dlq": ctx.create_topic(f"{self.name}-dlq", 1),
+        }
+        self.collector: Collector | None = None
+        self.feeder: Feeder | None = None
+        self.jid: str | None = None
+        self.restart: threading.Thread | None = None
+        self.kill_ms = 0.0
+        self.kill_t = 0.0
+        self.t0 = time.monotonic()
+
+    def note(self, what: str) -> None:
+        """Log a step and add it to the timeline (seconds since the run started)."""
+        self.result.timeline.append((round(time.monotonic() - self.t0, 2), what))
         log.info("  recovery: %s", what)
 
-    try:
-        cluster.up(timeout=180)
-        note("cluster up (2 TaskManagers)")
-        # Step 2.
-        known = {j["jid"] for j in rest_get(cluster.rest_url, "/jobs/overview").get("jobs", [])}
-        args = dedup_job_args(ctx, name, variant, topics, bounded=False, restart_attempts=20)
-        code = cluster.submit("jobs/dedup.py", args, detached=True)
-        if code != 0:
-            raise OnceflowError(f"flink run -d exited {code}; see {cluster.log_dir}")
-        wait_until(
-            "the job on the cluster", lambda: _job_id(cluster.rest_url, known) is not None, 60
+    def start_cluster(self) -> None:
+        """Start the benchmark's own cluster with two TaskManagers."""
+        self.cluster.up(timeout=180)
+        self.note("cluster up (2 TaskManagers)")
+
+    def submit(self) -> None:
+        """Submit the dedup job detached and wait until it checkpoints."""
+        rest_url = self.cluster.rest_url
+        known = {j["jid"] for j in rest_get(rest_url, "/jobs/overview").get("jobs", [])}
+        args = dedup_job_args(
+            self.ctx, self.name, self.variant, self.topics, bounded=False, restart_attempts=20
         )
-        jid = _job_id(cluster.rest_url, known)
+        code = self.cluster.submit("jobs/dedup.py", args, detached=True)
+        if code != 0:
+            raise OnceflowError(f"flink run -d exited {code}; see {self.cluster.log_dir}")
+        wait_until("the job on the cluster", lambda: _job_id(rest_url, known) is not None, 60)
+        jid = _job_id(rest_url, known)
         assert jid is not None
-        job_id = jid
+        self.jid = jid
         wait_until(
             "the job's first checkpoint",
-            lambda: _job_view(cluster.rest_url, job_id).get("completed", 0) >= 1,
+            lambda: _job_view(rest_url, jid).get("completed", 0) >= 1,
             180,
         )
-        note(f"job {jid} submitted and checkpointing")
-        # Step 3.
-        collector = Collector(ctx.bootstrap, topics["out"])
+        self.note(f"job {jid} submitted and checkpointing")
+
+    def feed_steadily(self, steady_s: float, timeout_s: float) -> None:
+        """Feed the job at the rate, read its output read_committed, and let it run steadily."""
+        self.collector = collector = Collector(self.ctx.bootstrap, self.topics["out"])
         collector.start()
-        spec = ctx.spec(count=int(rate * timeout_s * 2))
-        feeder = Feeder(ctx.bootstrap, topics["in"], spec, rate)
+        spec = self.ctx.spec(count=int(self.rate * timeout_s * 2))
+        self.feeder = feeder = Feeder(self.ctx.bootstrap, self.topics["in"], spec, self.rate)
         feeder.start()
-        c = collector
-        wait_until("committed output in steady state", lambda: c.count() > 0, 60)
+        wait_until("committed output in steady state", lambda: collector.count() > 0, 60)
         time.sleep(steady_s)
-        note(f"steady: {feeder.sent:,} fed, {collector.count():,} committed")
-        # Step 4.
-        pids = cluster.taskmanager_pids()
+        self.note(f"steady: {feeder.sent:,} fed, {collector.count():,} committed")
+
+    def kill_taskmanager(self) -> None:
+        """SIGKILL a TaskManager that runs tasks of the job and start a new one at once."""
+        assert self.jid is not None
+        pids = self.cluster.taskmanager_pids()
         if not pids:
-            raise OnceflowError(f"no TaskManager pids under {cluster.pid_dir}")
-        pid, why = _victim(cluster.rest_url, jid, pids)
-        result.killed = why
-        kill_ms = time.time() * 1000
-        kill_t = time.monotonic()
-        cluster.kill_taskmanager(pid)
-        note(f"SIGKILL {why}")
+            raise OnceflowError(f"no TaskManager pids under {self.cluster.pid_dir}")
+        pid, why = _victim(self.cluster.rest_url, self.jid, pids)
+        self.result.killed = why
+        self.kill_ms = time.time() * 1000
+        self.kill_t = time.monotonic()
+        self.cluster.kill_taskmanager(pid)
+        self.note(f"SIGKILL {why}")
         # The start script takes seconds: in the background, so the watch starts now.
-        restart = threading.Thread(target=cluster.start_taskmanager, name="tm-restart")
-        restart.start()
-        note("starting a new TaskManager")
-        # Step 5. The REST views are polled, so their times are upper bounds (~0.2 s).
-        restarts_before = _job_view(cluster.rest_url, jid).get("restarts", 0)
+        self.restart = threading.Thread(target=self.cluster.start_taskmanager, name="tm-restart")
+        self.restart.start()
+        self.note("starting a new TaskManager")
+
+    def watch_until_recovered(self, timeout_s: float) -> None:
+        """Watch the job until a record produced after the kill is committed.
+
+        The REST views are polled, so their times are upper bounds (~0.2 s).
+        """
+        assert self.jid is not None and self.collector is not None and self.feeder is not None
+        result = self.result
+        restarts_before = _job_view(self.cluster.rest_url, self.jid).get("restarts", 0)
         last_line = time.monotonic()
         gap_found_at: float | None = None
-        while time.monotonic() - kill_t < timeout_s:
-            elapsed_ms = (time.monotonic() - kill_t) * 1000
+        while time.monotonic() - self.kill_t < timeout_s:
+            elapsed_ms = (time.monotonic() - self.kill_t) * 1000
             with contextlib.suppress(Exception):
-                view = _job_view(cluster.rest_url, jid)
-                failed = view.get("state") != "RUNNING" or view.get("restarts", 0) > restarts_before
-                if result.failure_detected_ms is None and failed:
-                    result.failure_detected_ms = elapsed_ms
-                    note(
-                        f"failure detected: job {view.get('state')}, "
-                        f"{view.get('restarts', 0)} restart(s)"
-                    )
-                if (
-                    result.failure_detected_ms is not None
-                    and result.tasks_running_ms is None
-                    and view.get("tasks_running")
-                ):
-                    result.tasks_running_ms = elapsed_ms
-                    note("every task running again")
-                if result.checkpoint_completed_ms is None:
-                    ack = _first_checkpoint_after(cluster.rest_url, jid, kill_ms)
-                    if ack is not None:
-                        result.checkpoint_completed_ms = ack - kill_ms
-                        note(f"first checkpoint completed after the kill: +{ack - kill_ms:.0f} ms")
-            if result.gap_ms is None:
-                after = [s for s in collector.snapshot() if s.produced_ms > kill_ms]
-                if after:
-                    result.gap_ms = min(s.seen_ms for s in after) - kill_ms
-                    gap_found_at = time.monotonic()
-                    note(f"first committed output produced after the kill: +{result.gap_ms:.0f} ms")
+                self._note_job_events(elapsed_ms, restarts_before)
+            if result.gap_ms is None and self._note_gap():
+                gap_found_at = time.monotonic()
             complete = result.tasks_running_ms is not None and result.checkpoint_completed_ms
             # Keep polling a little after the gap for the events the REST view shows late.
             if gap_found_at is not None and (complete or time.monotonic() - gap_found_at > 10):
                 break
             if time.monotonic() - last_line >= PROGRESS_EVERY_S:
                 last_line = time.monotonic()
-                note(f"waiting: {feeder.sent:,} fed, {collector.count():,} committed")
+                self.note(
+                    f"waiting: {self.feeder.sent:,} fed, {self.collector.count():,} committed"
+                )
             time.sleep(0.1)
         if result.gap_ms is None:
             raise OnceflowError(f"no output committed within {timeout_s:.0f} s after the kill")
-        result.restarts = _job_view(cluster.rest_url, jid).get("restarts")
-        # Step 6.
+        result.restarts = _job_view(self.cluster.rest_url, self.jid).get("restarts")
+
+    def _note_job_events(self, elapsed_ms: float, restarts_before: int) -> None:
+        """Note, once each, the failure seen, every task running again, and a new checkpoint."""
+        assert self.jid is not None
+        result = self.result
+        view = _job_view(self.cluster.rest_url, self.jid)
+        failed = view.get("state") != "RUNNING" or view.get("restarts", 0) > restarts_before
+        if result.failure_detected_ms is None and failed:
+            result.failure_detected_ms = elapsed_ms
+            self.note(
+                f"failure detected: job {view.get('state')}, {view.get('restarts', 0)} restart(s)"
+            )
+        if (
+            result.failure_detected_ms is not None
+            and result.tasks_running_ms is None
+            and view.get("tasks_running")
+        ):
+            result.tasks_running_ms = elapsed_ms
+            self.note("every task running again")
+        if result.checkpoint_completed_ms is None:
+            ack = _first_checkpoint_after(self.cluster.rest_url, self.jid, self.kill_ms)
+            if ack is not None:
+                result.checkpoint_completed_ms = ack - self.kill_ms
+                self.note(
+                    f"first checkpoint completed after the kill: +{ack - self.kill_ms:.0f} ms"
+                )
+
+    def _note_gap(self) -> bool:
+        """Whether a record produced after the kill is committed (its gap is then noted).
+
+        Records produced before the kill can be committed just after it, so they do not count.
+        """
+        assert self.collector is not None
+        after = [s for s in self.collector.snapshot() if s.produced_ms > self.kill_ms]
+        if not after:
+            return False
+        self.result.gap_ms = min(s.seen_ms for s in after) - self.kill_ms
+        self.note(f"first committed output produced after the kill: +{self.result.gap_ms:.0f} ms")
+        return True
+
+    def wait_for_every_id(self) -> None:
+        """Stop the feed and wait until every id fed is committed."""
+        assert self.collector is not None and self.feeder is not None
+        collector = self.collector
         time.sleep(3)
-        feeder.stop()
-        result.fed = feeder.sent
-        result.expected_outputs = len(feeder.unique_ids)
+        self.feeder.stop()
+        self.result.fed = self.feeder.sent
+        self.result.expected_outputs = len(self.feeder.unique_ids)
         wait_until(
             "every fed id committed",
-            lambda: c.count() >= result.expected_outputs,
+            lambda: collector.count() >= self.result.expected_outputs,
             timeout=120,
         )
-    except OnceflowError as exc:
-        result.status = "failed"
-        result.error = str(exc)[-1500:]
-    finally:
-        if feeder is not None and feeder.is_alive():
-            feeder.stop()
-        if jid is not None:
-            _cancel(cluster.rest_url, jid)
-        if collector is not None:
+
+    def stop(self) -> None:
+        """Stop the feed, cancel the job, stop the reader and the cluster (always)."""
+        if self.feeder is not None and self.feeder.is_alive():
+            self.feeder.stop()
+        if self.jid is not None:
+            _cancel(self.cluster.rest_url, self.jid)
+        if self.collector is not None:
             time.sleep(1)
-            collector.stop()
-        if restart is not None:
-            restart.join(timeout=60)  # a TaskManager started after down() would be left over
-        cluster.down()
-        note("job cancelled, cluster stopped")
-    if collector is not None:
-        seen = collector.snapshot()
+            self.collector.stop()
+        if self.restart is not None:
+            self.restart.join(timeout=60)  # a TaskManager started after down() would be left over
+        self.cluster.down()
+        self.note("job cancelled, cluster stopped")
+
+    def count_outputs(self) -> None:
+        """Count the committed outputs and check each id fed was committed exactly once."""
+        if self.collector is None:
+            return
+        result = self.result
+        seen = self.collector.snapshot()
         result.outputs = len(seen)
         result.distinct = len({s.key for s in seen})
         if result.expected_outputs:
             result.exact = result.outputs == result.distinct == result.expected_outputs
-    return result

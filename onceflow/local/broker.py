@@ -93,8 +93,18 @@ class LocalKafka:
     def bootstrap(self) -> str:
         return self.settings.bootstrap
 
-    # Step 1 of up: configuration ---------------------------------------------------
+    # The steps of up ------------------------------------------------------------------
+    def _refuse_taken_ports(self) -> None:
+        """Refuse to start when another process holds the client or controller port."""
+        for port in (self.settings.port, self.settings.controller):
+            if port_open(port):
+                raise OnceflowError(
+                    f"port {port} is already in use by another process; stop it or choose "
+                    f"another broker port (--port / ONCEFLOW_KAFKA_PORT)"
+                )
+
     def _write_config(self) -> None:
+        """Write the single-node KRaft configuration transactions need, and its log4j file."""
         s = self.settings
         props = {
             "process.roles": "broker,controller",
@@ -140,8 +150,8 @@ class LocalKafka:
             "logger.state.level = WARN\n"
         )
 
-    # Step 2 of up: format the storage once ------------------------------------------
     def _format_storage(self) -> None:
+        """Format the KRaft storage with a new cluster id, once."""
         if (self.data_dir / "meta.properties").is_file():
             return
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -192,14 +202,16 @@ class LocalKafka:
             return self.status()
         java = java_executable()
         cp = classpath("kafka")
-        for port in (self.settings.port, self.settings.controller):
-            if port_open(port):
-                raise OnceflowError(
-                    f"port {port} is already in use by another process; stop it or choose "
-                    f"another broker port (--port / ONCEFLOW_KAFKA_PORT)"
-                )
+        self._refuse_taken_ports()
         self._write_config()
         self._format_storage()
+        proc = self._start_process(java, cp)
+        log.info("started broker pid %s, log %s", proc.pid, self.log_file)
+        self.wait_ready(timeout, proc=proc)
+        return self.status()
+
+    def _start_process(self, java: str, cp: str) -> subprocess.Popen[bytes]:
+        """Start ``kafka.Kafka`` in its own session and record its pid."""
         cmd = [
             java,
             f"-Xmx{self.settings.heap}",
@@ -223,9 +235,7 @@ class LocalKafka:
                 start_new_session=True,
             )
         self.pid_file.write_text(f"{proc.pid}\n")
-        log.info("started broker pid %s, log %s", proc.pid, self.log_file)
-        self.wait_ready(timeout, proc=proc)
-        return self.status()
+        return proc
 
     def wait_ready(self, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
         """Block until a transactional producer commits on the broker.

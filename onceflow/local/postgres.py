@@ -145,15 +145,15 @@ class LocalPostgres:
         except (FileNotFoundError, ValueError, IndexError):
             return None
 
-    # Step 1 of up: the folder the server user owns -----------------------------------
+    # The steps of up, in order -------------------------------------------------------
     def _prepare_home(self) -> None:
+        """Give the server user its folder (as root: ``postgres`` owns it)."""
         if os.geteuid() == 0:
             # The server user must reach its folder; the parents (run/, the checkout)
             # only need to be traversable.
             shutil.chown(self.home, user="postgres", group="postgres")
             self.home.chmod(0o700)
 
-    # Step 2 of up: a stale lock from a crashed server --------------------------------
     def _clear_stale_lock(self, timeout: float = 30.0) -> None:
         """Remove the locks (``postmaster.pid``, the socket's ``.lock``) left by a
         postmaster that died (e.g. SIGKILL).
@@ -190,8 +190,8 @@ class LocalPostgres:
                     found.append(int(entry.name))
         return found
 
-    # Step 3 of up: initdb once ------------------------------------------------------
     def _init_cluster(self) -> None:
+        """Create the cluster with ``initdb``, once (trust authentication, UTF-8)."""
         if (self.data_dir / "PG_VERSION").is_file():
             return
         self._run(
@@ -210,8 +210,8 @@ class LocalPostgres:
             timeout=120,
         )
 
-    # Step 4 of up: start the postmaster ---------------------------------------------
     def _start_server(self, timeout: float) -> None:
+        """Start the postmaster on the loopback port with the settings XA needs."""
         s = self.settings
         options = " ".join(
             [
@@ -241,8 +241,8 @@ class LocalPostgres:
             timeout=timeout + 10,
         )
 
-    # Step 5 of up: the jobs' database -----------------------------------------------
     def _ensure_database(self) -> None:
+        """Create the jobs' database if it is missing."""
         import psycopg
 
         admin = f"postgresql://{self.settings.user}@127.0.0.1:{self.settings.port}/postgres"

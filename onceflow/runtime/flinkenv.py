@@ -39,6 +39,7 @@ __all__ = [
     "job_configuration",
     "connector_jars",
     "create_env",
+    "environment",
     "prepare_python_path",
 ]
 
@@ -208,4 +209,50 @@ def create_env(settings: FlinkSettings | None = None) -> StreamExecutionEnvironm
         config.set_string(key, value)
     env = StreamExecutionEnvironment.get_execution_environment(config)
     log.debug("flink env configured: %s", config.to_dict())
+    arm_faults_from_environment()
     return env
+
+
+def environment(
+    *,
+    parallelism: int | None = None,
+    checkpoint_interval_ms: int | None = None,
+    **settings: Any,
+) -> StreamExecutionEnvironment:
+    """An environment for a job using onceflow: ``create_env(FlinkSettings(...))``.
+
+    :param parallelism: default operator parallelism (the file's when None).
+    :param checkpoint_interval_ms: checkpoint interval (the file's when None);
+        exactly-once sinks commit on checkpoints and refuse to run without.
+    :param settings: further :class:`FlinkSettings` fields.
+    """
+    return create_env(
+        FlinkSettings(
+            parallelism=parallelism, checkpoint_interval_ms=checkpoint_interval_ms, **settings
+        )
+    )
+
+
+FAULTS_VARIABLE = "ONCEFLOW_FAULTS"
+
+
+def arm_faults_from_environment() -> None:
+    """A test hook for any job, the examples too: ``$ONCEFLOW_FAULTS`` holds JSON
+    ``{"<operator uid>": {"points": [...], "dir": "<marker folder>"}}``, and each
+    operator fails once at each of its points (:func:`onceflow.operators.faults.arm_faults`)."""
+    import json
+
+    from onceflow.operators.faults import arm_faults
+
+    text = os.environ.get(FAULTS_VARIABLE)
+    if not text:
+        return
+    try:
+        armed = json.loads(text)
+        for uid, fault in armed.items():
+            arm_faults(uid, fault["points"], fault["dir"])
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise OnceflowError(
+            f"${FAULTS_VARIABLE} must be JSON {{uid: {{points: [...], dir: ...}}}}: {exc}"
+        ) from exc
+    log.warning("fault injection armed from $%s: %s", FAULTS_VARIABLE, sorted(armed))

@@ -1,15 +1,13 @@
-"""The ``main()`` every job shares: parse, refuse unsafe settings, build, execute.
+"""The ``main()`` every job shares: parse and check, build, execute.
 
-Steps (a job supplies the pieces):
-
-1. Parse the job's config (CLI flags over YAML over defaults) and run its
-   checks; an :class:`OnceflowError` ends here as ``error: ...`` and exit code 2,
-   before any JVM starts.
-2. Build the environment from ``flink-conf/`` (:func:`onceflow.runtime.flinkenv.create_env`)
-   and attach the pipeline; a refusal at this step (e.g. a sink that inspects the
-   environment) also exits 2.
-3. Execute: on the mini-cluster this blocks until the job ends; under
-   ``flink run -d`` it returns once the job is submitted.
+- Parse the job's config (CLI flags over YAML over defaults) and run its
+  checks; an :class:`OnceflowError` ends here as ``error: ...`` and exit code 2,
+  before any JVM starts.
+- Build the environment from ``flink-conf/`` (:func:`onceflow.runtime.flinkenv.create_env`)
+  and attach the pipeline; a refusal while building (e.g. a sink that inspects the
+  environment) also exits 2.
+- Execute: on the mini-cluster this blocks until the job ends; under
+  ``flink run -d`` it returns once the job is submitted.
 """
 
 from __future__ import annotations
@@ -45,16 +43,13 @@ def run_job(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)
     try:
-        # Step 1.
         cfg = parse(argv)
         check(cfg)
         log.info("starting %s: %r", job_name(cfg), cfg)
-        # Step 2.
         env = create_env(cfg.flink_settings())
         build(env, cfg)
     except OnceflowError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    # Step 3.
     env.execute(job_name(cfg))
     return 0

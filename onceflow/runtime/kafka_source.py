@@ -26,12 +26,10 @@ from typing import TYPE_CHECKING
 from onceflow.errors import OnceflowError
 
 if TYPE_CHECKING:
+    from pyflink.datastream import DataStream, StreamExecutionEnvironment
     from pyflink.table import TableDescriptor
 
-__all__ = ["KafkaSourceSpec", "kafka_source_descriptor", "SOURCE_COLUMNS"]
-
-# Columns of the source table, in order: the raw value and where it came from.
-SOURCE_COLUMNS = ("v", "topic", "partition", "offset")
+__all__ = ["KafkaSourceSpec", "kafka_source_descriptor", "read_kafka_json"]
 
 
 @dataclass(frozen=True)
@@ -87,3 +85,22 @@ def kafka_source_descriptor(spec: KafkaSourceSpec) -> TableDescriptor:
     for key, value in spec.properties.items():
         builder = builder.option(f"properties.{key}", value)
     return builder.build()
+
+
+def read_kafka_json(
+    env: StreamExecutionEnvironment, spec: KafkaSourceSpec, *, uid: str = "source"
+) -> DataStream:
+    """JSON records (:func:`onceflow.streams.json_record_type`) from Flink's ``KafkaSource``.
+
+    Each record is its raw value and where it came from; the operators parse it,
+    so any bytes the topic holds reach them (malformed ones become dead
+    letters). The source's operators are named after ``uid`` whatever the
+    environment sets, so its offsets in a savepoint map back after a redeploy.
+    """
+    from onceflow.streams import json_record_type, stable_uids, table_env
+
+    tenv = table_env(env)
+    with stable_uids(tenv, uid):
+        name = uid.replace("-", "_").replace(".", "_")
+        tenv.create_temporary_table(name, kafka_source_descriptor(spec))
+        return tenv.to_append_stream(tenv.from_path(name), json_record_type())

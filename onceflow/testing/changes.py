@@ -204,7 +204,18 @@ def _malformed_value(kind: str, seq: int) -> bytes:
 def generate_changes(spec: ChangeWorkloadSpec) -> list[ChangeItem]:
     """The records of ``spec`` in arrival order (deterministic; see the module docstring)."""
     rng = random.Random(spec.seed)
-    # Step 1. Original changes in write order: versions grow per key, with gaps.
+    originals = _original_changes(spec, rng)
+    # Shuffled arrival: each change is displaced by less than shuffle_window places.
+    jitter = [i + rng.uniform(0, spec.shuffle_window) for i in range(len(originals))]
+    stream = [originals[i] for i in sorted(range(len(originals)), key=jitter.__getitem__)]
+    _insert_duplicates(stream, spec.duplicates, rng)
+    _insert_conflicts(stream, spec.conflicts, rng)
+    _insert_malformed(stream, spec.malformed, rng)
+    return stream
+
+
+def _original_changes(spec: ChangeWorkloadSpec, rng: random.Random) -> list[ChangeItem]:
+    """The changes in write order: versions grow per key, with gaps."""
     last: dict[str, int] = {}
     live: dict[str, bool] = {}
     originals: list[ChangeItem] = []
@@ -217,27 +228,32 @@ def generate_changes(spec: ChangeWorkloadSpec) -> list[ChangeItem]:
         value = _change_value(entity, version, op, payload, previous, n)
         originals.append(ChangeItem(entity.encode(), value, "change", entity, version))
         last[entity], live[entity] = version, op == UPSERT
-    # Step 2. Shuffled arrival: each change is displaced by less than shuffle_window places.
-    jitter = [i + rng.uniform(0, spec.shuffle_window) for i in range(len(originals))]
-    stream = [originals[i] for i in sorted(range(len(originals)), key=jitter.__getitem__)]
+    return originals
 
-    def recent_valid(pos: int) -> ChangeItem | None:
-        window = [it for it in stream[max(0, pos - _RECENT) : pos] if it.kind != "malformed"]
-        return rng.choice(window) if window else None
 
-    # Step 3. Re-deliveries: a recent record again, byte for byte.
-    for _ in range(spec.duplicates):
+def _recent_valid(stream: list[ChangeItem], pos: int, rng: random.Random) -> ChangeItem | None:
+    """A random well-formed record among the few before ``pos`` (None when there is none)."""
+    window = [it for it in stream[max(0, pos - _RECENT) : pos] if it.kind != "malformed"]
+    return rng.choice(window) if window else None
+
+
+def _insert_duplicates(stream: list[ChangeItem], count: int, rng: random.Random) -> None:
+    """Re-deliveries: a recent record again, byte for byte."""
+    for _ in range(count):
         pos = rng.randrange(1, len(stream) + 1)
-        source = recent_valid(pos)
+        source = _recent_valid(stream, pos, rng)
         if source is not None:
             stream.insert(
                 pos,
                 ChangeItem(source.key, source.value, "duplicate", source.entity, source.version),
             )
-    # Step 4. Conflicts: a recent key and version, other content (a second writer).
-    for c in range(spec.conflicts):
+
+
+def _insert_conflicts(stream: list[ChangeItem], count: int, rng: random.Random) -> None:
+    """Conflicts: a recent key and version, other content (a second writer)."""
+    for c in range(count):
         pos = rng.randrange(1, len(stream) + 1)
-        source = recent_valid(pos)
+        source = _recent_valid(stream, pos, rng)
         if source is None:
             continue
         assert source.entity is not None and source.version is not None
@@ -245,12 +261,14 @@ def generate_changes(spec: ChangeWorkloadSpec) -> list[ChangeItem]:
         expected = json.loads(source.value).get("expected_version")
         value = _change_value(source.entity, source.version, UPSERT, payload, expected, 1)
         stream.insert(pos, ChangeItem(source.key, value, "conflict", source.entity, source.version))
-    # Step 5. Malformed records anywhere, each kind in turn, each value distinct.
-    for m in range(spec.malformed):
+
+
+def _insert_malformed(stream: list[ChangeItem], count: int, rng: random.Random) -> None:
+    """Malformed records anywhere, each kind in turn, each value distinct."""
+    for m in range(count):
         kind, reason = MALFORMED_KINDS[m % len(MALFORMED_KINDS)]
         pos = rng.randrange(0, len(stream) + 1)
         stream.insert(pos, ChangeItem(None, _malformed_value(kind, m), "malformed", reason=reason))
-    return stream
 
 
 @dataclass

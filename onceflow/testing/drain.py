@@ -102,17 +102,7 @@ def read_committed(
     """
     started = time.monotonic()
     deadline = started + timeout_s
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        # The whole point: records of aborted or open transactions are not output.
-        isolation_level=isolation_level,
-        auto_offset_reset="earliest",
-        # Reading a topic must never create it.
-        allow_auto_create_topics=False,
-        max_poll_records=10_000,
-    )
+    consumer = _isolated_consumer(bootstrap, isolation_level)
     records: list[ConsumedRecord] = []
     bar = tqdm(
         unit="rec",
@@ -123,32 +113,19 @@ def read_committed(
         mininterval=0.5,
     )
     try:
-        # Step 1. Assign everything, from the beginning.
-        partitions = _partitions(consumer, topic, deadline)
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-
+        tps = _assign_from_beginning(consumer, topic, deadline)
         last_record = time.monotonic()
         last_end_check = 0.0
         while True:
-            # Step 2. Poll until quiet.
-            batch = consumer.poll(timeout_ms=200)
+            n = _poll_into(consumer, records)
             now = time.monotonic()
-            n = 0
-            for tp, msgs in batch.items():
-                n += len(msgs)
-                records.extend(
-                    ConsumedRecord(tp.topic, tp.partition, m.offset, m.timestamp, m.key, m.value)
-                    for m in msgs
-                )
             if n:
                 last_record = now
                 bar.update(n)
             elif now - last_record >= quiet_ms / 1000 and (
                 now - last_end_check >= _END_CHECK_INTERVAL_S
             ):
-                # Step 3. Quiet: has every partition's position reached its end?
+                # Quiet: has every partition's position reached its end?
                 last_end_check = now
                 if all(v <= 0 for v in _lag(consumer, tps).values()):
                     _warn_open_transactions(consumer, tps, isolation_level)
@@ -176,6 +153,45 @@ def read_committed(
         time.monotonic() - started,
     )
     return records
+
+
+def _isolated_consumer(bootstrap: str, isolation_level: IsolationLevel) -> KafkaConsumer:
+    """A consumer without group or commits, reading at ``isolation_level``; it leaves no trace."""
+    return KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        # The whole point: records of aborted or open transactions are not output.
+        isolation_level=isolation_level,
+        auto_offset_reset="earliest",
+        # Reading a topic must never create it.
+        allow_auto_create_topics=False,
+        max_poll_records=10_000,
+    )
+
+
+def _assign_from_beginning(
+    consumer: KafkaConsumer, topic: str, deadline: float
+) -> list[TopicPartition]:
+    """Assign every partition of ``topic`` and seek to the beginning; returns them in order."""
+    partitions = _partitions(consumer, topic, deadline)
+    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    return tps
+
+
+def _poll_into(consumer: KafkaConsumer, records: list[ConsumedRecord]) -> int:
+    """Poll once (200 ms at most) and append what came; returns how many records came."""
+    batch = consumer.poll(timeout_ms=200)
+    n = 0
+    for tp, msgs in batch.items():
+        n += len(msgs)
+        records.extend(
+            ConsumedRecord(tp.topic, tp.partition, m.offset, m.timestamp, m.key, m.value)
+            for m in msgs
+        )
+    return n
 
 
 def _lag(consumer: KafkaConsumer, tps: list[TopicPartition]) -> dict[int, int]:

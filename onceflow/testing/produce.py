@@ -33,6 +33,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from kafka import KafkaProducer
@@ -40,7 +41,7 @@ from kafka.errors import KafkaError
 from tqdm import tqdm
 
 from onceflow.errors import OnceflowError
-from onceflow.testing.workload import Expectation, WorkloadSpec, generate
+from onceflow.testing.workload import Expectation, WorkItem, WorkloadSpec, generate
 
 __all__ = [
     "DEFAULT_BOOTSTRAP",
@@ -174,20 +175,39 @@ def produce(
     if value_format not in VALUE_FORMATS:
         raise ValueError(f"value format {value_format!r} is not one of {VALUE_FORMATS}")
     max_record = _max_record_bytes(spec)
-
-    # Step 1. The schema (before the topic: a refused schema leaves no empty topic).
-    items = generate(spec)
-    if value_format == "avro":
-        from onceflow.testing.avro_workload import avro_items
-
-        schema_id = _register_schema(
-            registry_url or default_registry_url(), subject or f"{topic}-value", spec
-        )
-        items = avro_items(spec, schema_id)
+    # The schema before the topic: a refused schema leaves no empty topic behind.
+    items = _records(spec, value_format, registry_url, subject or f"{topic}-value")
     _ensure_input_topic(bootstrap, topic, partitions, max_record)
+    producer = _idempotent_producer(bootstrap, max_record)
+    errors = _Errors()
+    expectation = Expectation(spec=spec.to_dict(), value_format=value_format)
+    sent, elapsed = _send_all(producer, topic, spec, items, expectation, errors, progress, rate)
+    if errors.count or sent != spec.count:
+        raise ProduceError(
+            f"{errors.count} of {sent} records sent to {topic} failed "
+            f"({spec.count - sent} not sent); first error: {errors.first!r}. "
+            "The topic holds an incomplete workload: delete it (or use a new topic) "
+            "and produce again"
+        )
+    log.info(
+        "produced %d records to %s in %.1f s (%.0f records/s): %d unique, %d duplicates, "
+        "%d malformed",
+        sent,
+        topic,
+        elapsed,
+        sent / elapsed if elapsed else float("inf"),
+        len(expectation.unique_ids),
+        expectation.duplicates,
+        expectation.malformed,
+    )
+    if expectation_path is not None:
+        expectation.save(expectation_path)
+    return expectation
 
-    # Step 2. Send.
-    producer = KafkaProducer(
+
+def _idempotent_producer(bootstrap: str, max_record: int) -> KafkaProducer:
+    """A producer that writes each record once, in order per partition, to existing topics."""
+    return KafkaProducer(
         bootstrap_servers=bootstrap,
         # Exactly-once writes of the input: no duplicates from retries, no
         # reordering within a partition (duplicates must follow their original).
@@ -195,12 +215,57 @@ def produce(
         acks="all",
         linger_ms=20,
         batch_size=512 * 1024,
-        # The topic was created above; a typo must not create another one.
+        # produce() created the topic; a typo must not create another one.
         allow_auto_create_topics=False,
         max_request_size=max(_PRODUCER_MAX_REQUEST_SIZE, max_record),
     )
-    errors = _Errors()
-    expectation = Expectation(spec=spec.to_dict(), value_format=value_format)
+
+
+def _records(
+    spec: WorkloadSpec, value_format: str, registry_url: str | None, subject: str
+) -> Iterator[WorkItem]:
+    """The workload's records in ``value_format`` (Avro: the schema registered first)."""
+    if value_format != "avro":
+        return generate(spec)
+    from onceflow.testing.avro_workload import avro_items
+
+    schema_id = _register_schema(registry_url or default_registry_url(), subject, spec)
+    return avro_items(spec, schema_id)
+
+
+def _register_schema(registry_url: str, subject: str, spec: WorkloadSpec) -> int:
+    """Register the Avro workload's schema under ``subject``; its id.
+
+    :raises OnceflowError: the id field cannot be an Avro field, the registry is not
+        reachable, or it refuses the schema (e.g. incompatible with the subject's versions).
+    """
+    from onceflow.avro.registry import SchemaRegistry
+    from onceflow.testing.avro_workload import workload_schema
+
+    try:
+        schema = workload_schema(spec.id_field)
+    except ValueError as exc:
+        raise OnceflowError(str(exc)) from exc
+    schema_id = SchemaRegistry(registry_url).register(subject, schema)
+    log.info("workload schema registered under %s: id %d", subject, schema_id)
+    return schema_id
+
+
+def _send_all(
+    producer: KafkaProducer,
+    topic: str,
+    spec: WorkloadSpec,
+    items: Iterator[WorkItem],
+    expectation: Expectation,
+    errors: _Errors,
+    progress: bool,
+    rate: float | None,
+) -> tuple[int, float]:
+    """Send every record (at most ``rate``/s), flush, close; returns records sent and seconds.
+
+    Failed sends are counted by ``errors`` (an errback), not by waiting on each future;
+    the loop stops early once it sees one. The producer is closed in every case.
+    """
     bar = tqdm(
         total=spec.count,
         unit="rec",
@@ -226,54 +291,12 @@ def produce(
                 bar.update(_PROGRESS_EVERY)
             if sent % _ERROR_CHECK_EVERY == 0 and errors.count:
                 break  # fail fast: the topic is misconfigured or unreachable
-        # Step 3. Flush and account for every record.
         producer.flush()
         bar.update(sent - bar.n)
     finally:
         bar.close()
         producer.close(timeout=10)
-    elapsed = time.monotonic() - started
-    if errors.count or sent != spec.count:
-        raise ProduceError(
-            f"{errors.count} of {sent} records sent to {topic} failed "
-            f"({spec.count - sent} not sent); first error: {errors.first!r}. "
-            "The topic holds an incomplete workload: delete it (or use a new topic) "
-            "and produce again"
-        )
-    log.info(
-        "produced %d records to %s in %.1f s (%.0f records/s): %d unique, %d duplicates, "
-        "%d malformed",
-        sent,
-        topic,
-        elapsed,
-        sent / elapsed if elapsed else float("inf"),
-        len(expectation.unique_ids),
-        expectation.duplicates,
-        expectation.malformed,
-    )
-
-    # Step 4. The expectation.
-    if expectation_path is not None:
-        expectation.save(expectation_path)
-    return expectation
-
-
-def _register_schema(registry_url: str, subject: str, spec: WorkloadSpec) -> int:
-    """Register the Avro workload's schema under ``subject``; its id.
-
-    :raises OnceflowError: the id field cannot be an Avro field, the registry is not
-        reachable, or it refuses the schema (e.g. incompatible with the subject's versions).
-    """
-    from onceflow.avro.registry import SchemaRegistry
-    from onceflow.testing.avro_workload import workload_schema
-
-    try:
-        schema = workload_schema(spec.id_field)
-    except ValueError as exc:
-        raise OnceflowError(str(exc)) from exc
-    schema_id = SchemaRegistry(registry_url).register(subject, schema)
-    log.info("workload schema registered under %s: id %d", subject, schema_id)
-    return schema_id
+    return sent, time.monotonic() - started
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -5,7 +5,7 @@ leaves the judging to the caller, who drains the outputs with read_committed and
 compares exact multisets. The same scenario with an at-least-once sink must show
 duplicates: that is how we know it can see a violation.
 
-Protocol (numbered as in the code):
+Protocol (the steps of :func:`run_kill_and_recover`):
 
 1. Start the job (its own mini-cluster, REST port known) and send phase A.
 2. Wait until A's outputs are written and a checkpoint has completed after
@@ -139,65 +139,89 @@ def run_kill_and_recover(
     :param watch_topic: the output whose counts mark progress.
     :raises OnceflowError: when a step times out (the job's log tail is attached).
     """
-    story = ScenarioLog()
-
-    def written() -> int:
-        return len(count_values(bootstrap, watch_topic, "read_uncommitted"))
-
-    def committed() -> int:
-        return len(count_values(bootstrap, watch_topic, "read_committed"))
-
-    def alive_and(cond: bool) -> bool:
-        if not job.alive():
-            raise OnceflowError(f"the job exited early:\n{job.log_tail()}")
-        return cond
-
+    scenario = _Scenario(job, bootstrap, input_topic, watch_topic, phases, timeout)
     try:
-        # Step 1.
-        job.start()
-        story.note("job started")
-        send(bootstrap, input_topic, phases.a)
-        story.note(f"phase A sent ({len(phases.a)} records)")
-        # Step 2.
-        wait_until("phase A written", lambda: alive_and(written() >= phases.a_outputs), timeout)
-        after_a = job.completed_checkpoints()
-        wait_until(
-            "a checkpoint after phase A",
-            lambda: alive_and(job.completed_checkpoints() > after_a),
-            timeout,
-            interval=0.1,
+        scenario.start_and_send_a()
+        scenario.wait_for_a_checkpointed()
+        scenario.send_b_after_a_checkpoint()
+        scenario.send_c_with_the_poison()
+        scenario.wait_for_recovery()
+    except OnceflowError as exc:
+        detail = f"{exc}\nscenario:\n{scenario.story.render()}\njob log:\n{job.log_tail()}"
+        raise OnceflowError(detail) from exc
+    finally:
+        job.stop()
+    return scenario.story
+
+
+class _Scenario:
+    """The steps of :func:`run_kill_and_recover`, each noting what happened in ``story``."""
+
+    def __init__(
+        self,
+        job: JobProcess,
+        bootstrap: str,
+        input_topic: str,
+        watch_topic: str,
+        phases: Phases,
+        timeout: float,
+    ) -> None:
+        self.job = job
+        self.bootstrap = bootstrap
+        self.input_topic = input_topic
+        self.watch_topic = watch_topic
+        self.phases = phases
+        self.timeout = timeout
+        self.story = ScenarioLog()
+        self._before_b = 0  # checkpoints completed when phase B was sent
+
+    def start_and_send_a(self) -> None:
+        """Start the job and send phase A."""
+        self.job.start()
+        self.story.note("job started")
+        send(self.bootstrap, self.input_topic, self.phases.a)
+        self.story.note(f"phase A sent ({len(self.phases.a)} records)")
+
+    def wait_for_a_checkpointed(self) -> None:
+        """Wait until A's outputs are written and a checkpoint has completed after that."""
+        self._wait("phase A written", lambda: self._written() >= self.phases.a_outputs)
+        self._wait_for_next_checkpoint("a checkpoint after phase A", interval=0.1)
+        self.story.note(f"checkpoint {self.job.completed_checkpoints()} completed after phase A")
+
+    def send_b_after_a_checkpoint(self) -> None:
+        """Send phase B right after a checkpoint completes and wait until B is written.
+
+        Starting B right after a checkpoint gives it a full interval, so the poison
+        usually comes before the next checkpoint and the restart replays B.
+        """
+        self._wait_for_next_checkpoint("the next checkpoint", interval=0.05)
+        self._before_b = self.job.completed_checkpoints()
+        self.story.completed_before_b = self.job.latest_checkpoint_id("completed")
+        send(self.bootstrap, self.input_topic, self.phases.b)
+        self.story.note(
+            f"phase B sent ({len(self.phases.b)} records) after checkpoint {self._before_b}"
         )
-        story.note(f"checkpoint {job.completed_checkpoints()} completed after phase A")
-        # Step 3: start B right after a checkpoint completes, to have a full interval.
-        base = job.completed_checkpoints()
-        wait_until(
-            "the next checkpoint",
-            lambda: alive_and(job.completed_checkpoints() > base),
-            timeout,
-            interval=0.05,
-        )
-        before_b = job.completed_checkpoints()
-        story.completed_before_b = job.latest_checkpoint_id("completed")
-        send(bootstrap, input_topic, phases.b)
-        story.note(f"phase B sent ({len(phases.b)} records) after checkpoint {before_b}")
-        wait_until(
+        self._wait(
             "phase B written",
-            lambda: alive_and(written() >= phases.ab_outputs),
-            timeout,
+            lambda: self._written() >= self.phases.ab_outputs,
             interval=0.1,
         )
-        # Step 4.
-        send(bootstrap, input_topic, phases.c)
-        story.note(
-            f"phase C sent ({len(phases.c)} records, poison first); checkpoints "
-            f"completed since B: {job.completed_checkpoints() - before_b}"
+
+    def send_c_with_the_poison(self) -> None:
+        """Send phase C, whose first record makes the operator raise once."""
+        send(self.bootstrap, self.input_topic, self.phases.c)
+        self.story.note(
+            f"phase C sent ({len(self.phases.c)} records, poison first); checkpoints "
+            f"completed since B: {self.job.completed_checkpoints() - self._before_b}"
         )
-        # Step 5.
-        wait_until("the restart", lambda: alive_and(job.restarts() >= 1), timeout)
-        wait_until(
+
+    def wait_for_recovery(self) -> None:
+        """Wait for the restart, every output committed, then one more checkpoint."""
+        job, story = self.job, self.story
+        self._wait("the restart", lambda: job.restarts() >= 1)
+        self._wait(
             "the restored checkpoint's id",
-            lambda: alive_and(job.latest_checkpoint_id("restored") is not None),
-            timeout,
+            lambda: job.latest_checkpoint_id("restored") is not None,
         )
         story.restored_from = job.latest_checkpoint_id("restored")
         for failed_at in job.failure_times():
@@ -206,28 +230,34 @@ def run_kill_and_recover(
             f"job restarted from checkpoint {story.restored_from} (latest before phase B: "
             f"{story.completed_before_b}; B replayed: {story.replays_phase_b})"
         )
-        wait_until(
-            "all outputs committed",
-            lambda: alive_and(committed() >= phases.total_outputs),
-            timeout,
-        )
-        settled = job.completed_checkpoints()
-        wait_until(
-            "a final checkpoint",
-            lambda: alive_and(job.completed_checkpoints() > settled),
-            timeout,
-        )
+        self._wait("all outputs committed", lambda: self._committed() >= self.phases.total_outputs)
+        self._wait_for_next_checkpoint("a final checkpoint")
         story.restarts = job.restarts()
         story.checkpoints = job.completed_checkpoints()
         for checkpoint_id, completed_at in job.checkpoint_completion_times():
             story.note(f"checkpoint {checkpoint_id} completed (Flink)", at=completed_at)
         story.note(f"settled: {story.checkpoints} checkpoints, {story.restarts} restarts")
-    except OnceflowError as exc:
-        detail = f"{exc}\nscenario:\n{story.render()}\njob log:\n{job.log_tail()}"
-        raise OnceflowError(detail) from exc
-    finally:
-        job.stop()
-    return story
+
+    def _wait_for_next_checkpoint(self, what: str, interval: float = 0.5) -> None:
+        base = self.job.completed_checkpoints()
+        self._wait(what, lambda: self.job.completed_checkpoints() > base, interval=interval)
+
+    def _wait(self, what: str, condition: Callable[[], bool], interval: float = 0.5) -> None:
+        """Wait for ``condition``; the job exiting meanwhile is an error."""
+
+        def alive_and() -> bool:
+            met = condition()
+            if not self.job.alive():
+                raise OnceflowError(f"the job exited early:\n{self.job.log_tail()}")
+            return met
+
+        wait_until(what, alive_and, self.timeout, interval=interval)
+
+    def _written(self) -> int:
+        return len(count_values(self.bootstrap, self.watch_topic, "read_uncommitted"))
+
+    def _committed(self) -> int:
+        return len(count_values(self.bootstrap, self.watch_topic, "read_committed"))
 
 
 def retry_until_replayed(

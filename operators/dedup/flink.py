@@ -23,8 +23,8 @@ halves throughput (10.4k vs 22.8k records/s, EOS, p1, hashmap).
 
 Bad input never fails the job: not JSON, not an object, oversize, a missing,
 null, empty, wrongly typed or non-Unicode id, an ambiguous key become dead
-letters (reason, original bytes, source topic/partition/offset) on the ``dlq``
-route.
+letters (reason, original bytes, source topic/partition/offset) on the
+dead-letter side output.
 
 Delivery: the state (``ValueState[long]``: first-seen processing time, with
 Flink state TTL when a horizon is set) is checkpointed with the source offsets,
@@ -42,23 +42,30 @@ import time
 from typing import Any
 
 from pyflink.common import Row, Types
-from pyflink.datastream import KeyedProcessFunction, KeySelector, RuntimeContext
+from pyflink.datastream import KeyedProcessFunction, KeySelector, OutputTag, RuntimeContext
 
 from onceflow.operators.dedup.core import DedupCore
 from onceflow.operators.dedup.identity import IdentitySpec, identity_of, jvm_key_matches
-from onceflow.operators.faults import inject_failure_once
+from onceflow.operators.faults import armed_faults
 from onceflow.operators.records import (
     AMBIGUOUS_KEY,
     DEAD_LETTER_MAX_BYTES,
+    MISSING_FIELD,
     Rejected,
     dead_letter_record,
     parse_object,
+    record_dead_letter,
     sql_json_path,
     sql_unicode_safe,
 )
 from onceflow.operators.state import FlinkValueStore, value_state_descriptor
 
-__all__ = ["DedupFunction", "FingerprintKey", "sql_key_expression"]
+__all__ = [
+    "DedupFunction",
+    "FingerprintKey",
+    "RecordDedupFunction",
+    "sql_key_expression",
+]
 
 log = logging.getLogger(__name__)
 
@@ -91,55 +98,25 @@ class FingerprintKey(KeySelector):
         self.max_record_bytes = max_record_bytes
 
     def get_key(self, value: Row) -> str:
-        parsed = parse_object(value[0], self.max_record_bytes)
+        parsed = parse_object(value[-4], self.max_record_bytes)
         if isinstance(parsed, Rejected):
             return DLQ_KEY
         ident = identity_of(parsed.value, self.spec)
         return DLQ_KEY if isinstance(ident, Rejected) else ident
 
 
-class DedupFunction(KeyedProcessFunction):
-    """Keyed by identity: parse, check, pass the first occurrence within ``ttl_ms``.
-
-    Input: ``Row(key, v, topic, partition, offset)`` keyed in the JVM by
-    :func:`sql_key_expression` (``key`` is that Flink key), or with
-    ``jvm_keyed=False`` ``Row(v, topic, partition, offset)`` keyed by
-    :class:`FingerprintKey`. Output ``Row(route, k, v)`` with route ``out``
-    (key: the id, or the fingerprint) or ``dlq``.
-
-    :param spec: how a record is identified (must match how the stream is keyed).
-    :param max_record_bytes: larger values are dead letters (``oversize``).
-    :param ttl_ms: the horizon in processing-time ms; None remembers forever
-        (state then grows with the number of distinct identities).
-    :param fail_on_ids: raise :class:`~onceflow.operators.faults.InjectedFailure` the first
-        time one of these ids (raw ids) arrives; replays after the restart pass.
-        For recovery tests and the verifier.
-    :param fail_marker_dir: folder of marker files ``<id>.fired`` recording that
-        a failure happened, so each fires once even across restarts and redeploys.
-    :param jvm_keyed: whether the input carries its JVM-computed Flink key first.
-    :param dead_letter_max_bytes: the largest dead letter written (a larger one
-        keeps a prefix of the input: see :func:`~onceflow.operators.records.dead_letter`).
-    """
+class _DedupBase(KeyedProcessFunction):
+    """State, metrics and fault points shared by both input kinds."""
 
     def __init__(
-        self,
-        spec: IdentitySpec,
-        max_record_bytes: int,
-        ttl_ms: int | None,
-        fail_on_ids: tuple[str, ...] = (),
-        fail_marker_dir: str | None = None,
-        *,
-        jvm_keyed: bool = True,
-        dead_letter_max_bytes: int = DEAD_LETTER_MAX_BYTES,
+        self, ttl_ms: int | None, dead_letters: OutputTag, uid: str, dead_letter_max_bytes: int
     ) -> None:
-        self.spec = spec
-        self.max_record_bytes = max_record_bytes
         self.ttl_ms = ttl_ms
-        self.fail_on_ids = frozenset(fail_on_ids)
-        self.fail_marker_dir = fail_marker_dir
-        self.jvm_keyed = jvm_keyed
+        self.dead_letters = dead_letters
+        self.uid = uid
         self.dead_letter_max_bytes = dead_letter_max_bytes
         self.core = DedupCore(ttl_ms)
+        self.faults = armed_faults(uid)
 
     def open(self, runtime_context: RuntimeContext) -> None:
         descriptor = value_state_descriptor("first_seen_ms", Types.LONG(), self.ttl_ms)
@@ -150,33 +127,72 @@ class DedupFunction(KeyedProcessFunction):
         self.passed = metrics.counter("records_passed")
         self.dlq = metrics.counter("dlq_records")
 
-    def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Any:
-        if self.jvm_keyed:
-            flink_key, raw, topic, partition, offset = value
-        else:
-            flink_key = None
-            raw, topic, partition, offset = value
-        self.seen.inc()
-        ident = self.identify(raw, flink_key)
-        if isinstance(ident, Rejected):
-            self.dlq.inc()
-            yield Row(
-                "dlq",
-                *dead_letter_record(
-                    raw, ident, topic, partition, offset, self.dead_letter_max_bytes
-                ),
-            )
-            return
-        key = ident[2:]
-        if self.fail_on_ids and key in self.fail_on_ids:
-            inject_failure_once(self.fail_marker_dir, key)
+    def first_time(self, identity: str) -> bool:
+        """Whether this is the identity's first occurrence within the horizon (counted)."""
+        self.faults.maybe_fail(identity)
         # Processing time read here, not through the timer service: one JVM call less
         # per record; Flink's state TTL uses the same wall clock.
         if self.core.process(self.store, int(time.time() * 1000)):
             self.passed.inc()
-            yield Row("out", key.encode("utf-8"), raw)
-        else:
-            self.dropped.inc()
+            return True
+        self.dropped.inc()
+        return False
+
+
+class DedupFunction(_DedupBase):
+    """JSON records keyed by identity: parse, check, pass the first occurrence within ``ttl_ms``.
+
+    Input: ``Row(onceflow_key, v, topic, partition, offset)`` keyed in the JVM by
+    :func:`sql_key_expression` (the first field is that Flink key), or with
+    ``jvm_keyed=False`` ``Row(v, topic, partition, offset)`` keyed by
+    :class:`FingerprintKey`. Main output: ``Row(key, v, topic, partition,
+    offset)`` with ``key`` the id (or the fingerprint); dead letters
+    (``Row(key, v)``, keyed by source position) to the ``dead_letters`` tag.
+
+    :param spec: how a record is identified (must match how the stream is keyed).
+    :param max_record_bytes: larger values are dead letters (``oversize``).
+    :param ttl_ms: the horizon in processing-time ms; None remembers forever
+        (state then grows with the number of distinct identities).
+    :param dead_letters: the side output of dead letters.
+    :param uid: the operator's uid (the fault points of tests are armed per uid:
+        :func:`~onceflow.operators.faults.arm_faults`).
+    :param jvm_keyed: whether the input carries its JVM-computed Flink key first.
+    :param dead_letter_max_bytes: the largest dead letter written (a larger one
+        keeps a prefix of the input: see :func:`~onceflow.operators.records.dead_letter`).
+    """
+
+    def __init__(
+        self,
+        spec: IdentitySpec,
+        max_record_bytes: int,
+        ttl_ms: int | None,
+        dead_letters: OutputTag,
+        *,
+        uid: str = "dedup",
+        jvm_keyed: bool = True,
+        dead_letter_max_bytes: int = DEAD_LETTER_MAX_BYTES,
+    ) -> None:
+        super().__init__(ttl_ms, dead_letters, uid, dead_letter_max_bytes)
+        self.spec = spec
+        self.max_record_bytes = max_record_bytes
+        self.jvm_keyed = jvm_keyed
+
+    def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Any:
+        # Keyed in Python, the record may carry an earlier operator's key first.
+        flink_key = value[0] if self.jvm_keyed else None
+        raw, topic, partition, offset = value[-4:]
+        self.seen.inc()
+        ident = self.identify(raw, flink_key)
+        if isinstance(ident, Rejected):
+            self.dlq.inc()
+            key, letter = dead_letter_record(
+                raw, ident, topic, partition, offset, self.dead_letter_max_bytes
+            )
+            yield self.dead_letters, Row(key, letter)
+            return
+        key = ident[2:]
+        if self.first_time(key):
+            yield Row(key, raw, topic, partition, offset)
 
     def identify(self, raw: bytes | None, flink_key: str | None) -> str | Rejected:
         """The record's identity, or why it is a dead letter. Never raises on input.
@@ -197,3 +213,54 @@ class DedupFunction(KeyedProcessFunction):
                 f"{flink_key[:200]!r} (duplicate member names, or keyed by another field?)",
             )
         return ident
+
+
+class RecordDedupFunction(_DedupBase):
+    """A user's records keyed by their id: pass the first occurrence within ``ttl_ms``.
+
+    Input: with ``jvm_keyed`` ``Row(onceflow_key, *fields)`` keyed in the JVM by
+    the id field's text (the first field); else the records themselves, keyed
+    in Python by :class:`RecordKey`. Main output: the record as it came in; a
+    record without an id (null, empty, or the key function failed) is a dead
+    letter ``Row(None, v)`` to the ``dead_letters`` tag.
+
+    :param ttl_ms: the horizon in processing-time ms; None remembers forever.
+    :param dead_letters: the side output of dead letters.
+    :param what: how the id is found, for dead letters' details.
+    :param names: the records' field names (Rows keyed in the JVM), for dead letters.
+    :param uid: the operator's uid (fault points are armed per uid).
+    :param jvm_keyed: whether the input carries its JVM-computed Flink key first.
+    """
+
+    def __init__(
+        self,
+        ttl_ms: int | None,
+        dead_letters: OutputTag,
+        *,
+        what: str,
+        names: tuple[str, ...] = (),
+        uid: str = "dedup",
+        jvm_keyed: bool = True,
+        dead_letter_max_bytes: int = DEAD_LETTER_MAX_BYTES,
+    ) -> None:
+        super().__init__(ttl_ms, dead_letters, uid, dead_letter_max_bytes)
+        self.what = what
+        self.names = names
+        self.jvm_keyed = jvm_keyed
+
+    def process_element(self, value: Any, ctx: KeyedProcessFunction.Context) -> Any:
+        if self.jvm_keyed:
+            key, record = value[0], Row(*value[1:])
+        else:
+            key, record = ctx.get_current_key(), value
+        self.seen.inc()
+        if not key:
+            self.dlq.inc()
+            detail = f"the record has no id ({self.what} is absent, null, empty or failed)"
+            why = Rejected(MISSING_FIELD, detail)
+            shown = dict(zip(self.names, record, strict=True)) if self.names else record
+            letter = record_dead_letter(shown, why, self.dead_letter_max_bytes)
+            yield self.dead_letters, Row(None, letter)
+            return
+        if self.first_time(key):
+            yield record

@@ -293,59 +293,80 @@ def parse_change(
         ``missing_field``, ``null_field``, ``empty_field``, ``wrong_type``,
         ``invalid_unicode``, ``out_of_range`` or ``bad_op``.
     """
-    # Step 1.
-    key = require_field(obj, schema.key, (str, int))
+    key = _parse_key(obj, schema.key)
+    if isinstance(key, Rejected):
+        return key
+    version = _parse_version(obj, schema.version)
+    if isinstance(version, Rejected):
+        return version
+    op = _parse_op(obj, schema.op)
+    if isinstance(op, Rejected):
+        return op
+    payload = _parse_payload(obj, schema.payload, op)
+    if isinstance(payload, Rejected):
+        return payload
+    expected = _parse_expected_version(obj, schema.expected_version)
+    if isinstance(expected, Rejected):
+        return expected
+    return ChangeEvent(key=key, version=version, op=op, payload=payload, expected_version=expected)
+
+
+def _parse_key(obj: dict[str, Any], path: str) -> str | Rejected:
+    """The required key: a string (Unicode text) or an integer, as a string."""
+    key = require_field(obj, path, (str, int))
     if isinstance(key, Rejected):
         return key
     if isinstance(key, str) and not is_unicode(key):
         return Rejected(
-            INVALID_UNICODE, f"field {schema.key!r} is not Unicode text (a lone surrogate escape)"
+            INVALID_UNICODE, f"field {path!r} is not Unicode text (a lone surrogate escape)"
         )
-    # Step 2.
-    raw_version = require_field(obj, schema.version, (int,))
+    return str(key)
+
+
+def _parse_version(obj: dict[str, Any], path: str) -> int | Rejected:
+    """The required version: an integer (not a boolean) in ``[0, 2**63-1]``."""
+    raw_version = require_field(obj, path, (int,))
     if isinstance(raw_version, Rejected):
         return raw_version
-    version = _version_value(raw_version, schema.version)
-    if isinstance(version, Rejected):
-        return version
-    # Step 3.
-    op = get_path(obj, schema.op)
+    return _version_value(raw_version, path)
+
+
+def _parse_op(obj: dict[str, Any], path: str) -> str | Rejected:
+    """The op: absent or null is an upsert, else exactly one of :data:`OPS`."""
+    op = get_path(obj, path)
     if op is None or op is MISSING:
-        op = UPSERT
-    elif not isinstance(op, str):
-        return Rejected(WRONG_TYPE, f"field {schema.op!r} must be a string, got {_short(op)}")
-    elif op not in OPS:
-        return Rejected(BAD_OP, f"field {schema.op!r} is {_short(op)}, expected one of {OPS}")
-    # Step 4.
-    payload: dict[str, Any] | None
+        return UPSERT
+    if not isinstance(op, str):
+        return Rejected(WRONG_TYPE, f"field {path!r} must be a string, got {_short(op)}")
+    if op not in OPS:
+        return Rejected(BAD_OP, f"field {path!r} is {_short(op)}, expected one of {OPS}")
+    return op
+
+
+def _parse_payload(obj: dict[str, Any], path: str, op: str) -> dict[str, Any] | None | Rejected:
+    """The payload: a required object for an upsert; an object, null or absent for a delete."""
     if op == UPSERT:
-        checked = require_field(obj, schema.payload, (dict,))
+        checked = require_field(obj, path, (dict,))
         if isinstance(checked, Rejected):
             return checked
-        payload = cast(dict[str, Any], checked)
-    else:
-        found = get_path(obj, schema.payload)
-        if found is None or found is MISSING:
-            payload = None
-        elif isinstance(found, dict):
-            payload = found
-        else:
-            return Rejected(
-                WRONG_TYPE,
-                f"field {schema.payload!r} of a delete must be an object or null, "
-                f"got {_short(found)}",
-            )
-    # Step 5.
-    expected: int | None = None
-    raw_expected = get_path(obj, schema.expected_version)
-    if raw_expected is not None and raw_expected is not MISSING:
-        checked_expected = _version_value(raw_expected, schema.expected_version)
-        if isinstance(checked_expected, Rejected):
-            return checked_expected
-        expected = checked_expected
-    return ChangeEvent(
-        key=str(key), version=version, op=op, payload=payload, expected_version=expected
+        return cast(dict[str, Any], checked)
+    found = get_path(obj, path)
+    if found is None or found is MISSING:
+        return None
+    if isinstance(found, dict):
+        return found
+    return Rejected(
+        WRONG_TYPE,
+        f"field {path!r} of a delete must be an object or null, got {_short(found)}",
     )
+
+
+def _parse_expected_version(obj: dict[str, Any], path: str) -> int | None | Rejected:
+    """The optional expected version (absent or null: a create), checked like a version."""
+    raw_expected = get_path(obj, path)
+    if raw_expected is None or raw_expected is MISSING:
+        return None
+    return _version_value(raw_expected, path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,6 +392,24 @@ class Outcome:
     def applied(self) -> bool:
         """Whether the event changed the entity (and must be emitted)."""
         return self.kind == APPLIED
+
+
+def _same_version(
+    state: VersionState | None, event: ChangeEvent, content: str
+) -> tuple[str, str] | None:
+    """Same version as stored: a re-delivery (repeat) or a second writer (conflict)."""
+    if state is None or event.version != state.version:
+        return None
+    if content == state.payload_hash and (event.op == DELETE) == state.deleted:
+        return REPEAT, f"version {state.version} already applied with this content"
+    return CONFLICT, f"version {state.version} already applied with other content"
+
+
+def _older_than_stored(state: VersionState | None, event: ChangeEvent) -> tuple[str, str] | None:
+    """Older than stored: a late arrival (stale), never applied."""
+    if state is None or event.version >= state.version:
+        return None
+    return STALE, f"version {event.version} is older than stored {state.version}"
 
 
 class VersionedUpdateCore:
@@ -419,52 +458,59 @@ class VersionedUpdateCore:
         :raises ValueError: if the stored value is corrupt (see
             :meth:`VersionState.from_tuple`).
         """
-        # Step 1. Load the state; expired state is absent (as Flink TTL would make it).
-        raw = store.get()
-        state = None if raw is None else VersionState.from_tuple(raw)
-        expired = False
-        if (
-            state is not None
-            and self._ttl_ms is not None
-            and now_ms - state.written_ms >= self._ttl_ms
-        ):
-            _log.debug("state of key %r expired (last write %d ms)", event.key, state.written_ms)
-            store.clear()
-            state, expired = None, True
-        stored = None if state is None else state.version
-
-        def outcome(kind: str, reason: str) -> Outcome:
-            return Outcome(kind, event, stored, reason, expired)
-
+        state, expired = self._load_state(store, event.key, now_ms)
+        # Hashed before any check, so a payload that is not JSON fails on every path.
         content = event.content_hash
-        # Step 2. Same version: a re-delivery (repeat) or a second writer (conflict).
-        if state is not None and event.version == state.version:
-            if content == state.payload_hash and (event.op == DELETE) == state.deleted:
-                return outcome(REPEAT, f"version {stored} already applied with this content")
-            return outcome(CONFLICT, f"version {stored} already applied with other content")
-        # Step 3. Older than stored: a late arrival, never applied.
-        if state is not None and event.version < state.version:
-            return outcome(STALE, f"version {event.version} is older than stored {stored}")
-        # Step 4. Compare-and-set: the writer must have seen the current version.
-        if self._mode == COMPARE_AND_SET:
-            if event.expected_version is None:
-                if state is not None and not state.deleted:
-                    return outcome(CONFLICT, f"create, but the entity exists at version {stored}")
-            elif state is None:
-                return outcome(
-                    CONFLICT,
-                    f"expected version {event.expected_version}, but the entity does not exist",
-                )
-            elif event.expected_version != state.version:
-                return outcome(
-                    CONFLICT,
-                    f"expected version {event.expected_version}, but stored is {stored}",
-                )
-        # Step 5. Apply: an upsert stores its payload hash, a delete a tombstone.
+        refusal = (
+            _same_version(state, event, content)
+            or _older_than_stored(state, event)
+            or self._unexpected_version(state, event)
+        )
+        stored = None if state is None else state.version
+        if refusal is not None:
+            kind, reason = refusal
+            return Outcome(kind, event, stored, reason, expired)
+        # Apply: an upsert stores its payload hash, a delete a tombstone.
         store.put(VersionState(event.version, content, event.op == DELETE, now_ms).to_tuple())
         if state is None:
-            return outcome(APPLIED, "no state" + (" (expired)" if expired else ""))
-        return outcome(APPLIED, f"version {event.version} replaces {stored}")
+            reason = "no state" + (" (expired)" if expired else "")
+        else:
+            reason = f"version {event.version} replaces {stored}"
+        return Outcome(APPLIED, event, stored, reason, expired)
+
+    def _load_state(
+        self, store: ValueStore[StateTuple], key: str, now_ms: int
+    ) -> tuple[VersionState | None, bool]:
+        """Load the state and whether it expired; expired state is cleared (as Flink TTL would)."""
+        raw = store.get()
+        state = None if raw is None else VersionState.from_tuple(raw)
+        if state is None or self._ttl_ms is None or now_ms - state.written_ms < self._ttl_ms:
+            return state, False
+        _log.debug("state of key %r expired (last write %d ms)", key, state.written_ms)
+        store.clear()
+        return None, True
+
+    def _unexpected_version(
+        self, state: VersionState | None, event: ChangeEvent
+    ) -> tuple[str, str] | None:
+        """Compare-and-set: a conflict unless the writer has seen the current version."""
+        if self._mode != COMPARE_AND_SET:
+            return None
+        if event.expected_version is None:
+            if state is not None and not state.deleted:
+                return CONFLICT, f"create, but the entity exists at version {state.version}"
+            return None
+        if state is None:
+            return (
+                CONFLICT,
+                f"expected version {event.expected_version}, but the entity does not exist",
+            )
+        if event.expected_version != state.version:
+            return (
+                CONFLICT,
+                f"expected version {event.expected_version}, but stored is {state.version}",
+            )
+        return None
 
     def __repr__(self) -> str:
         return f"VersionedUpdateCore(mode={self._mode!r}, ttl_ms={self._ttl_ms!r})"

@@ -12,7 +12,7 @@ keyed one costs about half the throughput: see operators/dedup/flink.py.)
 
 - A malformed record (not JSON, missing key or version, non-integer version,
   bad op...) becomes a dead letter (reason + original bytes + source
-  topic/partition/offset) routed to ``dlq`` instead of failing the job; so does
+  topic/partition/offset) on the dead-letter output instead of failing the job; so does
   a record the JVM keyed by another value than the parsed key
   (:data:`~onceflow.operators.records.AMBIGUOUS_KEY`: duplicate ``key`` members, say),
   and a key that is not Unicode text (:data:`~onceflow.operators.records.INVALID_UNICODE`).
@@ -22,19 +22,19 @@ keyed one costs about half the throughput: see operators/dedup/flink.py.)
   LONG])``, optional state TTL); every decision is
   :class:`~onceflow.operators.versioned.core.VersionedUpdateCore`'s.
 
-Outputs of :class:`VersionedUpdateFunction`, main stream ``Row(route, k, v)``
-(:func:`onceflow.runtime.pipeline.routed_type`):
+Outputs (:class:`VersionedOutputs`): the main stream holds the applied changes:
+for JSON input ``Row(key, v)`` (key = entity key, value = the payload as
+canonical JSON, or None for an applied delete: a tombstone in a compacted
+topic), for a user's records the records as they came in. Side outputs:
 
-- ``applied``: key = entity key (UTF-8), value = the payload as canonical JSON,
-  or None for an applied delete: a tombstone in a compacted topic.
-- ``stale`` / ``conflict``: key = entity key, value = a JSON report with the
+- ``stale`` / ``conflicts``: ``Row(key, v)``, the value a JSON report with the
   event, the stored version and the reason
-  (:func:`onceflow.operators.versioned.output.outcome_report`).
-- ``dlq``: dead letters, keyed by source position.
-- repeats (re-deliveries of the applied version) are dropped and counted.
+  (:func:`onceflow.operators.versioned.output.outcome_report`);
+- ``dead_letters``: ``Row(key, v)``, keyed by source position;
+- ``changes``: one typed row per applied event (:data:`CHANGES_SCHEMA`), for
+  the Parquet log of applied changes.
 
-Side output :func:`changes_tag`: one typed row per applied event
-(:data:`CHANGES_SCHEMA`) for the Parquet log of applied changes.
+Repeats (re-deliveries of the applied version) are dropped and counted.
 
 Delivery: the state is checkpointed with the source offsets, so after a
 failover the replayed records meet the state of the checkpoint and make the
@@ -52,18 +52,20 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any, Final
 
 from pyflink.common import Row, Types
 from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
 
-from onceflow.operators.faults import inject_failure_once
+from onceflow.operators.faults import armed_faults
 from onceflow.operators.records import (
     AMBIGUOUS_KEY,
     DEAD_LETTER_MAX_BYTES,
     Rejected,
     dead_letter_record,
     parse_object,
+    record_dead_letter,
     sql_json_path,
     sql_unicode_safe,
 )
@@ -89,8 +91,9 @@ from onceflow.schema import RecordSchema
 
 __all__ = [
     "CHANGES_SCHEMA",
+    "RecordVersionedFunction",
+    "VersionedOutputs",
     "VersionedUpdateFunction",
-    "changes_tag",
     "sql_key_expression",
 ]
 
@@ -120,56 +123,37 @@ def sql_key_expression(schema: ChangeSchema | None = None, column: str = "v") ->
     return f"COALESCE({sql_unicode_safe(text)}, '')"
 
 
-def changes_tag() -> OutputTag:
-    """The side output of applied changes (rows of :data:`CHANGES_SCHEMA`)."""
-    return OutputTag("applied-changes", CHANGES_SCHEMA.type_info())
+class VersionedOutputs:
+    """The side outputs of a versioned update operator ``uid``: dead letters, stale
+    and conflicting events (``Row(key, v)``) and applied changes (:data:`CHANGES_SCHEMA`)."""
+
+    def __init__(self, uid: str) -> None:
+        from onceflow.streams import kafka_record_type
+
+        self.dead_letters = OutputTag(f"{uid}-dead-letters", kafka_record_type())
+        self.stale = OutputTag(f"{uid}-stale", kafka_record_type())
+        self.conflicts = OutputTag(f"{uid}-conflicts", kafka_record_type())
+        self.changes = OutputTag(f"{uid}-changes", CHANGES_SCHEMA.type_info())
 
 
-class VersionedUpdateFunction(KeyedProcessFunction):
-    """Keyed by entity key: parse, then apply each change once, in version order.
-
-    Input: source rows ``Row(key, v, topic, partition, offset)`` keyed by
-    :func:`sql_key_expression`, ``key`` being that Flink key (see the module doc
-    for the outputs).
-
-    :param mode: ``newer_wins`` or ``compare_and_set``.
-    :param ttl_ms: processing-time TTL of a key's state after its last applied
-        write, or None to keep it forever. It must exceed the input's maximum
-        out-of-orderness, or a late update may resurrect or roll back an entity.
-    :param tag: the side output for applied-change rows (:func:`changes_tag`).
-    :param max_record_bytes: larger values are dead letters (``oversize``).
-    :param schema: where the change fields live in a record (the stream must be
-        keyed by the same key field).
-    :param fail_on_changes: ``KEY@VERSION`` of changes that raise
-        :class:`~onceflow.operators.faults.InjectedFailure` the first time they arrive;
-        replays after the restart pass. For recovery tests and the verifier.
-    :param fail_marker_dir: folder of the ``<key>@<version>.fired`` marker that
-        records the injected failure fired (the attempt number is not available
-        to Python in thread mode), so it fires once even across restarts.
-    :param dead_letter_max_bytes: the largest dead letter written (a larger one
-        keeps a prefix of the input: see :func:`~onceflow.operators.records.dead_letter`).
-    """
+class _VersionedBase(KeyedProcessFunction):
+    """State, metrics, fault points and the decision shared by both input kinds."""
 
     def __init__(
         self,
         mode: str,
         ttl_ms: int | None,
-        tag: OutputTag,
-        max_record_bytes: int,
-        schema: ChangeSchema | None = None,
-        fail_on_changes: tuple[str, ...] = (),
-        fail_marker_dir: str | None = None,
-        dead_letter_max_bytes: int = DEAD_LETTER_MAX_BYTES,
+        outputs: VersionedOutputs,
+        uid: str,
+        dead_letter_max_bytes: int,
     ) -> None:
         self.mode = mode
         self.ttl_ms = ttl_ms
-        self.tag = tag
-        self.max_record_bytes = max_record_bytes
-        self.schema = schema or ChangeSchema()
-        self.fail_on_changes = frozenset(fail_on_changes)
-        self.fail_marker_dir = fail_marker_dir
+        self.outputs = outputs
+        self.uid = uid
         self.dead_letter_max_bytes = dead_letter_max_bytes
         self.core = VersionedUpdateCore(mode, ttl_ms)
+        self.faults = armed_faults(uid)
 
     def open(self, runtime_context: RuntimeContext) -> None:
         # With a TTL, only an applied write refreshes a key's clock; expired reads as absent.
@@ -191,22 +175,17 @@ class VersionedUpdateFunction(KeyedProcessFunction):
         self.dlq = metrics.counter("dlq_records")
         self.expired = metrics.counter("expired_state")
 
-    def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Any:
-        flink_key, raw, topic, partition, offset = value
-        event = self._event(raw, flink_key)
-        if isinstance(event, Rejected):
-            self.dlq.inc()
-            yield Row(
-                "dlq",
-                *dead_letter_record(
-                    raw, event, topic, partition, offset, self.dead_letter_max_bytes
-                ),
-            )
-            return
-        if self.fail_on_changes:
-            change = f"{event.key}@{event.version}"
-            if change in self.fail_on_changes:
-                inject_failure_once(self.fail_marker_dir, change)
+    def decide(
+        self,
+        event: ChangeEvent,
+        applied: Any,
+        topic: str | None,
+        partition: int | None,
+        offset: int | None,
+    ) -> Any:
+        """Apply ``event``: yield ``applied`` and its change row, or the report."""
+        if self.faults.points:
+            self.faults.maybe_fail(f"{event.key}@{event.version}")
         # Processing time read here, not through the timer service: one JVM call less
         # per record; Flink's state TTL uses the same wall clock.
         now = int(time.time() * 1000)
@@ -214,13 +193,68 @@ class VersionedUpdateFunction(KeyedProcessFunction):
         self.counters[outcome.kind].inc()
         if outcome.expired:
             self.expired.inc()
-        key_bytes = event.key.encode("utf-8")
         if outcome.kind == APPLIED:
-            yield Row("applied", key_bytes, applied_value(event))
-            yield self.tag, Row(*change_row(outcome, topic, partition, offset, now))
+            yield applied
+            yield self.outputs.changes, Row(*change_row(outcome, topic, partition, offset, now))
         elif outcome.kind in (STALE, CONFLICT):
-            report = outcome_report(outcome, topic, partition, offset)
-            yield Row(outcome.kind, key_bytes, report)
+            tag = self.outputs.stale if outcome.kind == STALE else self.outputs.conflicts
+            yield tag, Row(event.key, outcome_report(outcome, topic, partition, offset))
+
+    def reject(self, letter: tuple[str | None, bytes]) -> Any:
+        self.dlq.inc()
+        return self.outputs.dead_letters, Row(*letter)
+
+
+class VersionedUpdateFunction(_VersionedBase):
+    """JSON change events keyed by entity key: parse, then apply each once, in version order.
+
+    Input: ``Row(onceflow_key, v, topic, partition, offset)`` keyed by
+    :func:`sql_key_expression` (the first field is that Flink key). Main output:
+    applied changes as ``Row(key, v)`` (the payload as canonical JSON, or None
+    for a delete: a tombstone); the rest to the tags of ``outputs``.
+
+    :param mode: ``newer_wins`` or ``compare_and_set``.
+    :param ttl_ms: processing-time TTL of a key's state after its last applied
+        write, or None to keep it forever. It must exceed the input's maximum
+        out-of-orderness, or a late update may resurrect or roll back an entity.
+    :param outputs: the side outputs.
+    :param max_record_bytes: larger values are dead letters (``oversize``).
+    :param schema: where the change fields live in a record (the stream must be
+        keyed by the same key field).
+    :param uid: the operator's uid (fault points of tests are armed per uid:
+        :func:`~onceflow.operators.faults.arm_faults`, at ``KEY@VERSION``).
+    :param dead_letter_max_bytes: the largest dead letter written (a larger one
+        keeps a prefix of the input: see :func:`~onceflow.operators.records.dead_letter`).
+    """
+
+    def __init__(
+        self,
+        mode: str,
+        ttl_ms: int | None,
+        outputs: VersionedOutputs,
+        max_record_bytes: int,
+        schema: ChangeSchema | None = None,
+        *,
+        uid: str = "versioned-update",
+        dead_letter_max_bytes: int = DEAD_LETTER_MAX_BYTES,
+    ) -> None:
+        super().__init__(mode, ttl_ms, outputs, uid, dead_letter_max_bytes)
+        self.max_record_bytes = max_record_bytes
+        self.schema = schema or ChangeSchema()
+
+    def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Any:
+        flink_key = value[0]
+        raw, topic, partition, offset = value[-4:]
+        event = self._event(raw, flink_key)
+        if isinstance(event, Rejected):
+            key, letter = dead_letter_record(
+                raw, event, topic, partition, offset, self.dead_letter_max_bytes
+            )
+            yield self.reject((key, letter))
+            return
+        yield from self.decide(
+            event, Row(event.key, applied_value(event)), topic, partition, offset
+        )
 
     def _event(self, raw: bytes | None, flink_key: str) -> ChangeEvent | Rejected:
         """The change in ``raw``, or why it is a dead letter. Never raises on input."""
@@ -238,3 +272,74 @@ class VersionedUpdateFunction(KeyedProcessFunction):
                 f"record by {flink_key[:200]!r} (duplicate member names?)",
             )
         return event
+
+
+@dataclass(frozen=True)
+class RecordFields:
+    """Where a user's record holds its change: field names (``op`` and
+    ``expected_version`` optional: None means every record is an upsert / a create)."""
+
+    key: str
+    version: str
+    op: str | None = None
+    expected_version: str | None = None
+
+
+class RecordVersionedFunction(_VersionedBase):
+    """A user's records keyed by entity key: apply each once, in version order.
+
+    Input: with ``names`` (Rows keyed in the JVM) ``Row(onceflow_key, *fields)``;
+    else the records themselves (dicts or objects), keyed in Python by the key
+    field. The whole record is the payload (a conflict is the same version with
+    other content). Main output: applied records as they came in.
+    """
+
+    def __init__(
+        self,
+        mode: str,
+        ttl_ms: int | None,
+        outputs: VersionedOutputs,
+        fields: RecordFields,
+        *,
+        names: tuple[str, ...] = (),
+        uid: str = "versioned-update",
+        dead_letter_max_bytes: int = DEAD_LETTER_MAX_BYTES,
+    ) -> None:
+        super().__init__(mode, ttl_ms, outputs, uid, dead_letter_max_bytes)
+        self.fields = fields
+        self.names = names
+
+    def process_element(self, value: Any, ctx: KeyedProcessFunction.Context) -> Any:
+        if self.names:
+            record: Any = Row(*value[1:])
+            payload = {
+                name: _json_value(item) for name, item in zip(self.names, value[1:], strict=True)
+            }
+        else:
+            record = value
+            found = record if isinstance(record, dict) else vars(record)
+            payload = {name: _json_value(item) for name, item in found.items()}
+        fields = self.fields
+        change = {
+            "key": payload.get(fields.key),
+            "version": payload.get(fields.version),
+            "op": payload.get(fields.op) if fields.op else None,
+            "payload": payload,
+            "expected_version": payload.get(fields.expected_version)
+            if fields.expected_version
+            else None,
+        }
+        event = parse_change(change)
+        if isinstance(event, Rejected):
+            letter = record_dead_letter(payload, event, self.dead_letter_max_bytes)
+            yield self.reject((None, letter))
+            return
+        yield from self.decide(event, record, None, None, None)
+
+
+_JSON_TYPES: Final = (str, int, float, bool, type(None), dict, list, tuple)
+
+
+def _json_value(value: Any) -> Any:
+    """A record's field as JSON can hold it (for the content hash): else its ``str``."""
+    return value if isinstance(value, _JSON_TYPES) else str(value)

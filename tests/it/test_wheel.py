@@ -5,12 +5,14 @@ fresh venv in a temporary folder; the dependencies come from the project's venv
 through a ``.pth`` file, so the test needs no download of PyFlink. From a folder
 that is not the checkout, with its own ``ONCEFLOW_HOME`` and jar cache, the
 installed copy resolves its jars with Maven (``onceflow jars``) and runs a job
-end to end against the broker, read back with read_committed.
+end to end against the broker, read back with read_committed: the example of
+``examples/``, a user's own job file using the toolkit.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import site
 import subprocess
 import sys
@@ -18,6 +20,8 @@ import zipfile
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+
+from orders_workload import committed_statuses, oracle, order_lines
 
 from onceflow.runtime.paths import checkout_root
 from onceflow.testing.drain import read_committed
@@ -30,7 +34,7 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float) -> str:
     return done.stdout
 
 
-def test_installed_wheel_runs_a_job_outside_the_checkout(
+def test_installed_wheel_runs_the_example_outside_the_checkout(
     kafka_bootstrap: str,
     topic_factory: Callable[..., str],
     unique_name: Callable[[str], str],
@@ -74,13 +78,18 @@ def test_installed_wheel_runs_a_job_outside_the_checkout(
     jars = _run([python, "-m", "onceflow", "jars"], tmp_path, env, 600)
     assert str(tmp_path / "cache") in jars, jars
 
-    source, sink = topic_factory("in"), topic_factory("out")
-    values = [f"wheel-{i}".encode() for i in range(500)]
-    send(kafka_bootstrap, source, [(None, v) for v in values])
-    args = ["--bootstrap", kafka_bootstrap, "--input-topic", source, "--output-topic", sink]
-    args += ["--transactional-id-prefix", unique_name("tx"), "--bounded"]
-    _run([python, "-m", "onceflow.jobs.smoke", *args], tmp_path, env, 300)
-    records = read_committed(kafka_bootstrap, sink, quiet_ms=1500, progress=False)
-    assert Counter(r.value for r in records) == Counter(values)
+    # The example, a user's own job file, run by the installed copy.
+    example = tmp_path / "orders.py"
+    shutil.copy(root / "examples" / "orders.py", example)
+    source, status = topic_factory("orders"), topic_factory("status")
+    lines = order_lines(seed=11, orders=60)
+    send(kafka_bootstrap, source, [(None, line) for line in lines])
+    args = [f"--bootstrap={kafka_bootstrap}", f"--input-topic={source}", "--bounded"]
+    args += [f"--status-topic={status}", f"--prefix={unique_name('orders')}"]
+    args += [f"--{flag}-topic={topic_factory(flag)}" for flag in ("rejected", "dlq")]
+    args += [f"--changes-path={tmp_path / 'changes'}"]
+    _run([python, str(example), *args], tmp_path, env, 300)
+    records = read_committed(kafka_bootstrap, status, quiet_ms=1500, progress=False)
+    assert committed_statuses([r.value for r in records]) == Counter(oracle(lines)[0])
     assert not any(p.name in ("run", ".cache") for p in tmp_path.iterdir())
     assert (tmp_path / "home" / "run").is_dir()

@@ -29,8 +29,9 @@ from onceflow.operators.dedup.flink import sql_key_expression as dedup_key_sql
 from onceflow.operators.dedup.identity import IdentitySpec
 from onceflow.operators.records import Rejected, is_unicode
 from onceflow.operators.versioned.core import ChangeEvent
-from onceflow.operators.versioned.flink import VersionedUpdateFunction, changes_tag
+from onceflow.operators.versioned.flink import VersionedOutputs, VersionedUpdateFunction
 from onceflow.operators.versioned.flink import sql_key_expression as versioned_key_sql
+from onceflow.streams import kafka_record_type
 
 MAX_BYTES = 1 << 20
 # Java regex: a valid surrogate pair is one code point outside this range.
@@ -119,9 +120,15 @@ def jvm_keys() -> Any:
     return keys
 
 
+def _dead_letters() -> Any:
+    from pyflink.datastream import OutputTag
+
+    return OutputTag("dead-letters", kafka_record_type())
+
+
 def _check(records: list[bytes], keys: list[tuple[str, str]], *, all_valid: bool) -> None:
-    dedup = DedupFunction(IdentitySpec.by_id("id"), MAX_BYTES, None)
-    versioned = VersionedUpdateFunction("newer_wins", None, changes_tag(), MAX_BYTES)
+    dedup = DedupFunction(IdentitySpec.by_id("id"), MAX_BYTES, None, _dead_letters())
+    versioned = VersionedUpdateFunction("newer_wins", None, VersionedOutputs("v"), MAX_BYTES)
     seen: dict[str, set[str]] = defaultdict(set)
     for raw, (dedup_key, versioned_key) in zip(records, keys, strict=True):
         assert is_unicode(dedup_key) and is_unicode(versioned_key), raw
@@ -175,7 +182,7 @@ def test_dedup_record_keyed_by_another_field_is_an_ambiguous_key_dead_letter() -
     """The key contract: a stream keyed by anything but the id never reaches the state."""
     from onceflow.operators.records import AMBIGUOUS_KEY
 
-    dedup = DedupFunction(IdentitySpec.by_id("id"), MAX_BYTES, None)
+    dedup = DedupFunction(IdentitySpec.by_id("id"), MAX_BYTES, None, _dead_letters())
     raw = b'{"id": "a-1", "customer": "c-9"}'
     assert dedup.identify(raw, '["a-1"]') == "s:a-1"
     for other in ('["c-9"]', "c-9", "a-1", "", '["a-1", 1]', "[1]"):

@@ -55,7 +55,7 @@ def test_fingerprint_mode_keys_in_python() -> None:
 def test_plan_has_two_phase_commit_sinks_for_output_and_dlq(compiled: Any) -> None:
     plan, _ = compiled
     names = [node["type"] for node in plan["nodes"]]
-    for sink in ("sink_out", "sink_dlq"):
+    for sink in ("out_sink", "dlq_sink"):
         assert any(n.startswith(sink) and n.endswith("Writer") for n in names), names
         assert any(n.startswith(sink) and n.endswith("Committer") for n in names), names
 
@@ -65,4 +65,28 @@ def test_stateful_operators_and_sinks_have_stable_uids(compiled: Any) -> None:
     uids = dict(nodes)
     assert uids.get("dedup") == "dedup"
     sink_nodes = [(n, u) for n, u in nodes if "Writer" in n or "Committer" in n]
-    assert sink_nodes and all(u for _, u in sink_nodes), sink_nodes
+    assert sorted(u for _, u in sink_nodes) == [
+        "Sink Committer: dlq-sink-stream-exec-sink-sink",
+        "Sink Committer: out-sink-stream-exec-sink-sink",
+        "dlq-sink-stream-exec-sink-sink",
+        "out-sink-stream-exec-sink-sink",
+    ], sink_nodes
+    sources = [u for n, u in nodes if n.startswith("Source:")]
+    assert sources == ["source-stream-exec-table-source-scan-source"], nodes
+
+
+def test_uids_do_not_depend_on_the_environments_uid_settings() -> None:
+    """A user's environment may turn the planner's uids off or number them: ours stay."""
+    cfg = parse_config(ARGS)
+    env = create_env(cfg.flink_settings())
+    from pyflink.common import Configuration
+
+    env.configure(
+        Configuration()
+        .set_string("table.exec.uid.generation", "DISABLED")
+        .set_string("table.exec.uid.format", "<id>_<transformation>")
+    )
+    build_pipeline(env, cfg)
+    graph = env._generate_stream_graph(clear_transformations=False)
+    uids = {n.getTransformationUID() for n in graph.getStreamNodes().toArray()}
+    assert {"dedup", "out-sink-stream-exec-sink-sink", "dlq-sink-stream-exec-sink-sink"} <= uids

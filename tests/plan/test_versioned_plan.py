@@ -53,7 +53,7 @@ def compiled(
 def test_plan_has_two_phase_commit_sinks_for_every_output(compiled: Any) -> None:
     plan, _ = compiled
     names = [node["type"] for node in plan["nodes"]]
-    for sink in ("sink_applied", "sink_stale", "sink_conflict", "sink_dlq", CHANGES_SINK_UID):
+    for sink in ("applied_sink", "stale_sink", "conflict_sink", "dlq_sink", CHANGES_SINK_UID):
         assert any(n.startswith(sink) and n.endswith("Writer") for n in names), names
         assert any(n.startswith(sink) and n.endswith("Committer") for n in names), names
 
@@ -66,6 +66,10 @@ def test_stateful_operators_and_sinks_have_stable_uids(compiled: Any) -> None:
     assert uids.get(f"{CHANGES_SINK_UID}: Committer") == f"Sink Committer: {CHANGES_SINK_UID}"
     sink_nodes = [(n, u) for n, u in nodes if "Writer" in n or "Committer" in n]
     assert len(sink_nodes) == 10 and all(u for _, u in sink_nodes), sink_nodes
+    for sink in ("applied-sink", "stale-sink", "conflict-sink", "dlq-sink"):
+        table = sink.replace("-", "_")
+        writer = [u for n, u in sink_nodes if n.startswith(table) and "Writer" in n]
+        assert writer == [f"{sink}-stream-exec-sink-sink"], sink_nodes
 
 
 def test_file_sink_refuses_a_stream_of_another_shape(tmp_path: Path) -> None:
@@ -162,9 +166,10 @@ def test_record_keyed_by_another_value_than_its_parsed_key_is_a_dead_letter() ->
     """The guard behind the JVM keying: a key's state only ever sees its own entity."""
     from onceflow.operators.records import AMBIGUOUS_KEY, Rejected
     from onceflow.operators.versioned.core import ChangeEvent
-    from onceflow.operators.versioned.flink import VersionedUpdateFunction, changes_tag
+    from onceflow.operators.versioned.flink import VersionedOutputs, VersionedUpdateFunction
 
-    update = VersionedUpdateFunction("newer_wins", None, changes_tag(), max_record_bytes=1 << 20)
+    outputs = VersionedOutputs("versioned-update")
+    update = VersionedUpdateFunction("newer_wins", None, outputs, max_record_bytes=1 << 20)
     raw = b'{"key": "b", "version": 3, "payload": {"x": 1}}'
     event = update._event(raw, flink_key="b")
     assert isinstance(event, ChangeEvent) and (event.key, event.version) == ("b", 3)

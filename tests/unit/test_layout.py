@@ -67,26 +67,25 @@ def test_a_job_module_runs_from_any_directory(tmp_path: Path) -> None:
 
 
 # What each layer may import from onceflow (besides itself): tooling -> runtime ->
-# operators/sinks -> schema/errors. onceflow.avro (wire format, registry client) sits at
-# the bottom too, so the operators and the Kafka source can reuse it.
+# operators/sinks -> streams/schema/errors. onceflow.avro (wire format, registry client)
+# sits at the bottom too, so the operators and the Kafka source can reuse it.
+BASE = ("onceflow.streams", "onceflow.schema", "onceflow.errors")
 ALLOWED = {
     "onceflow/avro": ("onceflow.avro", "onceflow.errors"),
-    "onceflow/operators": ("onceflow.operators", "onceflow.schema", "onceflow.errors"),
-    "onceflow/sinks": ("onceflow.sinks", "onceflow.schema", "onceflow.errors"),
+    "onceflow/operators": ("onceflow.operators", *BASE),
+    "onceflow/sinks": ("onceflow.sinks", *BASE),
     "onceflow/runtime": (
         "onceflow.runtime",
         "onceflow.operators",
         "onceflow.sinks",
-        "onceflow.schema",
-        "onceflow.errors",
+        *BASE,
     ),
     "onceflow/jobs": (
         "onceflow.jobs",
         "onceflow.runtime",
         "onceflow.operators",
         "onceflow.sinks",
-        "onceflow.schema",
-        "onceflow.errors",
+        *BASE,
     ),
 }
 
