@@ -18,6 +18,7 @@ JOB_ID       ?=
 SAVEPOINT    ?=
 P            ?=
 PREFIX       ?=
+REGISTRY     ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help setup venv jars postgres up down status cluster-up cluster-down run submit demo \
@@ -39,7 +40,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e ".[dev]" --config-settings editable_mode=compat
 	@touch $@
 
-jars: $(JARS)/kafka/.resolved $(JARS)/flink/.resolved $(JARS)/jdbc/.resolved ## resolve the pinned Java artifacts (java/*/pom.xml) with Maven
+jars: $(JARS)/kafka/.resolved $(JARS)/flink/.resolved $(JARS)/registry/.resolved $(JARS)/jdbc/.resolved ## resolve the pinned Java artifacts (java/*/pom.xml) with Maven
 
 # `onceflow jars` runs Maven and writes the stamp (the manifest's SHA-256) itself.
 $(JARS)/%/.resolved: java/%/pom.xml $(VENV)/.installed
@@ -63,13 +64,13 @@ postgres: ## install PostgreSQL 15 (Debian's package) when it is missing
 	  command -v apt-get >/dev/null || { echo "error: $(PG_BIN)/pg_ctl is missing and apt-get is not available; install the PostgreSQL 15 server"; exit 1; }; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; }
 
-up: setup ## start the local KRaft Kafka broker and PostgreSQL server (idempotent)
-	$(ONCEFLOW) stack up
+up: setup ## start the local KRaft Kafka broker and PostgreSQL server (idempotent); REGISTRY=1 adds the schema registry
+	$(ONCEFLOW) stack up $(if $(REGISTRY),--registry)
 
-down: ## stop the local Kafka broker and PostgreSQL server
+down: ## stop the local Kafka broker, PostgreSQL server and schema registry
 	@test -x $(ONCEFLOW) && $(ONCEFLOW) stack down || true
 
-status: ## report the local broker, PostgreSQL server and Flink cluster
+status: ## report the local broker, PostgreSQL server, schema registry and Flink cluster
 	@test -x $(ONCEFLOW) && $(ONCEFLOW) stack status || echo "not set up: run make setup"
 
 cluster-up: setup ## start a standalone Flink cluster (web UI on localhost:8081)

@@ -8,6 +8,10 @@
   stack``), started for the session like the broker and never skipped;
   ``ONCEFLOW_PG_URL`` points the suite at a database you already run (it needs
   ``max_prepared_transactions > 0``).
+- ``schema_registry_url`` (session): the project's own schema registry (``onceflow stack
+  up --registry``: Apicurio, Confluent-compatible API), started and stopped like the
+  broker and never skipped; ``ONCEFLOW_REGISTRY_URL`` points the suite at a
+  Confluent-compatible registry you already run.
 - ``topic_factory`` / ``unique_name``: per-test topics, groups and transactional
   id prefixes (``it_<test>_<uuid>``) so tests never see each other's data.
 
@@ -84,6 +88,27 @@ def postgres_url() -> Iterator[str]:
     yield server.url
     if not was_running:
         server.down()
+
+
+@pytest.fixture(scope="session")
+def schema_registry_url() -> Iterator[str]:
+    """A Confluent-compatible registry API URL: ``$ONCEFLOW_REGISTRY_URL`` or the project's
+    own (``.../apis/ccompat/v7``)."""
+    external = os.environ.get("ONCEFLOW_REGISTRY_URL")
+    if external:
+        from onceflow.avro.registry import SchemaRegistry
+
+        SchemaRegistry(external).subjects()  # fails the run loudly if unusable
+        yield external
+        return
+    from onceflow.local.registry import LocalRegistry
+
+    registry = LocalRegistry()
+    was_running = registry.status().running
+    registry.up(timeout=180)
+    yield registry.url
+    if not was_running:
+        registry.down()
 
 
 @pytest.fixture

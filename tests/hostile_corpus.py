@@ -14,13 +14,30 @@ size classes assume the jobs run with ``--max-record-bytes``
 :data:`MAX_RECORD_BYTES`; :data:`NEAR_BROKER_LIMIT` is close to Kafka's default
 ``max.message.bytes`` (1,048,588), so its dead letter (base64 grows it by a
 third) is over any DLQ topic's default limit and must be truncated.
+
+:func:`avro_cases` holds the Avro classes (Confluent framing: magic byte, schema id,
+Avro binary body) of the dedup job's record ``{id, seq, ts, payload}``
+(:data:`AVRO_SCHEMA`), as bytes built for the schema ids a registry gave; the expected
+outcome is :data:`PASS`, the reason of :mod:`onceflow.avro.wire`'s decoder, or the
+dedup job's id reason for a record that decodes but breaks the id contract. Each case
+says, where they differ, what Flink's ``avro-confluent`` format (2.2.0) does with it.
 """
 
 from __future__ import annotations
 
+import io
+import json
+import struct
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
+from onceflow.avro.wire import (
+    BAD_MAGIC,
+    INCOMPATIBLE_SCHEMA,
+    NOT_FRAMED,
+    UNDECODABLE,
+    UNKNOWN_SCHEMA,
+)
 from onceflow.operators.records import (
     AMBIGUOUS_KEY,
     BAD_OP,
@@ -37,6 +54,12 @@ from onceflow.operators.records import (
 )
 
 __all__ = [
+    "AVRO_EVOLVED_SCHEMA",
+    "AVRO_INCOMPATIBLE_SCHEMA",
+    "AVRO_SCHEMA",
+    "AvroIds",
+    "AvroCase",
+    "avro_cases",
     "CORPUS",
     "MAX_RECORD_BYTES",
     "NEAR_BROKER_LIMIT",
@@ -240,3 +263,236 @@ def cases_for(job: str) -> list[tuple[str, bytes | None, str]]:
         if record is not None:
             out.append((case.name, *record))
     return out
+
+
+# ------------------------------------------------------------------------------ Avro
+
+AVRO_SCHEMA: Final[dict[str, Any]] = {
+    "type": "record",
+    "name": "HostileRecord",
+    "namespace": "dev.onceflow.corpus",
+    "fields": [
+        {"name": "id", "type": "string"},
+        {"name": "seq", "type": "long"},
+        {"name": "ts", "type": "long"},
+        {"name": "payload", "type": "string"},
+    ],
+}
+"""The dedup job's record, and the reader schema the corpus is decoded with."""
+
+AVRO_EVOLVED_SCHEMA: Final[dict[str, Any]] = {
+    **AVRO_SCHEMA,
+    "fields": [
+        *AVRO_SCHEMA["fields"],
+        {"name": "note", "type": ["null", "string"], "default": None},
+    ],
+}
+"""A compatible next version: an optional field added."""
+
+AVRO_INCOMPATIBLE_SCHEMA: Final[dict[str, Any]] = {
+    **AVRO_SCHEMA,
+    "fields": [{"name": "id", "type": "long"}, *AVRO_SCHEMA["fields"][1:]],
+}
+"""An incompatible writer: the id is a long, which a string reader cannot take."""
+
+
+@dataclass(frozen=True)
+class AvroIds:
+    """The registry ids the Avro cases are framed with.
+
+    :param schema: of :data:`AVRO_SCHEMA`.
+    :param evolved: of :data:`AVRO_EVOLVED_SCHEMA`.
+    :param incompatible: of :data:`AVRO_INCOMPATIBLE_SCHEMA`.
+    :param json_schema: of a JSON Schema (not Avro) registered in the same registry.
+    :param unknown: an id the registry does not hold.
+    """
+
+    schema: int
+    evolved: int
+    incompatible: int
+    json_schema: int
+    unknown: int
+
+
+@dataclass(frozen=True)
+class AvroCase:
+    """One class of hostile Avro input: the record and what the dedup job must do."""
+
+    name: str
+    raw: bytes | None
+    expect: str
+    flink: str = "passes"
+    """What Flink's ``avro-confluent`` format (flink-sql-avro-confluent-registry 2.2.0,
+    Kafka table connector, Apicurio 3.0.9) did with it, between two valid records, when
+    run here; it has no option to skip a record it cannot read."""
+
+
+def _zigzag(n: int) -> bytes:
+    """Avro's long encoding (zigzag, then base-128 varint)."""
+    z = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while z & ~0x7F:
+        out.append((z & 0x7F) | 0x80)
+        z >>= 7
+    out.append(z)
+    return bytes(out)
+
+
+def _avro_string(raw: bytes) -> bytes:
+    return _zigzag(len(raw)) + raw
+
+
+def _body(ident: bytes, seq: int = 1, payload: bytes = b"p") -> bytes:
+    """The Avro binary body of ``{id, seq, ts, payload}`` (the id as raw UTF-8 bytes)."""
+    return _avro_string(ident) + _zigzag(seq) + _zigzag(seq * 10) + _avro_string(payload)
+
+
+def _framed(schema_id: int, body: bytes) -> bytes:
+    return struct.pack(">bi", 0, schema_id) + body
+
+
+def _evolved_body(ident: bytes) -> bytes:
+    return _body(ident) + _zigzag(1) + _avro_string(b"new")  # union branch 1: string
+
+
+def _padded_avro(schema_id: int, ident: bytes, size: int) -> bytes:
+    """A valid record of exactly ``size`` bytes (the payload pads it)."""
+    head = _framed(schema_id, _body(ident, payload=b""))
+    pad = size - len(head)
+    for _ in range(3):  # the payload's length prefix grows with it
+        raw = _framed(schema_id, _body(ident, payload=b"x" * pad))
+        pad -= len(raw) - size
+    raw = _framed(schema_id, _body(ident, payload=b"x" * pad))
+    assert len(raw) == size
+    return raw
+
+
+def avro_cases(ids: AvroIds) -> list[AvroCase]:
+    """Every Avro class, framed with ``ids``; ids and bytes differ between cases."""
+    s = ids.schema
+    good = _framed(s, _body(b"av-good"))
+    ghost = _body(b"av-ghost", 666)
+    fails = "fails the job: "
+    return [
+        # --- records that pass
+        AvroCase("avro_valid", good, PASS),
+        AvroCase("avro_unicode_id", _framed(s, _body("av-\u043a\U0001f600".encode())), PASS),
+        AvroCase(
+            "avro_evolved_writer_optional_field",
+            _framed(ids.evolved, _evolved_body(b"av-evolved")),
+            PASS,
+        ),
+        AvroCase(
+            "avro_varint_longer_than_10_bytes",
+            _framed(s, _avro_string(b"av-varint") + b"\xff" * 10 + b"\x01" + _zigzag(1) + b"\x00"),
+            PASS,
+            flink=fails + "InvalidNumberEncodingException: Invalid long encoding "
+            "(fastavro wraps the value instead)",
+        ),
+        # --- no framing
+        AvroCase("avro_null_value", None, NOT_FRAMED, flink="skipped: no row, no error"),
+        AvroCase("avro_empty_value", b"", NOT_FRAMED, flink=fails + "EOFException"),
+        AvroCase("avro_header_cut", b"\x00\x00\x00\x01", NOT_FRAMED, flink=fails + "EOFException"),
+        AvroCase(
+            "avro_json_text",
+            b'{"id":"av-json"}',
+            BAD_MAGIC,
+            flink=fails + "Unknown data format. Magic number does not match",
+        ),
+        AvroCase(
+            "avro_magic_byte_one",
+            b"\x01" + good[1:-1] + b"q",
+            BAD_MAGIC,
+            flink=fails + "Unknown data format. Magic number does not match",
+        ),
+        # --- schema ids
+        AvroCase(
+            "avro_unknown_schema_id",
+            _framed(ids.unknown, _body(b"av-unknown")),
+            UNKNOWN_SCHEMA,
+            flink=fails + "No content with ID ...; error code: 40403",
+        ),
+        AvroCase(
+            "avro_negative_schema_id",
+            _framed(-1, _body(b"av-negative")),
+            UNKNOWN_SCHEMA,
+            flink=fails + "the registry is asked for id -1 (40403)",
+        ),
+        AvroCase(
+            "avro_id_of_a_json_schema",
+            _framed(ids.json_schema, _body(b"av-jsonschema")),
+            UNKNOWN_SCHEMA,
+            flink=fails + "Invalid schema ... of type JSON",
+        ),
+        AvroCase(
+            "avro_incompatible_writer_schema",
+            _framed(ids.incompatible, _zigzag(42) + _zigzag(1) + _zigzag(10) + _avro_string(b"p")),
+            INCOMPATIBLE_SCHEMA,
+            flink=fails + "AvroTypeException: Found long, expecting union",
+        ),
+        # --- framing fine, body not one record
+        AvroCase("avro_header_only", _framed(s, b""), UNDECODABLE, flink=fails + "EOFException"),
+        AvroCase(
+            "avro_truncated_body",
+            _framed(s, _body(b"av-truncated", payload=b"abcdef"))[:-3],
+            UNDECODABLE,
+            flink=fails + "EOFException",
+        ),
+        AvroCase(
+            "avro_garbage_body",
+            _framed(s, b"\xff" * 16),
+            UNDECODABLE,
+            flink=fails + "InvalidNumberEncodingException: Invalid long encoding",
+        ),
+        AvroCase(
+            "avro_negative_string_length",
+            _framed(s, _zigzag(-1) + b"av-neg"),
+            UNDECODABLE,
+            flink=fails + "Malformed data. Length is negative: -1",
+        ),
+        AvroCase(
+            "avro_trailing_bytes",
+            _framed(s, _body(b"av-trailing")) + b"\x00\x00",
+            UNDECODABLE,
+            flink="passes; the left-over bytes are read as the start of the NEXT record, "
+            "which then fails the job (Malformed data. Length is negative)",
+        ),
+        AvroCase(
+            "avro_record_smuggled_after_a_record",
+            _framed(s, _body(b"av-carrier")) + ghost,
+            UNDECODABLE,
+            flink="passes; the next record's row is the smuggled record and every later row "
+            "is one record late, silently (FLINK-31951/FLINK-34474: a reused decoder buffer)",
+        ),
+        AvroCase(
+            "avro_invalid_utf8_in_id",
+            _framed(s, _body(b"av-\xff\xfe")),
+            UNDECODABLE,
+            flink="passes with U+FFFD in place of each bad byte (distinct ids can collide)",
+        ),
+        AvroCase(
+            "avro_utf8_encoded_surrogate_in_id",
+            _framed(s, _body(b"av-\xed\xa0\x80")),
+            UNDECODABLE,
+            flink="passes with U+FFFD in place of the bytes",
+        ),
+        # --- decodes, but breaks the dedup job's id contract (the format passes it)
+        AvroCase("avro_empty_id", _framed(s, _body(b"", 7)), EMPTY_FIELD),
+        # --- sizes (the dedup job runs with --max-record-bytes MAX_RECORD_BYTES)
+        AvroCase("avro_size_at_the_limit", _padded_avro(s, b"av-limit", MAX_RECORD_BYTES), PASS),
+        AvroCase(
+            "avro_size_one_past_the_limit",
+            _padded_avro(s, b"av-past", MAX_RECORD_BYTES + 1),
+            OVERSIZE,
+            flink="passes: the format has no size limit",
+        ),
+    ]
+
+
+def avro_encode(schema: dict[str, Any], record: dict[str, Any]) -> bytes:
+    """The Avro binary body of ``record`` (fastavro), for checking the hand-made bytes."""
+    import fastavro
+
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, fastavro.parse_schema(json.loads(json.dumps(schema))), record)
+    return out.getvalue()

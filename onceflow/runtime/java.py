@@ -36,8 +36,15 @@ JAR_KINDS = {
     "kafka": (),
     # Connectors attached to jobs; Flink's own lib/ already has these three.
     "flink": ("slf4j-api", "commons-logging", "jsr305"),
+    # The local schema registry's distribution (one tar.gz, unpacked by its starter).
+    "registry": (),
 }
 """Jar folders by kind, with the artifacts left out of each."""
+
+_COPY_ARTIFACT_ITEMS = frozenset({"registry"})
+"""Kinds whose manifest lists ``artifactItems`` for ``dependency:copy``: their artifact's
+dependency descriptor (a parent POM) is not served, so ``copy-dependencies`` cannot
+resolve them; the artifact itself is self-contained."""
 
 
 def resolve_jars(kind: str, *, force: bool = False) -> Path:
@@ -64,8 +71,11 @@ def resolve_jars(kind: str, *, force: bool = False) -> Path:
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
-    cmd = [mvn, "-q", "-B", "-f", str(pom), "dependency:copy-dependencies"]
-    cmd += [f"-DoutputDirectory={folder}", "-DincludeScope=runtime"]
+    if kind in _COPY_ARTIFACT_ITEMS:
+        cmd = [mvn, "-q", "-B", "-f", str(pom), "dependency:copy", f"-DoutputDirectory={folder}"]
+    else:
+        cmd = [mvn, "-q", "-B", "-f", str(pom), "dependency:copy-dependencies"]
+        cmd += [f"-DoutputDirectory={folder}", "-DincludeScope=runtime"]
     if JAR_KINDS[kind]:
         cmd.append("-DexcludeArtifactIds=" + ",".join(JAR_KINDS[kind]))
     log.info("resolving the %s jars into %s", kind, folder)

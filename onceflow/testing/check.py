@@ -5,6 +5,11 @@ topic) with a ``read_committed`` consumer and compares, as multisets, what it
 read with what an exactly-once dedup job must have written: every expected id
 exactly once, every malformed input exactly once in the DLQ, nothing else.
 
+Avro outputs (``--format avro``, the default when the expectation was produced with
+``onceflow produce --format avro``) are decoded by the schema id in their framing, with
+the writer schema fetched from the registry; a record that does not decode counts as
+invalid with the decoder's reason. Dead letters are JSON whatever the input's format.
+
 The comparison is pure (:func:`compare`, :func:`compare_dead_letters`,
 :func:`check_output`) and separate from the reading
 (:func:`onceflow.testing.drain.read_committed`), so it is unit-tested without a
@@ -29,14 +34,17 @@ from typing import Any, TypeVar
 
 from kafka.errors import KafkaError
 
+from onceflow.avro.wire import AvroDecoder, DecodeFailure
 from onceflow.errors import OnceflowError
 from onceflow.testing.drain import ConsumedRecord, read_committed
-from onceflow.testing.produce import DEFAULT_BOOTSTRAP
+from onceflow.testing.produce import DEFAULT_BOOTSTRAP, VALUE_FORMATS, default_registry_url
 from onceflow.testing.workload import Expectation, valid_id
 
 __all__ = [
     "CheckReport",
+    "IdOf",
     "add_arguments",
+    "avro_id_of",
     "check_output",
     "compare",
     "compare_dead_letters",
@@ -50,6 +58,9 @@ K = TypeVar("K", bound=Hashable)
 _EXAMPLES = 5  # examples kept per anomaly
 _PREVIEW = 60  # bytes of a value shown in an example
 _INVALID = {"output": "without a valid id", "dead letters": "not dead letters"}
+
+IdOf = Callable[[bytes | None, str], tuple[str | None, str]]
+"""``id_of(value, id_field)`` -> ``(id, "")`` or ``(None, why not)``."""
 
 
 # ------------------------------------------------------------------ comparing
@@ -193,6 +204,11 @@ def _id_of(value: bytes | None, id_field: str) -> tuple[str | None, str]:
         node: object = json.loads(value)
     except (UnicodeDecodeError, ValueError):
         return None, "not_json"
+    return _id_in(node, id_field)
+
+
+def _id_in(node: object, id_field: str) -> tuple[str | None, str]:
+    """The id at the dotted path ``id_field`` of a decoded record, or why not."""
     if not isinstance(node, dict):
         return None, f"not_object ({type(node).__name__})"
     for part in id_field.split("."):
@@ -209,20 +225,43 @@ def _id_of(value: bytes | None, id_field: str) -> tuple[str | None, str]:
     return node, ""
 
 
+def avro_id_of(decoder: AvroDecoder) -> IdOf:
+    """An ``id_of`` for :func:`check_output` over Confluent-framed Avro records.
+
+    A record that does not decode is invalid with the decoder's reason
+    (:data:`onceflow.avro.wire.DECODE_REASONS`); a registry that cannot answer raises
+    :class:`~onceflow.avro.registry.RegistryUnavailable` (no verdict).
+    """
+
+    def id_of(value: bytes | None, id_field: str) -> tuple[str | None, str]:
+        decoded = decoder.decode(value)
+        if isinstance(decoded, DecodeFailure):
+            return None, f"{decoded.reason} ({decoded.detail})"
+        return _id_in(decoded.record, id_field)
+
+    return id_of
+
+
 def check_output(
-    expected_ids: Iterable[str], records: Iterable[ConsumedRecord], id_field: str = "id"
+    expected_ids: Iterable[str],
+    records: Iterable[ConsumedRecord],
+    id_field: str = "id",
+    id_of: IdOf = _id_of,
 ) -> CheckReport:
     """Check a dedup job's output records: each expected id once, nothing else.
 
-    Pure. Records without a valid id (not JSON, not an object, id missing,
-    null, empty or not a string) count as ``invalid``; ``id_field`` may be a
-    dotted path (``meta.msg_id``).
+    Pure (given a pure ``id_of``). Records without a valid id (not JSON, not an
+    object, id missing, null, empty or not a string) count as ``invalid``;
+    ``id_field`` may be a dotted path (``meta.msg_id``).
+
+    :param id_of: how a value's id is found: JSON by default, :func:`avro_id_of`
+        for Avro.
     """
     ids: list[str] = []
     invalid = 0
     invalid_ex: list[str] = []
     for rec in records:
-        ident, why = _id_of(rec.value, id_field)
+        ident, why = id_of(rec.value, id_field)
         if ident is not None:
             ids.append(ident)
             continue
@@ -335,7 +374,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="also check this dead-letter topic against the expected malformed records",
     )
-    parser.add_argument("--id-field", default="id", help="JSON field of the id (%(default)s)")
+    parser.add_argument("--id-field", default="id", help="field of the id (%(default)s)")
+    parser.add_argument(
+        "--format",
+        choices=VALUE_FORMATS,
+        default=None,
+        help="encoding of the output records (default: the expectation's, "
+        "`onceflow produce --format`)",
+    )
+    parser.add_argument(
+        "--registry-url",
+        default=None,
+        help="Avro: the schema registry's Confluent-compatible API (default: "
+        "$ONCEFLOW_REGISTRY_URL or the local stack's)",
+    )
     parser.add_argument(
         "--quiet-ms",
         type=int,
@@ -382,9 +434,16 @@ def run(args: argparse.Namespace) -> int:
         "progress": not args.no_progress,
         "isolation_level": args.isolation,
     }
+    value_format = args.format or exp.value_format
+    id_of: IdOf = _id_of
+    if value_format == "avro":
+        from onceflow.avro.registry import SchemaRegistry
+
+        registry = SchemaRegistry(args.registry_url or default_registry_url())
+        id_of = avro_id_of(AvroDecoder.from_registry(registry))
     try:
         out = read_committed(args.bootstrap, args.topic, **read)
-        reports["output"] = check_output(exp.unique_ids, out, args.id_field)
+        reports["output"] = check_output(exp.unique_ids, out, args.id_field, id_of)
         if args.dlq_topic:
             dlq = read_committed(args.bootstrap, args.dlq_topic, **read)
             reports["dead_letters"] = compare_dead_letters(exp.malformed_values, dlq)

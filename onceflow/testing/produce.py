@@ -12,6 +12,12 @@ producer is *not* transactional: the input topic needs no read_committed
 reader. Valid records are keyed by their id, so a duplicate lands in the same
 partition as its original, after it; malformed records have no key.
 
+``--format avro`` writes the same workload in Avro (:mod:`onceflow.testing.avro_workload`):
+the record schema is registered under ``<topic>-value`` (Confluent's TopicNameStrategy,
+``--subject`` to change it) in a Confluent-compatible registry (the local stack's with
+``onceflow stack up --registry``, or ``--registry-url``) and each record is framed with
+its id.
+
 Failure behaviour: a record the broker refuses (topic too small for an
 oversize record, authorisation, timeout) fails the whole run with
 :class:`ProduceError`; the expectation is saved only when every record has
@@ -27,6 +33,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from kafka import KafkaProducer
@@ -34,11 +41,13 @@ from kafka.errors import KafkaError
 from tqdm import tqdm
 
 from onceflow.errors import OnceflowError
-from onceflow.testing.workload import Expectation, WorkloadSpec, generate
+from onceflow.testing.workload import Expectation, WorkItem, WorkloadSpec, generate
 
 __all__ = [
     "DEFAULT_BOOTSTRAP",
+    "VALUE_FORMATS",
     "ProduceError",
+    "default_registry_url",
     "add_arguments",
     "produce",
     "run",
@@ -54,6 +63,20 @@ _PRODUCER_MAX_REQUEST_SIZE = 1_048_576  # kafka-python default max_request_size
 _RECORD_OVERHEAD = 4_096  # headroom for the record batch header, key and headers
 _ERROR_CHECK_EVERY = 1_024  # records between two looks at the error counter
 _PROGRESS_EVERY = 512  # records between two progress-bar updates
+
+
+#: Encodings of the workload's records.
+VALUE_FORMATS = ("json", "avro")
+
+
+def default_registry_url() -> str:
+    """``$ONCEFLOW_REGISTRY_URL`` or the local stack's registry (``onceflow stack up
+    --registry``, port ``$ONCEFLOW_REGISTRY_PORT``)."""
+    from onceflow.local.registry import RegistrySettings, default_registry_port
+
+    return os.environ.get(
+        "ONCEFLOW_REGISTRY_URL", RegistrySettings(port=default_registry_port()).url
+    )
 
 
 class ProduceError(OnceflowError):
@@ -117,12 +140,16 @@ def produce(
     partitions: int | None = None,
     progress: bool = True,
     rate: float | None = None,
+    value_format: str = "json",
+    registry_url: str | None = None,
+    subject: str | None = None,
 ) -> Expectation:
     """Write the workload of ``spec`` to ``topic`` and return (and save) its expectation.
 
     Protocol:
 
-    1. Create the topic if missing (``partitions`` default 1, replication 1).
+    1. For Avro, register the record schema (:func:`_register_schema`); create the topic
+       if missing (``partitions`` default 1, replication 1).
     2. Send every record through an idempotent ``acks=all`` producer, keyed by
        id (malformed: no key), at most ``rate`` records/s if given; failed sends
        are counted by an errback, not by waiting on each future.
@@ -133,18 +160,28 @@ def produce(
     :param expectation_path: where to save the expectation (``.gz`` compresses).
     :param progress: show a progress bar on stderr (only on a terminal).
     :param rate: steady feeding rate in records/s; ``None`` is as fast as possible.
+    :param value_format: ``json`` or ``avro`` (see the module docstring).
+    :param registry_url: the registry's Confluent-compatible API (Avro only); default
+        :func:`default_registry_url`.
+    :param subject: the subject to register the schema under (Avro only); default
+        ``<topic>-value``.
+    :raises OnceflowError: (Avro) the registry is unreachable or refuses the schema.
     :raises ProduceError: if a record was refused or not acknowledged in time.
         Records sent before the failure may be in the topic; no expectation is saved.
     :raises kafka.errors.KafkaError: if the broker cannot be reached.
     """
     if rate is not None and rate <= 0:
         raise ValueError(f"rate must be > 0 records/s, got {rate}")
+    if value_format not in VALUE_FORMATS:
+        raise ValueError(f"value format {value_format!r} is not one of {VALUE_FORMATS}")
     max_record = _max_record_bytes(spec)
+    # The schema before the topic: a refused schema leaves no empty topic behind.
+    items = _records(spec, value_format, registry_url, subject or f"{topic}-value")
     _ensure_input_topic(bootstrap, topic, partitions, max_record)
     producer = _idempotent_producer(bootstrap, max_record)
     errors = _Errors()
-    expectation = Expectation(spec=spec.to_dict())
-    sent, elapsed = _send_all(producer, topic, spec, expectation, errors, progress, rate)
+    expectation = Expectation(spec=spec.to_dict(), value_format=value_format)
+    sent, elapsed = _send_all(producer, topic, spec, items, expectation, errors, progress, rate)
     if errors.count or sent != spec.count:
         raise ProduceError(
             f"{errors.count} of {sent} records sent to {topic} failed "
@@ -184,10 +221,41 @@ def _idempotent_producer(bootstrap: str, max_record: int) -> KafkaProducer:
     )
 
 
+def _records(
+    spec: WorkloadSpec, value_format: str, registry_url: str | None, subject: str
+) -> Iterator[WorkItem]:
+    """The workload's records in ``value_format`` (Avro: the schema registered first)."""
+    if value_format != "avro":
+        return generate(spec)
+    from onceflow.testing.avro_workload import avro_items
+
+    schema_id = _register_schema(registry_url or default_registry_url(), subject, spec)
+    return avro_items(spec, schema_id)
+
+
+def _register_schema(registry_url: str, subject: str, spec: WorkloadSpec) -> int:
+    """Register the Avro workload's schema under ``subject``; its id.
+
+    :raises OnceflowError: the id field cannot be an Avro field, the registry is not
+        reachable, or it refuses the schema (e.g. incompatible with the subject's versions).
+    """
+    from onceflow.avro.registry import SchemaRegistry
+    from onceflow.testing.avro_workload import workload_schema
+
+    try:
+        schema = workload_schema(spec.id_field)
+    except ValueError as exc:
+        raise OnceflowError(str(exc)) from exc
+    schema_id = SchemaRegistry(registry_url).register(subject, schema)
+    log.info("workload schema registered under %s: id %d", subject, schema_id)
+    return schema_id
+
+
 def _send_all(
     producer: KafkaProducer,
     topic: str,
     spec: WorkloadSpec,
+    items: Iterator[WorkItem],
     expectation: Expectation,
     errors: _Errors,
     progress: bool,
@@ -210,7 +278,7 @@ def _send_all(
     started = time.monotonic()
     sent = 0
     try:
-        for item in generate(spec):
+        for item in items:
             if rate is not None:
                 ahead = started + sent / rate - time.monotonic()
                 if ahead > 0.001:
@@ -291,6 +359,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=600_000,
         help="size an oversize malformed record exceeds (%(default)s)",
     )
+    parser.add_argument(
+        "--format",
+        choices=VALUE_FORMATS,
+        default="json",
+        help="record encoding; avro registers the schema and frames records with its id "
+        "(%(default)s)",
+    )
+    parser.add_argument(
+        "--registry-url",
+        default=None,
+        help="Avro: the schema registry's Confluent-compatible API (default: "
+        "$ONCEFLOW_REGISTRY_URL or the local stack's)",
+    )
+    parser.add_argument(
+        "--subject", default=None, help="Avro: the schema's subject (default: <topic>-value)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -323,6 +407,9 @@ def run(args: argparse.Namespace) -> int:
             partitions=args.partitions,
             progress=not args.no_progress,
             rate=args.rate,
+            value_format=args.format,
+            registry_url=args.registry_url,
+            subject=args.subject,
         )
     except KafkaError as exc:
         raise OnceflowError(
@@ -333,7 +420,8 @@ def run(args: argparse.Namespace) -> int:
         raise OnceflowError(str(exc)) from exc
     where = f"; expectation in {args.expect}" if args.expect else ""
     print(
-        f"produced {exp.total} records to {args.topic}: {len(exp.unique_ids)} unique, "
+        f"produced {exp.total} {args.format} records to {args.topic}: "
+        f"{len(exp.unique_ids)} unique, "
         f"{exp.duplicates} duplicates, {exp.malformed} malformed{where}"
     )
     return 0

@@ -329,6 +329,8 @@ class Expectation:
         dead-letter topic must hold exactly these (as a multiset), once each.
     :param malformed_reasons: the reason of each malformed value (same order).
     :param spec: the workload spec as a dict, for provenance; may be empty.
+    :param value_format: how the records were written: ``json``, or ``avro``
+        (Confluent-framed, :mod:`onceflow.testing.avro_workload`).
     """
 
     unique_ids: list[str] = field(default_factory=list)
@@ -337,6 +339,7 @@ class Expectation:
     malformed_values: list[bytes] = field(default_factory=list)
     malformed_reasons: list[str] = field(default_factory=list)
     spec: dict[str, Any] = field(default_factory=dict)
+    value_format: str = "json"
 
     @property
     def total(self) -> int:
@@ -368,6 +371,7 @@ class Expectation:
         return {
             "format": _FORMAT,
             "spec": self.spec,
+            "value_format": self.value_format,
             "unique_ids": self.unique_ids,
             "duplicates": self.duplicates,
             "malformed": self.malformed,
@@ -396,6 +400,7 @@ class Expectation:
             malformed_values=[base64.b64decode(e["value_b64"]) for e in entries],
             malformed_reasons=[str(e.get("reason", "unknown")) for e in entries],
             spec=dict(data.get("spec") or {}),
+            value_format=str(data.get("value_format") or "json"),  # absent before Avro
         )
         if len(exp.malformed_values) != exp.malformed:
             raise ValueError(

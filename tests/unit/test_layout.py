@@ -67,9 +67,11 @@ def test_a_job_module_runs_from_any_directory(tmp_path: Path) -> None:
 
 
 # What each layer may import from onceflow (besides itself): tooling -> runtime ->
-# operators/sinks -> streams/schema/errors.
+# operators/sinks -> streams/schema/errors. onceflow.avro (wire format, registry client)
+# sits at the bottom too, so the operators and the Kafka source can reuse it.
 BASE = ("onceflow.streams", "onceflow.schema", "onceflow.errors")
 ALLOWED = {
+    "onceflow/avro": ("onceflow.avro", "onceflow.errors"),
     "onceflow/operators": ("onceflow.operators", *BASE),
     "onceflow/sinks": ("onceflow.sinks", *BASE),
     "onceflow/runtime": (
