@@ -228,10 +228,19 @@ def side_output(stream: DataStream, tag: OutputTag) -> DataStream:
     PyFlink's ``get_side_output`` appends a Python identity map (one more Python
     call per side-output record); the Python operator already emits the tag's
     declared type to the JVM, so the Java side output is used as it is.
+
+    The Python operator only accepts records for tags the job graph consumes
+    (any other fails the task: "Unknown OutputTag id"), so every side output also
+    feeds a discarding sink: an output the job never writes anywhere costs
+    nothing and fails nothing. Writing it is the job's choice.
     """
     from pyflink.datastream import DataStream
+    from pyflink.java_gateway import get_gateway
 
-    return DataStream(stream._j_data_stream.getSideOutput(tag.get_java_output_tag()))
+    j_side = stream._j_data_stream.getSideOutput(tag.get_java_output_tag())
+    discard = get_gateway().jvm.org.apache.flink.streaming.api.functions.sink.v2.DiscardingSink()
+    j_side.sinkTo(discard).name(f"{tag.tag_id} (unwritten)").uid(f"{tag.tag_id}-unwritten")
+    return DataStream(j_side)
 
 
 def require_fields(stream: DataStream, wanted: Sequence[str], what: str) -> tuple[str, ...]:
