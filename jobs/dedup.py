@@ -37,6 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
 
 from onceflow.errors import OnceflowError
 from onceflow.operators.dedup.identity import IdentitySpec
@@ -138,6 +139,12 @@ class DedupConfig(RuntimeConfig):
         except ValueError as exc:
             raise OnceflowError(str(exc)) from exc
 
+    def __repr__(self) -> str:
+        text = super().__repr__()
+        if self.registry_url:  # a registry URL may carry credentials
+            text = text.replace(repr(self.registry_url), repr(_redacted(self.registry_url)))
+        return text
+
     def _check_format(self) -> None:
         if self.value_format not in ("json", "avro"):
             raise OnceflowError(f"--format must be json or avro, not {self.value_format!r}")
@@ -181,6 +188,14 @@ class DedupConfig(RuntimeConfig):
         return self.postgres.spec(
             columns=LEDGER_COLUMNS, mode="append", guarantee=self.guarantee, uid="ledger-sink"
         )
+
+
+def _redacted(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def build_pipeline(env: StreamExecutionEnvironment, cfg: DedupConfig) -> None:
