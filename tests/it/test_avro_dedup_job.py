@@ -79,7 +79,7 @@ def _recovery(
     args += ["--input-topic", topics["in"], "--output-topic", topics["out"]]
     args += ["--dlq-topic", topics["dlq"], "--format", "avro", "--registry-url", registry_url]
     args += ["--transactional-id-prefix", unique_name("tx"), "--group-id", unique_name("group")]
-    args += ["--max-record-bytes", str(MAX_RECORD_BYTES), "--checkpoint-interval-ms", "2000"]
+    args += ["--max-record-bytes", str(MAX_RECORD_BYTES), "--checkpoint-interval-ms", "4000"]
     args += ["--fail-on-id", poison_id, "--fail-marker-dir", str(tmp_path / "faults")]
     job = JobProcess("onceflow.jobs.dedup", args, tmp_path / "job.log")
     story = run_kill_and_recover(job, bootstrap, topics["in"], topics["out"], phases)
