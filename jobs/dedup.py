@@ -13,6 +13,13 @@ Pipeline (every stateful operator and sink has a stable uid):
 4. two transactional ``KafkaSink``s (output keyed by id, DLQ keyed by source
    position), both committed on the same checkpoints.
 
+With ``--format avro --registry-url URL [--reader-schema FILE]`` the input is
+Confluent-framed Avro: each value is decoded once in Python
+(:func:`onceflow.runtime.kafka_avro.read_kafka_avro`: a typed Row of the reader schema,
+or a dead letter with the Avro reason and source position), the Rows are keyed in the
+JVM by the ``--id-field`` column, and first occurrences are written as Avro with the
+reader schema registered under ``<output-topic>-value``.
+
 The job never fails on bad input. Run locally (mini-cluster)::
 
     python -m onceflow.jobs.dedup --input-topic in --output-topic out --dlq-topic dlq \\
@@ -28,7 +35,9 @@ import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
 
 from onceflow.errors import OnceflowError
 from onceflow.operators.dedup.identity import IdentitySpec
@@ -42,6 +51,12 @@ from onceflow.runtime.jobconfig import (
     require_flags,
 )
 from onceflow.runtime.jobrun import run_job
+from onceflow.runtime.kafka_avro import (
+    encode_avro,
+    load_reader_schema,
+    read_kafka_avro,
+    register_value_schema,
+)
 from onceflow.runtime.kafka_source import read_kafka_json
 from onceflow.runtime.pgoutput import (
     PostgresOutput,
@@ -83,6 +98,10 @@ class DedupConfig(RuntimeConfig):
     :param job_name: the Flink job name.
     :param postgres: optional append table of first occurrences (``--pg-url``,
         ``--pg-table``), written with ``guarantee``.
+    :param value_format: ``json`` (default) or ``avro`` (Confluent framing, in and out).
+    :param registry_url: the schema registry's Confluent-compatible API (Avro).
+    :param reader_schema: the Avro reader schema's text (None: the latest schema of
+        ``<input-topic>-value``).
     """
 
     input_topic: str = ""
@@ -99,6 +118,9 @@ class DedupConfig(RuntimeConfig):
     fail_marker_dir: str | None = None
     job_name: str = "onceflow-dedup"
     postgres: PostgresOutput | None = None
+    value_format: str = "json"
+    registry_url: str | None = None
+    reader_schema: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -107,6 +129,7 @@ class DedupConfig(RuntimeConfig):
             ("--output-topic", self.output_topic),
             ("--dlq-topic", self.dlq_topic),
         )
+        self._check_format()
         if self.ttl_ms < 0:
             raise OnceflowError("--ttl-ms must be >= 0 (0 = remember every id forever)")
         if self.max_record_bytes <= 0:
@@ -115,6 +138,34 @@ class DedupConfig(RuntimeConfig):
             self.identity()
         except ValueError as exc:
             raise OnceflowError(str(exc)) from exc
+
+    def __repr__(self) -> str:
+        text = super().__repr__()
+        if self.registry_url:  # a registry URL may carry credentials
+            text = text.replace(repr(self.registry_url), repr(_redacted(self.registry_url)))
+        return text
+
+    def _check_format(self) -> None:
+        if self.value_format not in ("json", "avro"):
+            raise OnceflowError(f"--format must be json or avro, not {self.value_format!r}")
+        if self.value_format == "json":
+            if self.registry_url or self.reader_schema:
+                raise OnceflowError("--registry-url and --reader-schema need --format avro")
+            return
+        if not self.registry_url:
+            raise OnceflowError(
+                "--format avro needs --registry-url (the registry's Confluent-compatible "
+                "API, e.g. http://127.0.0.1:8085/apis/ccompat/v7)"
+            )
+        if self.fingerprint:
+            raise OnceflowError("--format avro dedups by --id-field; --fingerprint is JSON only")
+        if self.postgres is not None:
+            raise OnceflowError("--format avro does not write the PostgreSQL ledger yet")
+        if "." in self.id_field:
+            raise OnceflowError(
+                f"--id-field {self.id_field!r}: with --format avro the id is a top-level "
+                "field of the reader schema"
+            )
 
     def identity(self) -> IdentitySpec:
         if self.fingerprint:
@@ -139,10 +190,21 @@ class DedupConfig(RuntimeConfig):
         )
 
 
+def _redacted(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def build_pipeline(env: StreamExecutionEnvironment, cfg: DedupConfig) -> None:
     """The recipe: JSON records from Kafka -> dedup -> first occurrences and dead letters."""
     if cfg.fail_on_ids:  # a test hook: fail once when each of these ids arrives
         arm_faults("dedup", cfg.fail_on_ids, cfg.failure_markers() or "")
+    if cfg.value_format == "avro":
+        _build_avro_pipeline(env, cfg)
+        return
     records = read_kafka_json(env, cfg.source_spec(cfg.input_topic))
     deduped = dedup(
         records,
@@ -172,6 +234,38 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: DedupConfig) -> None:
         )
 
 
+def _build_avro_pipeline(env: StreamExecutionEnvironment, cfg: DedupConfig) -> None:
+    """Avro records -> dedup by the id column -> Avro first occurrences and dead letters."""
+    registry_url = cfg.registry_url or ""
+    schema = load_reader_schema(registry_url, cfg.input_topic, cfg.reader_schema)
+    source = read_kafka_avro(
+        env,
+        cfg.source_spec(cfg.input_topic),
+        registry_url,
+        schema,
+        max_record_bytes=cfg.max_record_bytes,
+        dead_letter_max_bytes=cfg.dead_letter_max_bytes,
+    )
+    deduped = dedup(
+        source.records,
+        id_field=cfg.id_field,
+        ttl_ms=cfg.ttl_ms or None,
+        dead_letter_max_bytes=cfg.dead_letter_max_bytes,
+        uid="dedup",
+    )
+    # The output's writer schema is the reader schema, registered before the job runs.
+    schema_id = register_value_schema(registry_url, cfg.output_topic, schema)
+    outputs = {
+        "out": encode_avro(deduped.passed, schema, schema_id, key_field=cfg.id_field),
+        "dlq": source.dead_letters.union(deduped.dead_letters),
+    }
+    for route, spec in cfg.sink_specs().items():
+        write_kafka(
+            outputs[route], spec, uid=f"{route}-sink",
+            restart_budget_ms=cfg.restart_budget_ms, check=False,
+        )  # fmt: skip
+
+
 def parse_config(argv: Sequence[str] | None = None) -> DedupConfig:
     parser = argparse.ArgumentParser(
         prog="onceflow.jobs.dedup", description=__doc__.splitlines()[0]
@@ -198,6 +292,15 @@ def parse_config(argv: Sequence[str] | None = None) -> DedupConfig:
     )
     g.add_argument("--fail-marker-dir", help="folder recording injected failures that fired")
     g.add_argument("--job-name", help="Flink job name (onceflow-dedup)")
+    g.add_argument(
+        "--format", dest="value_format", choices=("json", "avro"),
+        help="input and output values: json (default) or Confluent-framed avro",
+    )  # fmt: skip
+    g.add_argument("--registry-url", help="schema registry (Confluent-compatible API), for avro")
+    g.add_argument(
+        "--reader-schema",
+        help="Avro reader schema file (default: latest schema of <input-topic>-value)",
+    )
     add_runtime_arguments(parser)
     add_postgres_arguments(parser, "first occurrences")
     options = merged_options(parser.parse_args(argv))
@@ -205,6 +308,12 @@ def parse_config(argv: Sequence[str] | None = None) -> DedupConfig:
     for key in ("fingerprint_fields", "fail_on_ids"):
         if key in options:
             options[key] = tuple(options[key])
+    if options.get("reader_schema"):
+        path = Path(options["reader_schema"])
+        try:
+            options["reader_schema"] = path.read_text()
+        except OSError as exc:
+            raise OnceflowError(f"--reader-schema {path}: cannot read it ({exc})") from exc
     return build_config(DedupConfig, options)
 
 

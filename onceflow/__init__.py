@@ -6,7 +6,8 @@ a JVM until you call it):
 - :func:`environment`: a ``StreamExecutionEnvironment`` with onceflow's Flink
   settings and the connector jars attached (or bring your own);
 - :func:`read_kafka_json`: a topic's records as raw JSON with their positions,
-  offsets held in checkpoints;
+  offsets held in checkpoints; :func:`read_kafka_avro`: Confluent-framed Avro records
+  decoded into typed Rows of a reader schema, bytes that are not one as dead letters;
 - :func:`dedup` and :func:`versioned_update`: the operators; they take JSON
   records, your own Rows or any objects, key the stream themselves and return
   typed result streams (:class:`Deduped`, :class:`Versioned`);
@@ -35,6 +36,8 @@ _API = {
     "FlinkSettings": "onceflow.runtime.flinkenv",
     "read_kafka_json": "onceflow.runtime.kafka_source",
     "KafkaSourceSpec": "onceflow.runtime.kafka_source",
+    "read_kafka_avro": "onceflow.runtime.kafka_avro",
+    "AvroRecords": "onceflow.runtime.kafka_avro",
     "dedup": "onceflow.operators.dedup.stream",
     "Deduped": "onceflow.operators.dedup.stream",
     "versioned_update": "onceflow.operators.versioned.stream",

@@ -76,6 +76,7 @@ ALLOWED = {
     "onceflow/sinks": ("onceflow.sinks", *BASE),
     "onceflow/runtime": (
         "onceflow.runtime",
+        "onceflow.avro",
         "onceflow.operators",
         "onceflow.sinks",
         *BASE,
