@@ -23,7 +23,7 @@ REGISTRY     ?=
 .DEFAULT_GOAL := help
 .PHONY: help setup venv jars postgres up down status cluster-up cluster-down run submit demo \
         jobs stop cancel resume txn txn-hanging \
-        test test-unit test-plan test-it test-ops lint bench bench-smoke verify verify-long clean
+        test test-unit test-plan test-it test-ops test-slow lint bench bench-smoke verify verify-long clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -116,6 +116,9 @@ test-unit: venv ## pure-Python tests only
 
 test-plan: setup ## JVM tests that need no broker
 	$(PY) -m pytest -m plan $(PYTEST_ARGS)
+
+test-slow: setup ## the longer ITs kept out of make test (Avro dedup kill-and-recover)
+	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 
 test-ops: setup ## the job lifecycle and transaction ITs only (rescale 2->3->1, refusals, txn; ~2-4 min)
 	$(PY) -m pytest tests/it/test_rescale.py tests/it/test_transactions.py $(PYTEST_ARGS)

@@ -33,7 +33,8 @@ from onceflow.testing.recovery import (
 )
 from onceflow.testing.workload import Expectation, WorkloadSpec
 
-pytestmark = pytest.mark.it
+# About 3.5 min (two kill-and-recover runs): `make test-slow`, not `make test`.
+pytestmark = [pytest.mark.it, pytest.mark.slow]
 
 MAX_RECORD_BYTES = 5_000  # the workload's oversize records (8,000 bytes) are over it
 
