@@ -104,7 +104,7 @@ class LocalFlinkCluster:
         port = self.config.get("rest", {}).get("port", 8081)
         self.rest_url = f"http://localhost:{port}"
 
-    # Step 1 of up: the rendered configuration -------------------------------------
+    # The rendered configuration (the first thing up does) ------------------------
     def render_conf(self) -> Path:
         """Write ``run/flink/conf`` (config.yaml expanded + the distribution's log4j)."""
         self.conf_dir.mkdir(parents=True, exist_ok=True)

@@ -264,6 +264,17 @@ def _stuck_transactions(bootstrap: str, prefix: str, topics: list[str]) -> list[
     return find_stuck(bootstrap, prefix, older_than_s=0, topics=topics).lines()
 
 
+def _time_fired_faults(faults: list[dict[str, Any]], markers: Path, t0_wall: float) -> None:
+    """An operator exception fires when its record arrives: its time is the marker's."""
+    fired = {p.stem: float(p.read_text().strip() or 0) for p in markers.glob("*.fired")}
+    for record in faults:
+        if record["kind"] == "operator-exception":
+            stem = marker_stem(record["detail"])
+            record["fired"] = stem in fired
+            if record["fired"]:
+                record["at_s"] = round(fired[stem] - t0_wall, 2)
+
+
 def verify(settings: VerifySettings, progress: bool = True) -> VerifyResult:
     """Run the protocol of the module docstring; see :class:`VerifyResult`."""
     from onceflow.runtime.topics import ensure_topics
@@ -280,7 +291,7 @@ def verify(settings: VerifySettings, progress: bool = True) -> VerifyResult:
     )
     started = time.monotonic()
 
-    # Step 1.
+    # The stack, the topics and the fault schedule.
     broker = LocalKafka()
     broker.up()
     bootstrap = broker.bootstrap
@@ -308,11 +319,10 @@ def verify(settings: VerifySettings, progress: bool = True) -> VerifyResult:
     t0_wall = time.time()
     feeder_error: list[BaseException] = []
     try:
-        # Step 2.
+        # The job, then the input at the profile's rate, then the faults on schedule.
         _submit(cluster, probe, target.job_file, args, None, job_log)
         probe.wait_running_with_checkpoint(since=0)
         result.jobs.append({"job": probe.job_id, "submitted_at": 0.0, "from": None})
-        # Step 3.
         t0, t0_wall = time.monotonic(), time.time()
 
         def feed() -> None:
@@ -325,7 +335,6 @@ def verify(settings: VerifySettings, progress: bool = True) -> VerifyResult:
         feeder.start()
         sampler = _Sampler(bootstrap, topics[target.watch], probe, t0)
         sampler.start()
-        # Step 4.
         last_completed = probe.completed()
         for n, fault in enumerate(faults, 1):
             while time.monotonic() - t0 < fault.at_s:
@@ -350,7 +359,7 @@ def verify(settings: VerifySettings, progress: bool = True) -> VerifyResult:
         feeder.join()
         if feeder_error:
             raise OnceflowError(f"feeding the input failed: {feeder_error[0]!r}")
-        # Step 5: caught up when the committed output stops growing for a while.
+        # Caught up when the committed output stops growing for a while.
         _wait_caught_up(progress, t0, profile, sampler, len(faults), probe)
         _stop_with_savepoint(probe)
     except OnceflowError as exc:
@@ -368,15 +377,7 @@ def verify(settings: VerifySettings, progress: bool = True) -> VerifyResult:
                 cluster.cancel(probe.job_id)
         cluster.down()
 
-    # Step 6.
-    # An operator exception fires when its record arrives: report when that was.
-    fired = {p.stem: float(p.read_text().strip() or 0) for p in markers.glob("*.fired")}
-    for record in result.faults:
-        if record["kind"] == "operator-exception":
-            stem = marker_stem(record["detail"])
-            record["fired"] = stem in fired
-            if record["fired"]:
-                record["at_s"] = round(fired[stem] - t0_wall, 2)
+    _time_fired_faults(result.faults, markers, t0_wall)
     result.faults.sort(key=lambda f: float(f["at_s"]))
     for record in result.faults:
         # Seconds until the output committed again (issue 13, part 5: where recovery goes).
