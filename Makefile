@@ -120,8 +120,8 @@ test-plan: setup ## JVM tests that need no broker
 test-slow: setup ## the longer ITs kept out of make test (Avro dedup kill-and-recover)
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 
-test-ops: setup ## the job lifecycle and transaction ITs only (rescale 2->3->1, refusals, txn; ~2-4 min)
-	$(PY) -m pytest tests/it/test_rescale.py tests/it/test_transactions.py $(PYTEST_ARGS)
+test-ops: setup ## the job lifecycle and transaction ITs only (dedup and versioned rescale 2->3->1, refusals, txn; ~4-6 min)
+	$(PY) -m pytest tests/it/test_rescale.py tests/it/test_rescale_versioned.py tests/it/test_transactions.py $(PYTEST_ARGS)
 
 test-it: setup ## integration tests (real broker + Flink)
 	$(PY) -m pytest -m it $(PYTEST_ARGS)

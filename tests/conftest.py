@@ -12,6 +12,9 @@
   up --registry``: Apicurio, Confluent-compatible API), started and stopped like the
   broker and never skipped; ``ONCEFLOW_REGISTRY_URL`` points the suite at a
   Confluent-compatible registry you already run.
+- ``flink_cluster`` (session): a standalone Flink cluster of the project's own (one
+  JobManager, two TaskManagers, ``onceflow cluster``) for the job lifecycle ITs, started
+  on first use and stopped after the session (left alone when it was already running).
 - ``topic_factory`` / ``unique_name``: per-test topics, groups and transactional
   id prefixes (``it_<test>_<uuid>``) so tests never see each other's data.
 
@@ -25,10 +28,14 @@ import re
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from onceflow.runtime.flinkenv import prepare_python_path
+
+if TYPE_CHECKING:
+    from onceflow.local.cluster import LocalFlinkCluster
 
 # Before any test starts the PyFlink gateway, whichever runs first: the JVM (and the
 # Python it embeds in thread mode) inherits PYTHONPATH only when it starts.
@@ -109,6 +116,19 @@ def schema_registry_url() -> Iterator[str]:
     yield registry.url
     if not was_running:
         registry.down()
+
+
+@pytest.fixture(scope="session")
+def flink_cluster() -> Iterator[LocalFlinkCluster]:
+    """A standalone cluster with 2 TaskManagers (4 slots): rescales up to parallelism 3."""
+    from onceflow.local.cluster import LocalFlinkCluster
+
+    flink = LocalFlinkCluster(taskmanagers=2)
+    was_running = flink.status().running
+    flink.up(timeout=180)
+    yield flink
+    if not was_running:
+        flink.down()
 
 
 @pytest.fixture

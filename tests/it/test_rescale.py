@@ -1,6 +1,6 @@
 """Rescaling and upgrading a running dedup job with ``onceflow cluster`` commands.
 
-One standalone cluster (2 TaskManagers, 4 slots) for the module. The dedup job
+The session's standalone cluster (2 TaskManagers, 4 slots). The dedup job
 runs at parallelism 2; ``onceflow cluster stop`` takes a savepoint; every id
 seen so far is sent again with new ones; ``onceflow cluster submit
 --from-savepoint --parallelism 3`` resumes it; again, down to parallelism 1, this
@@ -18,44 +18,21 @@ job's savepoint is refused with what to do, and runs with
 from __future__ import annotations
 
 import collections
-import contextlib
-import io
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from kafka import KafkaProducer
+from lifecycle import assert_no_transaction_left, onceflow_cli
 
-from onceflow.cli import main
 from onceflow.local.cluster import LocalFlinkCluster
 from onceflow.local.jobs import list_jobs
-from onceflow.ops.transactions import end_offsets, find_stuck, open_transactions
 from onceflow.testing.drain import read_committed
 
 STAGES = ((2, 300), (3, 200), (1, 200))  # (parallelism, new ids) per stage
 DAY_MS = 24 * 3600 * 1000
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[LocalFlinkCluster]:
-    flink = LocalFlinkCluster(taskmanagers=2)
-    was_running = flink.status().running
-    started = time.monotonic()
-    flink.up(timeout=180)
-    print(f"cluster up {time.monotonic() - started:.1f} s")
-    yield flink
-    if not was_running:
-        flink.down()
-
-
-def _cli(*argv: str) -> tuple[int, str, str]:
-    """``onceflow *argv`` in this process: exit code, stdout, stderr."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(argv))
-    return code, out.getvalue().strip(), err.getvalue()
 
 
 def _send(bootstrap: str, topic: str, ids: range, seq: int) -> None:
@@ -86,7 +63,7 @@ def _wait_for(bootstrap: str, topic: str, count: int, timeout: float = 120) -> N
 
 
 @pytest.fixture(scope="module")
-def rescaled(cluster: LocalFlinkCluster, kafka_bootstrap: str) -> dict[str, Any]:
+def rescaled(flink_cluster: LocalFlinkCluster, kafka_bootstrap: str) -> dict[str, Any]:
     """Run the 2 -> 3 -> 1 scenario through the CLI; what each stage saw, for the tests."""
     import uuid
 
@@ -119,16 +96,16 @@ def rescaled(cluster: LocalFlinkCluster, kafka_bootstrap: str) -> dict[str, Any]
         resume = ["--from-savepoint", savepoint] if savepoint else []
         upgrade = ["--ttl-ms", str(2 * DAY_MS)] if n == len(STAGES) - 1 else []
         t0 = time.monotonic()
-        code, job_id, err = _cli(
+        code, job_id, err = onceflow_cli(
             "cluster", "submit", "jobs/dedup.py", "--detached", *resume,
             "--parallelism", str(parallelism), "--", *job_args, *upgrade,
         )  # fmt: skip
         assert code == 0, err
         t1 = time.monotonic()
-        running = {j.job_id: j for j in list_jobs(cluster.rest())}[job_id]
+        running = {j.job_id: j for j in list_jobs(flink_cluster.rest())}[job_id]
         _wait_for(kafka_bootstrap, topics["out"], total)
         t2 = time.monotonic()
-        code, savepoint, err = _cli("cluster", "stop", job_id)
+        code, savepoint, err = onceflow_cli("cluster", "stop", job_id)
         assert code == 0 and savepoint.startswith("file:"), err
         t3 = time.monotonic()
         stages.append(
@@ -158,32 +135,24 @@ def test_dedup_rescaled_2_3_1_and_upgraded_emits_every_id_exactly_once(
     final = stages[-1]["ids"]
     assert set(final) == {f"id-{n}" for n in range(sum(new for _, new in STAGES))}
 
-    out = rescaled["topics"]["out"]
     # Nothing left open: the stops with a savepoint committed the last transactions.
-    assert open_transactions(kafka_bootstrap, rescaled["prefix"]) == []
-    assert not find_stuck(
-        kafka_bootstrap,
-        rescaled["prefix"],
-        older_than_s=0,
-        topics=list(rescaled["topics"].values()),
+    topics = rescaled["topics"]
+    assert_no_transaction_left(
+        kafka_bootstrap, rescaled["prefix"], list(topics.values()), {topics["out"]: 2}
     )
-    from kafka import TopicPartition
-
-    stable, high = end_offsets(kafka_bootstrap, [TopicPartition(out, p) for p in range(2)])
-    assert stable == high  # read_committed readers are not held back anywhere
 
 
 def test_a_savepoint_whose_operator_the_job_lacks_is_refused_with_what_to_do(
     rescaled: dict[str, Any],
-    cluster: LocalFlinkCluster,
+    flink_cluster: LocalFlinkCluster,
     kafka_bootstrap: str,
     unique_name: Callable[[str], str],
 ) -> None:
     # The smoke job has no `dedup` operator: the dedup state has nowhere to go. (That
     # --allow-non-restored-state reaches Flink as `-n` is a unit test: a second
     # submission here would cost ~25 s.)
-    jobs_before = {j.job_id for j in list_jobs(cluster.rest())}
-    code, out, err = _cli(
+    jobs_before = {j.job_id for j in list_jobs(flink_cluster.rest())}
+    code, out, err = onceflow_cli(
         "cluster", "submit", "jobs/smoke.py", "--detached",
         "--from-savepoint", rescaled["savepoint"], "--",
         "--bootstrap", kafka_bootstrap, "--input-topic", rescaled["topics"]["in"],
@@ -194,5 +163,5 @@ def test_a_savepoint_whose_operator_the_job_lacks_is_refused_with_what_to_do(
     assert "the savepoint holds state of operator" in line
     assert "an operator's uid was changed or removed" in line
     assert "--allow-non-restored-state" in line
-    running = [j for j in list_jobs(cluster.rest()) if j.job_id not in jobs_before]
+    running = [j for j in list_jobs(flink_cluster.rest()) if j.job_id not in jobs_before]
     assert all(j.state in ("FAILED", "CANCELED") for j in running), running
