@@ -15,17 +15,15 @@ and ``transaction.max.timeout.ms`` at least Flink KafkaSink's default
 from __future__ import annotations
 
 import base64
-import contextlib
 import logging
 import os
-import signal
 import subprocess
 import time
 import uuid
 from dataclasses import dataclass
 
 from onceflow.errors import OnceflowError
-from onceflow.local.processes import ServiceStatus, pid_alive, port_open, stop_process
+from onceflow.local.processes import RecordedServer, ServiceStatus, port_open
 from onceflow.runtime.java import classpath, java_executable, run_java_main
 from onceflow.runtime.paths import run_dir
 
@@ -70,7 +68,7 @@ class BrokerSettings:
         return f"localhost:{self.port}"
 
 
-class LocalKafka:
+class LocalKafka(RecordedServer):
     """A single-node KRaft Kafka broker owned by this checkout.
 
     Failure behaviour: ``up`` raises :class:`OnceflowError` with one line that says
@@ -78,6 +76,9 @@ class LocalKafka:
     process, or the broker does not become transaction-ready within the timeout
     (the message names the broker log).
     """
+
+    name = "kafka"
+    settings: BrokerSettings
 
     def __init__(self, settings: BrokerSettings | None = None) -> None:
         self.settings = settings or BrokerSettings(port=default_port())
@@ -92,6 +93,10 @@ class LocalKafka:
     @property
     def bootstrap(self) -> str:
         return self.settings.bootstrap
+
+    @property
+    def address(self) -> str:
+        return self.bootstrap
 
     # The steps of up ------------------------------------------------------------------
     def _refuse_taken_ports(self) -> None:
@@ -166,24 +171,6 @@ class LocalKafka:
                 f"formatting the broker storage in {self.data_dir} failed: "
                 f"{(result.stderr or result.stdout).strip()[-400:]}"
             )
-
-    def status(self) -> ServiceStatus:
-        pid = self._read_pid()
-        alive = pid is not None and pid_alive(pid)
-        return ServiceStatus(
-            name="kafka",
-            pid=pid,
-            alive=alive,
-            listening=port_open(self.settings.port),
-            address=self.bootstrap,
-            log_file=self.log_file,
-        )
-
-    def _read_pid(self) -> int | None:
-        try:
-            return int(self.pid_file.read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
 
     def up(self, timeout: float = 120.0) -> ServiceStatus:
         """Start the broker (harmless when it runs) and wait until transactions commit.
@@ -261,27 +248,6 @@ class LocalKafka:
             f"the broker at {self.bootstrap} could not commit a transaction within "
             f"{timeout:.0f} s (last error: {last_error}); see {self.log_file}"
         )
-
-    def down(self, timeout: float = 30.0) -> bool:
-        """Stop the broker by its recorded pid: SIGTERM, then SIGKILL after ``timeout``.
-
-        :returns: True when a running broker was stopped.
-        """
-        pid = self._read_pid()
-        if pid is None or not pid_alive(pid):
-            self.pid_file.unlink(missing_ok=True)
-            return False
-        stop_process(pid, self.kill, signal.SIGTERM, timeout)
-        self.pid_file.unlink(missing_ok=True)
-        return True
-
-    def kill(self, sig: int) -> None:
-        """Send ``sig`` to the broker's process group (fault injection uses SIGKILL)."""
-        pid = self._read_pid()
-        if pid is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, sig)
 
 
 def commit_probe_transaction(bootstrap: str) -> None:

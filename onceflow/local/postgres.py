@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from onceflow.errors import OnceflowError
-from onceflow.local.processes import ServiceStatus, pid_alive, port_open, stop_process
+from onceflow.local.processes import RecordedServer, ServiceStatus, pid_alive, port_open
 from onceflow.runtime.paths import run_dir
 
 __all__ = [
@@ -83,7 +83,7 @@ class PostgresSettings:
         return f"postgresql://{self.user}@127.0.0.1:{self.port}/{self.database}"
 
 
-class LocalPostgres:
+class LocalPostgres(RecordedServer):
     """A private PostgreSQL cluster owned by this checkout.
 
     Failure behaviour: ``up`` raises :class:`OnceflowError` with one line saying what
@@ -92,15 +92,27 @@ class LocalPostgres:
     names the server log).
     """
 
+    name = "postgres"
+    # Fast shutdown: roll back sessions, keep prepared transactions. PostgreSQL records
+    # its own pid (postmaster.pid) and the postmaster is signalled alone.
+    stop_signal = signal.SIGINT
+    signal_group = False
+    settings: PostgresSettings
+
     def __init__(self, settings: PostgresSettings | None = None) -> None:
         self.settings = settings or PostgresSettings(port=default_pg_port())
         self.home = run_dir(f"postgres-{self.settings.port}")
         self.data_dir = self.home / "data"
         self.log_file = self.home / "postgres.log"
+        self.pid_file = self.data_dir / "postmaster.pid"
 
     @property
     def url(self) -> str:
         return self.settings.url
+
+    @property
+    def address(self) -> str:
+        return self.url
 
     # Helpers ------------------------------------------------------------------------
     def _as_server_user(self, argv: list[str]) -> list[str]:
@@ -139,11 +151,14 @@ class LocalPostgres:
             )
         return str(path)
 
-    def _read_pid(self) -> int | None:
+    def read_pid(self) -> int | None:
         try:
-            return int((self.data_dir / "postmaster.pid").read_text().splitlines()[0])
+            return int(self.pid_file.read_text().splitlines()[0])
         except (FileNotFoundError, ValueError, IndexError):
             return None
+
+    def _forget(self) -> None:
+        """The postmaster removes its pid file; a stale one is cleared before a start."""
 
     # The steps of up, in order -------------------------------------------------------
     def _prepare_home(self) -> None:
@@ -253,17 +268,6 @@ class LocalPostgres:
             if not exists:
                 conn.execute(f'CREATE DATABASE "{self.settings.database}"')
 
-    def status(self) -> ServiceStatus:
-        pid = self._read_pid()
-        return ServiceStatus(
-            name="postgres",
-            pid=pid,
-            alive=pid is not None and pid_alive(pid),
-            listening=port_open(self.settings.port),
-            address=self.url,
-            log_file=self.log_file,
-        )
-
     def up(self, timeout: float = 60.0) -> ServiceStatus:
         """Start the server (harmless when it runs) and create the database.
 
@@ -307,23 +311,3 @@ class LocalPostgres:
             f"PostgreSQL on port {self.settings.port} accepted no connection within "
             f"{timeout:.0f} s (last error: {last_error}); see {self.log_file}"
         )
-
-    def down(self, timeout: float = 30.0) -> bool:
-        """Stop the server: SIGINT (fast shutdown: roll back sessions, keep prepared
-        transactions), then SIGKILL after ``timeout``.
-
-        :returns: True when a running server was stopped.
-        """
-        pid = self._read_pid()
-        if pid is None or not pid_alive(pid):
-            return False
-        stop_process(pid, self.kill, signal.SIGINT, timeout)
-        return True
-
-    def kill(self, sig: int) -> None:
-        """Send ``sig`` to the postmaster (fault injection uses SIGKILL)."""
-        pid = self._read_pid()
-        if pid is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)

@@ -10,8 +10,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar, Protocol
 
-__all__ = ["ServiceStatus", "pid_alive", "port_open", "stop_process"]
+__all__ = ["RecordedServer", "ServiceStatus", "pid_alive", "port_open", "stop_process"]
 
 
 @dataclass(frozen=True)
@@ -78,3 +79,85 @@ def stop_process(pid: int, send: Callable[[int], None], first: int, timeout: flo
         send(signal.SIGKILL)
         while pid_alive(pid):
             time.sleep(0.1)
+
+
+class _Listens(Protocol):
+    @property
+    def port(self) -> int: ...
+
+
+class RecordedServer:
+    """A local server whose pid is recorded in a file: its status, stop and signals.
+
+    A subclass names itself (``name``), holds its ``settings`` (with the ``port`` it
+    listens on), says where clients reach it (``address``) and how it stops (``stop_signal``; the
+    signals go to its process group when ``signal_group``, the server having been
+    started as a session leader, else to the pid alone).
+    """
+
+    name: ClassVar[str]
+    stop_signal: ClassVar[int] = signal.SIGTERM
+    signal_group: ClassVar[bool] = True
+    settings: _Listens
+    log_file: Path
+    #: The file the server's pid is recorded in.
+    pid_file: Path
+
+    @property
+    def port(self) -> int:
+        return self.settings.port
+
+    @property
+    def address(self) -> str:
+        raise NotImplementedError
+
+    def read_pid(self) -> int | None:
+        """The recorded pid (None when nothing is recorded)."""
+        try:
+            return int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def status(self) -> ServiceStatus:
+        pid = self.read_pid()
+        return ServiceStatus(
+            name=self.name,
+            pid=pid,
+            alive=pid is not None and pid_alive(pid),
+            listening=port_open(self.port),
+            address=self.address,
+            log_file=self.log_file,
+        )
+
+    def down(self, timeout: float = 30.0) -> bool:
+        """Stop the server by its recorded pid: ``stop_signal``, then SIGKILL after
+        ``timeout``.
+
+        :returns: True when a running server was stopped.
+        """
+        pid = self.read_pid()
+        if pid is None or not pid_alive(pid):
+            self._forget()
+            return False
+        stop_process(pid, self.kill, self.stop_signal, timeout)
+        self._reap()
+        self._forget()
+        return True
+
+    def kill(self, sig: int) -> None:
+        """Send ``sig`` to the server (fault injection uses SIGKILL)."""
+        pid = self.read_pid()
+        if pid is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            if self.signal_group:
+                os.killpg(pid, sig)
+            else:
+                os.kill(pid, sig)
+
+    def _reap(self) -> None:
+        """Collect the stopped process where this object started it."""
+
+    def _forget(self) -> None:
+        """Drop the record of a server that no longer runs."""
+        self.pid_file.unlink(missing_ok=True)

@@ -16,11 +16,9 @@ group; ``down`` stops it by the pid it recorded.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shutil
-import signal
 import subprocess
 import tarfile
 import time
@@ -29,7 +27,7 @@ from pathlib import Path
 
 from onceflow.avro.registry import RegistryError, RegistryUnavailable, SchemaRegistry
 from onceflow.errors import OnceflowError
-from onceflow.local.processes import ServiceStatus, pid_alive, port_open, stop_process
+from onceflow.local.processes import RecordedServer, ServiceStatus, pid_alive, port_open
 from onceflow.runtime.java import java_executable, resolve_jars
 from onceflow.runtime.paths import run_dir
 
@@ -132,7 +130,7 @@ def _unpack(archive: Path, target: Path) -> None:
     staging.rename(target)
 
 
-class LocalRegistry:
+class LocalRegistry(RecordedServer):
     """An Apicurio Registry owned by this checkout.
 
     Failure behaviour: ``up`` raises :class:`OnceflowError` with one line saying what to do
@@ -140,6 +138,9 @@ class LocalRegistry:
     exits while starting (the message quotes the log's last line) or the API does not
     answer in time (the message names the log).
     """
+
+    name = "registry"
+    settings: RegistrySettings
 
     def __init__(self, settings: RegistrySettings | None = None) -> None:
         self.settings = settings or RegistrySettings(port=default_registry_port())
@@ -154,22 +155,9 @@ class LocalRegistry:
         """The Confluent-compatible API (``avro-confluent.url``, ``SchemaRegistry(url)``)."""
         return self.settings.url
 
-    def _read_pid(self) -> int | None:
-        try:
-            return int(self.pid_file.read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-
-    def status(self) -> ServiceStatus:
-        pid = self._read_pid()
-        return ServiceStatus(
-            name="registry",
-            pid=pid,
-            alive=pid is not None and pid_alive(pid),
-            listening=port_open(self.settings.port),
-            address=self.url,
-            log_file=self.log_file,
-        )
+    @property
+    def address(self) -> str:
+        return self.url
 
     def command(self, java: str, runner: Path) -> list[str]:
         """The JVM command line that runs the registry from its ``runner`` jar."""
@@ -264,7 +252,7 @@ class LocalRegistry:
     def _exited(self) -> bool:
         if self._proc is not None:
             return self._proc.poll() is not None
-        pid = self._read_pid()
+        pid = self.read_pid()
         return pid is None or not pid_alive(pid)
 
     def _last_log_line(self) -> str:
@@ -279,25 +267,6 @@ class LocalRegistry:
                 return line.strip()[:300]
         return lines[-1].strip()[:300] if lines else "empty log"
 
-    def down(self, timeout: float = 30.0) -> bool:
-        """Stop the registry by its recorded pid: SIGTERM, then SIGKILL after ``timeout``.
-
-        :returns: True when a running registry was stopped.
-        """
-        pid = self._read_pid()
-        if pid is None or not pid_alive(pid):
-            self.pid_file.unlink(missing_ok=True)
-            return False
-        stop_process(pid, self.kill, signal.SIGTERM, timeout)
+    def _reap(self) -> None:
         if self._proc is not None:
             self._proc.wait()
-        self.pid_file.unlink(missing_ok=True)
-        return True
-
-    def kill(self, sig: int) -> None:
-        """Send ``sig`` to the registry's process group."""
-        pid = self._read_pid()
-        if pid is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, sig)
