@@ -18,9 +18,9 @@ import org.slf4j.LoggerFactory;
  * test can kill it exactly there.
  *
  * <p>Armed by the environment variable {@code ONCEFLOW_XA_HOLD=<step>@<marker file>}, where step
- * is {@code after-prepare}, {@code before-commit} or {@code after-commit}. The first time the
- * step is reached (the marker file does not exist yet) the calling thread creates the marker and
- * sleeps until the process is killed. It wraps the {@link XADataSource}, so it holds the same way
+ * is {@code after-prepare}, {@code before-commit} or {@code after-commit}. Once the test has
+ * created {@code <marker file>.arm}, the first time the step is reached (the marker does not
+ * exist yet) the calling thread creates the marker and sleeps until the process is killed. It wraps the {@link XADataSource}, so it holds the same way
  * under this project's sink and under flink-connector-jdbc's XA sink (for the negative runs).
  * Unset, {@link #wrap} returns the data source unchanged.
  */
@@ -90,7 +90,7 @@ final class XaHold {
 
     private static void hold(String step, File marker) throws InterruptedException {
         try {
-            if (!marker.createNewFile()) {
+            if (!new File(marker.getPath() + ".arm").exists() || !marker.createNewFile()) {
                 return; // held once already
             }
         } catch (IOException e) {
