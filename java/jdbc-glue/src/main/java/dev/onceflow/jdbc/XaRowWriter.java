@@ -178,7 +178,9 @@ final class XaRowWriter implements CommittingSinkWriter<Row, PgXid>, StatefulSin
         } catch (XAException e) {
             throw new IOException("could not prepare " + prepared + ": " + XaErrors.describe(e), e);
         }
-        pending.add(prepared);
+        if (holdBack) {
+            pending.add(prepared); // watched until committed (only the hold-back reads it)
+        }
         return List.of(prepared);
     }
 
