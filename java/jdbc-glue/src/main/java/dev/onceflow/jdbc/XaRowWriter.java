@@ -103,6 +103,13 @@ final class XaRowWriter implements CommittingSinkWriter<Row, PgXid>, StatefulSin
         this.lastSnapshotted = context.getRestoredCheckpointId().orElse(0L);
         try {
             this.xaConnection = dataSource.getXAConnection();
+        } catch (SQLException e) {
+            throw new IOException(
+                    "the PostgreSQL sink's writer " + subtask + " could not connect: "
+                            + XaErrors.describe(e),
+                    e);
+        }
+        try {
             this.xa = xaConnection.getXAResource();
             if (timeoutSec > 0) {
                 xa.setTransactionTimeout(timeoutSec);
@@ -111,6 +118,7 @@ final class XaRowWriter implements CommittingSinkWriter<Row, PgXid>, StatefulSin
             rollBackLeftovers(context.getTaskInfo().getNumberOfParallelSubtasks());
             this.statement = connection.prepareStatement(sql);
         } catch (SQLException | XAException e) {
+            closeQuietly(xaConnection);
             throw new IOException(
                     "the PostgreSQL sink's writer " + subtask + " could not open its XA connection "
                             + "or roll back leftovers: " + XaErrors.describe(e),
@@ -281,6 +289,14 @@ final class XaRowWriter implements CommittingSinkWriter<Row, PgXid>, StatefulSin
             statement.close();
         } finally {
             xaConnection.close();
+        }
+    }
+
+    private static void closeQuietly(XAConnection connection) {
+        try {
+            connection.close();
+        } catch (SQLException e) {
+            LOG.debug("closing the connection of a writer that failed to start", e);
         }
     }
 
