@@ -1,11 +1,13 @@
-"""Validated factories over Flink's exactly-once JDBC sink for PostgreSQL.
+"""Validated factories over an exactly-once (XA) sink for PostgreSQL.
 
-PyFlink has no wrapper for the 4.x JDBC connector's sink (its
-``pyflink.datastream.connectors.jdbc.JdbcSink`` targets a removed class), and the
-XA data source supplier and the statement builder cannot be written in Python.
-The Java side is ``java/jdbc-glue`` (``make jars``): a ``PGXADataSource``
-supplier, a statement builder binding a ``Row``'s fields by position, and static
-factories over ``JdbcSink.builder()``. This module builds them from a small,
+PyFlink has no wrapper for a JDBC sink of the 4.x connector (its
+``pyflink.datastream.connectors.jdbc.JdbcSink`` targets a removed class), and
+flink-connector-jdbc 4.0.0-2.0's XA sink is not exactly-once on PostgreSQL (see
+below). The Java side is ``java/jdbc-glue`` (``make jars``): ``ExactlyOnceRowSink``,
+a small Sink V2 writer and committer on Flink's own two-phase-commit framework that
+speak XA to PostgreSQL, a statement builder binding a ``Row``'s fields by position,
+and static factories (the at-least-once sink stays the connector's
+``JdbcSink.buildAtLeastOnce``). This module builds them from a small,
 typed :class:`PostgresSinkSpec`, checks the server and the table before the job
 starts, and attaches the sink to a stream of ``Row`` s.
 
@@ -27,28 +29,58 @@ Modes:
 Delivery guarantee:
 
 - ``exactly-once``: the rows a subtask writes between two checkpoints go into
-  one XA transaction, prepared (``PREPARE TRANSACTION``) when the checkpoint
-  barrier passes and committed (``COMMIT PREPARED``) when the checkpoint
-  completes. After a failure the job restores the last completed checkpoint:
-  the transactions it holds are committed (idempotently), and with
-  ``recover_and_rollback`` the job's other prepared transactions (those of a
-  checkpoint that never completed) are rolled back, then the records are
-  replayed. Readers see each record's row once, after its checkpoint completes.
-  One connection per open transaction (PostgreSQL allows one XA transaction per
-  connection): ``withTransactionPerConnection(true)``; no retries (a retried
-  batch could be applied twice: the connector enforces ``maxRetries = 0``).
-- ``at-least-once``: batches are committed when full, after
-  ``batch_interval_ms`` and at every checkpoint; a replay writes again what was
-  committed since the last completed checkpoint. Duplicates in ``append`` mode;
-  harmless in ``versioned`` mode (the version guard ignores them). For
+  one XA transaction on the subtask's own connection, ended and prepared
+  (``PREPARE TRANSACTION``) when the checkpoint barrier passes; its Xid is the
+  committable Flink keeps in the checkpoint, and the committer commits it
+  (``COMMIT PREPARED``) once the checkpoint completes. After a failure the job
+  restores the last completed checkpoint: the committer commits its committables
+  again (one the server no longer knows was committed before: done), and each
+  writer rolls back this sink's prepared transactions that the restored checkpoint
+  can never commit (the rule below), then the records are replayed. Readers see
+  each record's row once, after its checkpoint completes. No retries inside a
+  transaction (a retried batch could be applied twice): ``max_retries`` must be 0.
+- ``at-least-once``: the connector's JDBC sink: batches are committed when full,
+  after ``batch_interval_ms`` and at every checkpoint; a replay writes again what
+  was committed since the last completed checkpoint. Duplicates in ``append``
+  mode; harmless in ``versioned`` mode (the version guard ignores them). For
   comparisons and the negative control of tests.
 
+Xids and leftovers: every Xid starts with a hash of the sink's stable prefix
+(``xid_prefix``: the database, table and uid by default; never the job id, which
+changes on a resume) and carries the subtask index and a label, the id of the
+last checkpoint the writer had snapshotted when it opened the transaction plus
+one. A writer restored from checkpoint ``R`` (0 on a fresh start) rolls back the
+sink's prepared transactions labelled above ``R`` whose subtask index modulo the
+new parallelism is its own. Such a transaction was prepared at a barrier after
+``R``, so no checkpoint that ``R`` restores can commit it; one labelled ``R`` or
+below was prepared at ``R``'s barrier or before, is one of ``R``'s committables
+(or committed already) and is left to the committer. The rule holds whatever the
+old and new parallelism, so rescaling needs no special run: stop with a savepoint
+at parallelism 2, resume at 1, and the one subtask commits both old subtasks'
+committables and rolls back both old subtasks' leftovers. Two sinks must not share
+an ``xid_prefix`` (one would roll back the other's transactions).
+
 Locks: a prepared transaction keeps its row locks until its checkpoint's commit,
-so in ``versioned`` mode an upsert of the same key in the next transaction waits
-for that commit; each key should reach one subtask (the versioned job feeds the
-sink from its keyed operator at the same parallelism). Measured on the local
-stack: 300,000 upserts on 10 keys at 1 s checkpoints ran without a stall at
-parallelism 1 and 2, with at most 2 connections per subtask in use (sampled).
+and the committer runs in the writer's task. In ``versioned`` mode a writer
+therefore holds its rows back (in memory, and in its checkpoint state when the
+next barrier comes first) while its previous transaction is still prepared,
+instead of blocking on those locks (checked against the server at most every
+100 ms). Each key should reach one subtask (the versioned job feeds the sink from
+its keyed operator at the same parallelism).
+
+What flink-connector-jdbc 4.0.0-2.0's XA sink (``JdbcSink.buildExactlyOnce``)
+does on PostgreSQL, read in its source and seen in the statement log: its
+writer's ``snapshotState`` commits the transaction ``prepareCommit`` has just
+prepared (``commitTxUntil`` of the current checkpoint), before the checkpoint
+completes, so a crash then replays rows already visible; its committer commits
+``getTransaction().orElse(own)``, and the transaction reference does not survive
+the committable's serialisation; leftovers are never rolled back (``end(TMFAIL)``
+is answered ``XAER_PROTO``, and the discover-and-rollback step only matches the
+connector's own Xid class while the driver's ``recover()`` returns its own), so
+they keep their row locks; and a writer restored with more than one state fails
+("more than one state to recover"), so it cannot downscale. It is kept in the glue
+(``PostgresSinks.connectorExactlyOnce``, selected by the test-only environment
+variable ``ONCEFLOW_PG_XA_SINK=connector``) only so the crash tests can show that.
 
 Refused at start (:func:`validate_postgres_sink` over :class:`ServerFacts` read by
 :func:`read_server_facts`), each saying what to change: exactly-once without
@@ -58,38 +90,12 @@ or free connections than the sink's parallelism needs; a missing table (unless
 ``create_table``), missing columns or columns of another type; in ``versioned``
 mode a primary key other than the key columns or a non-integer version column;
 an unreachable URL. The password never appears in ``repr``, logs or messages.
-
-Rescaling and ``recover_and_rollback`` (the connector's javadoc: "must be
-disabled when rescaling to prevent data loss"): on start each writer rolls
-back the prepared transactions it recognises as its own that its restored
-state does not list. After a change of the sink's parallelism, a subtask's
-restored state may be another subtask's, so a transaction that the restored
-checkpoint still has to commit could be rolled back first. What onceflow does:
-
-- the rollback stays on by default: without it a transaction prepared for a
-  checkpoint that never completed stays prepared, holds its row locks forever,
-  and a ``versioned`` upsert of the same key then waits on it;
-- :attr:`PostgresSinkSpec.parallelism` pins the sink operator's parallelism
-  apart from the job's, so rescaling the job does not rescale the sink;
-- a run that does change the sink's parallelism says so (``rescale=True``,
-  ``--pg-rescale``): the rollback is off for that run, and the start is refused
-  while prepared transactions are pending in the database (resolve or commit
-  them at the old parallelism first); later runs go back to the default.
-
-What the connector (4.0.0-2.0 source) does on PostgreSQL, for the record: the
-transaction a writer opens after each checkpoint is listed in that checkpoint's
-writer state ("hanging"), so a restore from it rolls that transaction back even
-when it was prepared for a checkpoint that never completed; the separate
-discover-and-rollback step only touches Xids that are the connector's own
-``TransactionId`` objects, and the PostgreSQL driver's ``recover()`` returns its
-own Xid class, so on PostgreSQL that step finds nothing to roll back. The
-rescale hazard is therefore latent there today; the rule above keeps a run safe
-if a later connector starts matching them.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -137,10 +143,11 @@ COLUMN_TYPES: Final[Mapping[str, tuple[str, str, tuple[str, ...]]]] = {
     "JSONB": ("jsonb", "VARCHAR", ("jsonb",)),
 }
 _VERSION_TYPES: Final = ("BIGINT", "INT")
+_XA_SINK_VARIABLE: Final = "ONCEFLOW_PG_XA_SINK"
 _NAME_RE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-# Connections per subtask: the open transaction, one prepared and waiting for its
-# checkpoint to complete, and the one the committer uses.
-_XA_CONNECTIONS_PER_SUBTASK: Final = 3
+# Connections per subtask: the writer's (its transactions, one after the other) and
+# the committer's.
+_XA_CONNECTIONS_PER_SUBTASK: Final = 2
 # Prepared transactions per subtask at most: the one waiting for its checkpoint,
 # plus one more when the next checkpoint prepares before the previous commits.
 _PREPARED_PER_SUBTASK: Final = 2
@@ -286,8 +293,8 @@ class PostgresSinkSpec:
         when full and at checkpoints).
     :param create_table: create a missing table (``CREATE TABLE IF NOT EXISTS``).
     :param parallelism: the sink operator's parallelism (None: the job's default).
-    :param rescale: this run resumes with another sink parallelism than the
-        checkpoint's: do not roll back recovered prepared transactions.
+    :param xid_prefix: stable and unique per sink: its Xids start with its hash, and
+        a writer rolls back only leftovers with it (None: database, table and uid).
     :param xa_timeout_s: XA transaction timeout (0: the server's default).
     :param password: overrides the URL's password.
     :param uid: the sink operator's uid and name (savepoint compatibility).
@@ -305,7 +312,7 @@ class PostgresSinkSpec:
     batch_interval_ms: int = 0
     create_table: bool = False
     parallelism: int | None = None
-    rescale: bool = False
+    xid_prefix: str | None = None
     xa_timeout_s: int = 0
     password: str | None = None
     uid: str = "postgres-sink"
@@ -384,6 +391,13 @@ class PostgresSinkSpec:
         return target
 
     @property
+    def stable_xid_prefix(self) -> str:
+        """The Xid prefix: ``xid_prefix``, else ``database/table/uid``."""
+        if self.xid_prefix:
+            return self.xid_prefix
+        return f"{self.target().database}/{self.table}/{self.uid}"
+
+    @property
     def schema_name(self) -> str:
         return self.table.split(".")[0] if "." in self.table else "public"
 
@@ -399,8 +413,7 @@ class PostgresSinkSpec:
         return (
             f"PostgresSinkSpec(url={self.target().redacted()!r}, table={self.table!r}, "
             f"mode={self.mode!r}, key={self.key!r}, columns={[c.name for c in self.columns]}, "
-            f"guarantee={self.guarantee!r}, parallelism={self.parallelism}, "
-            f"rescale={self.rescale})"
+            f"guarantee={self.guarantee!r}, parallelism={self.parallelism})"
         )
 
 
@@ -514,14 +527,6 @@ def _check_prepared_slots(
             f"the sink at parallelism {parallelism} needs up to {wanted}; raise "
             "max_prepared_transactions or lower the sink's parallelism"
         )
-    if spec.rescale and facts.prepared_transactions:
-        raise OnceflowError(
-            f"{facts.prepared_transactions} prepared transactions are pending in {where} "
-            "and this run is a rescale (no rollback of recovered transactions): they would "
-            "hold their row locks forever; resume once at the old parallelism without "
-            "rescale, or resolve them (SELECT gid FROM pg_prepared_xacts; COMMIT PREPARED / "
-            "ROLLBACK PREPARED) first"
-        )
 
 
 def _check_connections(
@@ -532,7 +537,7 @@ def _check_connections(
     if wanted > free:
         raise OnceflowError(
             f"the sink at parallelism {parallelism} needs up to {wanted} connections "
-            f"({'3 per subtask with XA' if spec.guarantee == 'exactly-once' else '1 per subtask'}"
+            f"({'2 per subtask with XA' if spec.guarantee == 'exactly-once' else '1 per subtask'}"
             f"), {where} has {free} free (max_connections {facts.max_connections}, "
             f"{facts.reserved_connections} reserved, {facts.connections_in_use} in use); "
             "raise max_connections or lower the sink's parallelism"
@@ -622,7 +627,7 @@ def read_server_facts(spec: PostgresSinkSpec, timeout_s: float = 10.0) -> Server
 
 
 def postgres_sink(spec: PostgresSinkSpec) -> Sink:
-    """The Java ``JdbcSink`` for ``spec`` (its jars must be loaded: see attach)."""
+    """The Java sink for ``spec`` (its jars must be loaded: see attach)."""
     from pyflink.datastream.connectors.base import Sink
     from pyflink.java_gateway import get_gateway
 
@@ -633,7 +638,13 @@ def postgres_sink(spec: PostgresSinkSpec) -> Sink:
     # Multi-row INSERTs are several times faster; an upsert cannot use them: one
     # statement may not update the same row twice (two versions of a key in a batch).
     rewrite = spec.mode == "append"
-    if spec.guarantee == "exactly-once":
+    if spec.guarantee == "exactly-once" and os.environ.get(_XA_SINK_VARIABLE) == "connector":
+        # Test hook: the connector's XA sink, to show the crash tests fail on it.
+        log.warning("%s=connector: the connector's XA sink (not exactly-once)", _XA_SINK_VARIABLE)
+        j_sink = factories.connectorExactlyOnce(
+            target.jdbc_url, target.user, target.password, sql, types, spec.batch_size, rewrite
+        )
+    elif spec.guarantee == "exactly-once":
         j_sink = factories.exactlyOnce(
             target.jdbc_url,
             target.user,
@@ -642,7 +653,9 @@ def postgres_sink(spec: PostgresSinkSpec) -> Sink:
             types,
             spec.batch_size,
             rewrite,
-            not spec.rescale,
+            spec.stable_xid_prefix,
+            # Upserts would wait on the previous transaction's row locks (see above).
+            spec.mode == "versioned",
             spec.xa_timeout_s,
         )
     else:

@@ -1,4 +1,5 @@
-"""Rows/s into PostgreSQL: Flink's JDBC sink exactly-once (XA) and at-least-once,
+"""Rows/s into PostgreSQL: onceflow's exactly-once XA sink (``ExactlyOnceRowSink``,
+Flink's Sink V2 two-phase commit) and the JDBC connector's at-least-once sink,
 against a plain ``COPY`` of the same rows with psycopg (the ceiling).
 
 Every contender writes the same rows (``ROWS_PER_RECORD`` x ``--records``: a
@@ -122,6 +123,9 @@ def _copy(ctx: BenchContext) -> ContenderResult:
     )
 
 
+_SINKS = {"exactly-once": "ExactlyOnceRowSink XA", "at-least-once": "JdbcSink ALO"}
+
+
 def _flink(guarantee: str) -> Callable[[BenchContext], ContenderResult]:
     name = "pg-jdbc-eos" if guarantee == "exactly-once" else "pg-jdbc-alo"
 
@@ -162,8 +166,8 @@ def _flink(guarantee: str) -> Callable[[BenchContext], ContenderResult]:
         common = {
             "name": name,
             "family": "postgres",
-            "config": f"JdbcSink {'XA' if guarantee == 'exactly-once' else 'ALO'}, p1, "
-            f"batch 1000, checkpoints {CHECKPOINT_INTERVAL_MS} ms",
+            "config": f"{_SINKS[guarantee]}, p1, batch 1000, "
+            f"checkpoints {CHECKPOINT_INTERVAL_MS} ms",
             "wall_s": wall,
             "load1": load1,
             "outputs": outputs,

@@ -46,7 +46,7 @@ AT_LEAST_ONCE_FLUSH_MS: Final = 200
 """At-least-once table outputs flush at least this often (rows visible before the
 checkpoint; that is what a replay then duplicates)."""
 
-_KEYS: Final = ("pg_url", "pg_table", "pg_create_table", "pg_parallelism", "pg_rescale")
+_KEYS: Final = ("pg_url", "pg_table", "pg_create_table", "pg_parallelism")
 
 
 @dataclass(frozen=True, repr=False)
@@ -57,14 +57,12 @@ class PostgresOutput:
     :param table: ``name`` or ``schema.name``.
     :param create_table: create the table when it is missing.
     :param parallelism: the sink's own parallelism (None: the job's).
-    :param rescale: this run changes the sink's parallelism (see :mod:`onceflow.sinks.postgres`).
     """
 
     url: str
     table: str
     create_table: bool = False
     parallelism: int | None = None
-    rescale: bool = False
 
     def __post_init__(self) -> None:
         parse_url(self.url)  # raises on a malformed URL, without the password
@@ -72,8 +70,7 @@ class PostgresOutput:
     def __repr__(self) -> str:
         return (
             f"PostgresOutput(url={parse_url(self.url).redacted()!r}, table={self.table!r}, "
-            f"create_table={self.create_table}, parallelism={self.parallelism}, "
-            f"rescale={self.rescale})"
+            f"create_table={self.create_table}, parallelism={self.parallelism})"
         )
 
     def spec(
@@ -98,7 +95,6 @@ class PostgresOutput:
             batch_interval_ms=0 if exactly_once else AT_LEAST_ONCE_FLUSH_MS,
             create_table=self.create_table,
             parallelism=self.parallelism,
-            rescale=self.rescale,
             uid=uid,
         )
 
@@ -112,13 +108,6 @@ def add_postgres_arguments(parser: argparse.ArgumentParser, what: str) -> None:
         "--pg-create-table", action="store_true", default=None, help="create it when missing"
     )
     g.add_argument("--pg-parallelism", type=int, help="the table sink's own parallelism")
-    g.add_argument(
-        "--pg-rescale",
-        action="store_true",
-        default=None,
-        help="this run changes the table sink's parallelism (no rollback of recovered "
-        "prepared transactions; see sinks/postgres.py)",
-    )
 
 
 def pop_postgres_output(options: MutableMapping[str, Any]) -> PostgresOutput | None:
@@ -137,7 +126,6 @@ def pop_postgres_output(options: MutableMapping[str, Any]) -> PostgresOutput | N
         table=str(table),
         create_table=bool(values.get("pg_create_table") or False),
         parallelism=values.get("pg_parallelism"),
-        rescale=bool(values.get("pg_rescale") or False),
     )
 
 

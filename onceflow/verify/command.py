@@ -34,6 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="fail when a fault's stall (to the next committed output) exceeds this",
     )
+    parser.add_argument(
+        "--kinds",
+        help="comma-separated fault kinds to inject (default: every kind the job gets), "
+        "e.g. postgres-kill,postgres-restart-prepared,operator-exception",
+    )
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -60,16 +65,14 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         out_dir=args.out or run_dir("verify"),
         max_stall_s=args.max_stall,
+        kinds=tuple(k.strip() for k in args.kinds.split(",") if k.strip()) if args.kinds else None,
     )
     from onceflow.verify.faults import fault_count, fault_kinds
 
     # PostgreSQL faults only apply to a table we own (not one of $ONCEFLOW_PG_URL).
     writes_postgres = TARGETS[args.job].writes_postgres
-    kinds = fault_kinds(
-        writes_postgres and not os.environ.get("ONCEFLOW_PG_URL"),
-        profile.rescale and not writes_postgres,
-    )
-    faults = fault_count(profile.faults, kinds)
+    kinds = fault_kinds(writes_postgres and not os.environ.get("ONCEFLOW_PG_URL"), profile.rescale)
+    faults = fault_count(profile.faults, settings.kinds or kinds)
     started = time.strftime("%H:%M:%S")
     print(
         f"{started} verifying the {args.job} job ({args.guarantee}): {profile.records:,} records "

@@ -16,8 +16,9 @@ short: ``tests/it/test_rescale.py`` proves rescaling there) add:
 
 - ``rescale``: stop-with-savepoint, then resubmission from it at another
   parallelism (the job's parallelism plus one, and back at the next rescale); later
-  resumes keep the parallelism it left. Not scheduled for targets that write
-  PostgreSQL: their sink needs ``--pg-rescale`` on exactly the resume that rescales.
+  resumes keep the parallelism it left. Targets that write PostgreSQL get it too:
+  the sink's writers commit or roll back the old subtasks' transactions at any
+  parallelism.
 
 Targets that write PostgreSQL add (:data:`POSTGRES_FAULT_KINDS`; never scheduled
 for the others):
@@ -69,10 +70,9 @@ ALL_FAULT_KINDS = FAULT_KINDS + POSTGRES_FAULT_KINDS + (RESCALE_KIND,)
 
 def fault_kinds(writes_postgres: bool, rescale: bool = False) -> tuple[str, ...]:
     """The kinds a target is scheduled with: the PostgreSQL ones only when it writes a
-    table; ``rescale`` when the profile asks for it and the target writes no table."""
-    if writes_postgres:
-        return FAULT_KINDS + POSTGRES_FAULT_KINDS
-    return FAULT_KINDS + (RESCALE_KIND,) if rescale else FAULT_KINDS
+    table; ``rescale`` when the profile asks for it."""
+    kinds = FAULT_KINDS + POSTGRES_FAULT_KINDS if writes_postgres else FAULT_KINDS
+    return kinds + (RESCALE_KIND,) if rescale else kinds
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,8 @@ class VerifySettings:
     :param seed: seeds the workload and the fault schedule.
     :param out_dir: where the JSON result, the plot and the logs go.
     :param checkpoint_interval_ms: the job's checkpoint interval.
+    :param kinds: only these fault kinds (None: every kind the target and profile get);
+        each must be one the target can take.
     """
 
     profile: Profile
@@ -94,6 +96,7 @@ class VerifySettings:
     taskmanagers: int = 2
     #: Fail the run (anomaly ``stall-over-bound``) when a fault's stall exceeds this.
     max_stall_s: float | None = None
+    kinds: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -304,7 +307,9 @@ def verify(settings: VerifySettings, progress: bool = True) -> VerifyResult:
     # Prepared transactions already there (another run's) are not this run's leftovers.
     prepared_before = _prepared_gids(target.pg_url) if target.pg_url else set()
     records = target.prepare(profile, settings.seed)
-    kinds = fault_kinds(postgres is not None, profile.rescale and not target.writes_postgres)
+    kinds = fault_kinds(postgres is not None, profile.rescale)
+    if settings.kinds is not None:
+        kinds = _chosen_kinds(settings.kinds, kinds)
     faults = schedule(
         settings.seed, fault_count(profile.faults, kinds), records / profile.rate, kinds
     )
@@ -418,6 +423,17 @@ def verify(settings: VerifySettings, progress: bool = True) -> VerifyResult:
     )
     result.duration_s = round(time.monotonic() - started, 1)
     return result
+
+
+def _chosen_kinds(chosen: tuple[str, ...], allowed: tuple[str, ...]) -> tuple[str, ...]:
+    """``chosen`` when the target can take each of them (``--kinds``)."""
+    refused = [kind for kind in chosen if kind not in allowed]
+    if refused or not chosen:
+        raise OnceflowError(
+            f"fault kinds {refused or '(none)'} do not apply to this run; choose among "
+            f"{', '.join(allowed)}"
+        )
+    return tuple(dict.fromkeys(chosen))
 
 
 def _postgres(target: Target, result: VerifyResult) -> LocalPostgres | None:

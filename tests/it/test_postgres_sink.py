@@ -358,24 +358,3 @@ def test_table_of_the_wrong_shape_is_refused_with_what_to_change(
     )
     assert job.returncode == 2, job.stderr[-2000:]
     assert "column id is bigint, the sink writes text; column record is missing" in job.stderr
-
-
-def test_rescale_run_is_refused_while_a_prepared_transaction_is_pending(
-    kafka_bootstrap: str, postgres_url: str, table_name: Callable[[str], str]
-) -> None:
-    table = table_name("rescale")
-    gid = f"onceflow-it-{table}"
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(f"CREATE TABLE {table} (id text NOT NULL, record text NOT NULL)")
-        conn.execute("BEGIN")
-        conn.execute(f"INSERT INTO {table} VALUES ('a', '{{}}')")
-        conn.execute(f"PREPARE TRANSACTION '{gid}'")
-    try:
-        args = ["--pg-url", postgres_url, "--pg-table", table, "--pg-rescale"]
-        job = run_to_end("onceflow.jobs.dedup", _dedup_args(kafka_bootstrap, args), timeout=120)
-        assert job.returncode == 2, job.stderr[-2000:]
-        assert "1 prepared transactions are pending" in job.stderr
-        assert "this run is a rescale" in job.stderr
-    finally:
-        with psycopg.connect(postgres_url, autocommit=True) as conn:
-            conn.execute(f"ROLLBACK PREPARED '{gid}'")

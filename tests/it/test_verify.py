@@ -11,6 +11,7 @@ own IT (tests/it/test_postgres_sink.py) has the at-least-once control.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from onceflow.verify.faults import FAULT_KINDS, PROFILES
@@ -62,3 +63,25 @@ def test_versioned_upsert_exactly_once_holds_under_every_fault_kind(
     assert counts["output_committed"] == counts["expected_output"] > 0, text
     assert counts["parquet_rows"] == counts["expected_output"], text
     assert counts["stale"] > 0 and counts["conflict"] > 0, text
+
+
+def test_versioned_upsert_postgres_exactly_once_holds_under_the_postgres_faults(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    # The short run: 20,000 records, the two database faults and an operator exception.
+    kinds = ("postgres-kill", "postgres-restart-prepared", "operator-exception")
+    assert kafka_bootstrap
+    settings = VerifySettings(
+        profile=dataclasses.replace(PROFILES["ci"], records=20_000, faults=3),
+        job="versioned-upsert-postgres",
+        seed=4,
+        out_dir=tmp_path,
+        kinds=kinds,
+    )
+    result = verify(settings, progress=False)
+    text = summary(result)
+    assert sorted(f["kind"] for f in result.faults) == sorted(kinds), text
+    assert all(f.get("fired", True) for f in result.faults), text
+    assert result.ok, text
+    counts = result.counts
+    assert counts["output_committed"] == counts["expected_output"] > 0, text

@@ -126,10 +126,10 @@ def test_refuses_a_server_without_prepared_transactions() -> None:
 def test_refuses_parallelism_above_prepared_slots_and_connection_headroom() -> None:
     with pytest.raises(OnceflowError, match="allows 4 prepared.*needs up to 6"):
         check(versioned(), dataclasses.replace(FACTS, max_prepared_transactions=4), parallelism=3)
-    # 100 - 3 reserved - 7 in use = 90 free; XA needs 3 per subtask
-    check(versioned(), parallelism=30)
-    with pytest.raises(OnceflowError, match="needs up to 93 connections.*90 free"):
-        check(versioned(), parallelism=31)
+    # 100 - 3 reserved - 7 in use = 90 free; XA needs 2 per subtask (writer, committer)
+    check(versioned(), parallelism=45)
+    with pytest.raises(OnceflowError, match="needs up to 92 connections.*90 free"):
+        check(versioned(), parallelism=46)
 
 
 def test_refuses_exactly_once_without_checkpoints() -> None:
@@ -157,9 +157,13 @@ def test_wrong_table_shape_lists_every_problem() -> None:
     assert "the primary key is none" in text
 
 
-def test_rescale_refused_while_prepared_transactions_are_pending() -> None:
-    pending = dataclasses.replace(FACTS, prepared_transactions=2)
-    check(versioned(), pending)  # normal runs roll back their own recovered transactions
-    with pytest.raises(OnceflowError, match="2 prepared transactions are pending"):
-        check(versioned(rescale=True), pending)
-    check(versioned(rescale=True))
+def test_pending_prepared_transactions_do_not_refuse_a_start() -> None:
+    # A restored writer commits or rolls back its own leftovers, at any parallelism.
+    check(versioned(), dataclasses.replace(FACTS, prepared_transactions=2))
+    check(versioned(), dataclasses.replace(FACTS, prepared_transactions=2), parallelism=2)
+
+
+def test_xid_prefix_is_stable_per_database_table_and_uid() -> None:
+    spec = versioned()
+    assert spec.stable_xid_prefix == f"{spec.target().database}/{spec.table}/{spec.uid}"
+    assert versioned(xid_prefix="orders-v1").stable_xid_prefix == "orders-v1"

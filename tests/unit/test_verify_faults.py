@@ -97,9 +97,10 @@ def test_rescale_is_scheduled_in_the_short_and_long_profiles_only() -> None:
     assert sum(f.kind == RESCALE_KIND for f in long) >= 3
 
 
-def test_a_postgres_target_is_never_rescaled() -> None:
-    # Its sink needs --pg-rescale on exactly the resume that rescales.
-    assert RESCALE_KIND not in fault_kinds(writes_postgres=True, rescale=True)
+def test_a_postgres_target_is_rescaled_too() -> None:
+    # Its writers commit or roll back the old subtasks' transactions at any parallelism.
+    kinds = fault_kinds(writes_postgres=True, rescale=True)
+    assert RESCALE_KIND in kinds and "postgres-kill" in kinds
 
 
 def test_the_stall_ends_at_the_first_reading_whose_committed_offsets_grew() -> None:

@@ -6,7 +6,8 @@ import org.apache.flink.util.function.SerializableSupplier;
 import org.postgresql.xa.PGXADataSource;
 
 /**
- * Supplies PostgreSQL's {@link XADataSource} to Flink's exactly-once {@code JdbcSink}.
+ * Supplies PostgreSQL's {@link XADataSource} to {@link ExactlyOnceRowSink} (and to the
+ * connector's XA sink, kept for comparisons).
  *
  * <p>The sink serializes its supplier into the job graph and calls it on every writer and
  * committer, so it holds only the URL and the credentials, never a connection. The password is
@@ -51,7 +52,7 @@ public final class PgXaDataSourceSupplier implements SerializableSupplier<XAData
         if (password != null && !password.isEmpty()) {
             source.setPassword(password);
         }
-        return source;
+        return XaHold.wrap(source);
     }
 
     @Override

@@ -1,7 +1,5 @@
 package dev.onceflow.jdbc;
 
-import java.util.Optional;
-
 import org.apache.flink.connector.jdbc.JdbcConnectionOptions;
 import org.apache.flink.connector.jdbc.JdbcExactlyOnceOptions;
 import org.apache.flink.connector.jdbc.JdbcExecutionOptions;
@@ -9,11 +7,19 @@ import org.apache.flink.connector.jdbc.core.datastream.sink.JdbcSink;
 import org.apache.flink.types.Row;
 
 /**
- * Static factories the Python side calls through py4j: Flink's {@link JdbcSink} over
- * {@link Row}s for PostgreSQL, exactly-once (XA) or at-least-once.
+ * Static factories the Python side calls through py4j: sinks of {@link Row}s into PostgreSQL.
  *
- * <p>Only wiring: the two-phase commit (prepare on checkpoint, commit when it completes,
- * recovery of prepared transactions) is the connector's XA writer and committer.
+ * <ul>
+ *   <li>{@link #exactlyOnce}: this project's {@link ExactlyOnceRowSink} (Flink's Sink V2
+ *       two-phase commit, XA towards PostgreSQL).
+ *   <li>{@link #atLeastOnce}: flink-connector-jdbc's {@link JdbcSink#builder()} at-least-once
+ *       sink (the negative control of the tests).
+ *   <li>{@link #connectorExactlyOnce}: flink-connector-jdbc 4.0.0-2.0's XA sink, kept only so
+ *       the crash tests can show it is not exactly-once on PostgreSQL: it commits the
+ *       transaction it just prepared inside the checkpoint snapshot, loses the transaction
+ *       reference of restored committables, never rolls back PostgreSQL's leftovers and refuses
+ *       to downscale. Never use it for data.
+ * </ul>
  */
 public final class PostgresSinks {
 
@@ -28,12 +34,12 @@ public final class PostgresSinks {
      * @param batchSize rows per JDBC batch inside the transaction
      * @param rewriteBatchedInserts send a batch as multi-row INSERTs (not for upserts: one
      *     statement may not update the same row twice)
-     * @param recoverAndRollback roll back this job's prepared transactions that no checkpoint
-     *     covers when a writer starts; must be false for a run that changes the sink's
-     *     parallelism (connector javadoc: data loss otherwise)
+     * @param xidPrefix stable and unique per sink; its Xids start with its hash
+     * @param holdBackWhilePending keep rows in memory while the previous transaction is
+     *     prepared (upserts: its row locks would block them)
      * @param timeoutSec the XA transaction timeout in seconds, or 0 for the server's default
      */
-    public static JdbcSink<Row> exactlyOnce(
+    public static ExactlyOnceRowSink exactlyOnce(
             String url,
             String user,
             String password,
@@ -41,27 +47,41 @@ public final class PostgresSinks {
             String jdbcTypes,
             int batchSize,
             boolean rewriteBatchedInserts,
-            boolean recoverAndRollback,
+            String xidPrefix,
+            boolean holdBackWhilePending,
             int timeoutSec) {
+        return new ExactlyOnceRowSink(
+                new PgXaDataSourceSupplier(url, user, password, rewriteBatchedInserts),
+                sql,
+                new RowStatementBuilder(jdbcTypes),
+                batchSize,
+                xidPrefix,
+                holdBackWhilePending,
+                timeoutSec);
+    }
+
+    /**
+     * flink-connector-jdbc's XA sink (see the class comment: not exactly-once on PostgreSQL),
+     * for the negative runs of the crash tests only.
+     */
+    public static JdbcSink<Row> connectorExactlyOnce(
+            String url,
+            String user,
+            String password,
+            String sql,
+            String jdbcTypes,
+            int batchSize,
+            boolean rewriteBatchedInserts) {
         JdbcExecutionOptions execution =
-                JdbcExecutionOptions.builder()
-                        .withBatchSize(batchSize)
-                        // Enforced by the XA writer: a retried batch could be applied twice.
-                        .withMaxRetries(0)
-                        .build();
+                JdbcExecutionOptions.builder().withBatchSize(batchSize).withMaxRetries(0).build();
         JdbcExactlyOnceOptions exactlyOnce =
-                JdbcExactlyOnceOptions.builder()
-                        // PostgreSQL allows one XA transaction per connection, and a
-                        // prepared transaction waits for its checkpoint while the next one
-                        // runs: one pooled connection per transaction.
-                        .withTransactionPerConnection(true)
-                        .withRecoveredAndRollback(recoverAndRollback)
-                        .withTimeoutSec(timeoutSec > 0 ? Optional.of(timeoutSec) : Optional.empty())
-                        .build();
+                JdbcExactlyOnceOptions.builder().withTransactionPerConnection(true).build();
         return JdbcSink.<Row>builder()
                 .withQueryStatement(sql, new RowStatementBuilder(jdbcTypes))
                 .withExecutionOptions(execution)
-                .buildExactlyOnce(exactlyOnce, new PgXaDataSourceSupplier(url, user, password, rewriteBatchedInserts));
+                .buildExactlyOnce(
+                        exactlyOnce,
+                        new PgXaDataSourceSupplier(url, user, password, rewriteBatchedInserts));
     }
 
     /**
