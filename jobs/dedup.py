@@ -3,13 +3,15 @@
 Pipeline (every stateful operator and sink has a stable uid):
 
 1. ``KafkaSource`` (read_committed, offsets in checkpoints, committed on checkpoint);
-2. keyed by identity: the id's JSON text computed in the JVM (a fingerprint is
-   computed in Python); a record whose JVM key and Python identity disagree is a
-   dead letter (``ambiguous_key``), an id that is not Unicode text too
-   (``invalid_unicode``);
-3. ``dedup``: one Python call per record parses the JSON, checks the identity
-   (malformed records become dead letters with the reason and source
-   topic/partition/offset) and passes the first occurrence within the TTL horizon;
+2. ``dedup`` (``--dedup-path``, default ``auto``): by id, the JVM path: onceflow's
+   Java scanner keys each record by its id, Flink's own deduplication passes the
+   first occurrence within the TTL horizon, and only records the scanner refused
+   cross into Python, which writes their dead letters (reason, source
+   topic/partition/offset). ``--dedup-path python`` (and ``--fingerprint``): one
+   Python call per record parses the JSON, checks the identity and keeps the
+   state. Both paths write the same records and the same dead letters; their
+   state is not interchangeable (a savepoint of one path does not restore into
+   the other);
 4. two transactional ``KafkaSink``s (output keyed by id, DLQ keyed by source
    position), both committed on the same checkpoints.
 
@@ -41,7 +43,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from onceflow.errors import OnceflowError
 from onceflow.operators.dedup.identity import IdentitySpec
-from onceflow.operators.dedup.stream import dedup
+from onceflow.operators.dedup.stream import PATHS, dedup
 from onceflow.operators.faults import arm_faults
 from onceflow.runtime.jobconfig import (
     RuntimeConfig,
@@ -98,6 +100,8 @@ class DedupConfig(RuntimeConfig):
     :param job_name: the Flink job name.
     :param postgres: optional append table of first occurrences (``--pg-url``,
         ``--pg-table``), written with ``guarantee``.
+    :param dedup_path: ``auto`` (the JVM path when the identity allows), ``jvm``
+        or ``python`` (see :func:`onceflow.operators.dedup.stream.dedup`).
     :param value_format: ``json`` (default) or ``avro`` (Confluent framing, in and out).
     :param registry_url: the schema registry's Confluent-compatible API (Avro).
     :param reader_schema: the Avro reader schema's text (None: the latest schema of
@@ -119,6 +123,7 @@ class DedupConfig(RuntimeConfig):
     job_name: str = "onceflow-dedup"
     postgres: PostgresOutput | None = None
     value_format: str = "json"
+    dedup_path: str = "auto"
     registry_url: str | None = None
     reader_schema: str | None = None
 
@@ -134,6 +139,13 @@ class DedupConfig(RuntimeConfig):
             raise OnceflowError("--ttl-ms must be >= 0 (0 = remember every id forever)")
         if self.max_record_bytes <= 0:
             raise OnceflowError("--max-record-bytes must be positive")
+        if self.dedup_path not in PATHS:
+            raise OnceflowError(f"--dedup-path must be one of {', '.join(PATHS)}")
+        if self.dedup_path == "jvm" and (self.fingerprint or self.value_format == "avro"):
+            raise OnceflowError(
+                "--dedup-path jvm needs JSON records identified by --id-field; "
+                "--fingerprint and --format avro run on the Python path"
+            )
         try:
             self.identity()
         except ValueError as exc:
@@ -214,6 +226,7 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: DedupConfig) -> None:
         max_record_bytes=cfg.max_record_bytes,
         dead_letter_max_bytes=cfg.dead_letter_max_bytes,
         uid="dedup",
+        path=cfg.dedup_path,
     )
     outputs = {"out": deduped.passed, "dlq": deduped.dead_letters}
     for route, spec in cfg.sink_specs().items():
@@ -295,6 +308,10 @@ def parse_config(argv: Sequence[str] | None = None) -> DedupConfig:
     g.add_argument(
         "--format", dest="value_format", choices=("json", "avro"),
         help="input and output values: json (default) or Confluent-framed avro",
+    )  # fmt: skip
+    g.add_argument(
+        "--dedup-path", choices=PATHS,
+        help="auto (default: Flink's own operators for an id field), jvm or python",
     )  # fmt: skip
     g.add_argument("--registry-url", help="schema registry (Confluent-compatible API), for avro")
     g.add_argument(

@@ -27,7 +27,7 @@ on a table environment of onceflow's own, whatever the user's environment sets.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Final
 
@@ -52,6 +52,7 @@ __all__ = [
     "side_output",
     "stable_uids",
     "table_env",
+    "table_settings",
 ]
 
 JSON_FIELDS: Final = ("v", "topic", "partition", "offset")
@@ -172,8 +173,40 @@ def stable_uids(tenv: StreamTableEnvironment, uid: str) -> Iterator[None]:
                 root.setString(key, value)
 
 
+@contextmanager
+def table_settings(tenv: StreamTableEnvironment, settings: Mapping[str, str]) -> Iterator[None]:
+    """``settings`` on ``tenv`` for the translations inside the block, then the
+    previous values again (also in the environment's configuration, which a
+    translation copies them into: see :func:`stable_uids`)."""
+    config = tenv.get_config()
+    root = tenv._j_tenv.getConfig().getRootConfiguration()
+    before = {key: config.get_configuration().to_dict().get(key) for key in settings}
+    root_before = {key: root.toMap().get(key) for key in settings}
+    for key, value in settings.items():
+        config.set(key, value)
+    try:
+        yield
+    finally:
+        conf = config.get_configuration()
+        for key, value in before.items():
+            if value is None:
+                conf.remove_config(key)
+            else:
+                config.set(key, value)
+        for key, value in root_before.items():
+            if value is None:
+                root.removeKey(key)
+            else:
+                root.setString(key, value)
+
+
 def key_in_jvm(
-    stream: DataStream, key_sql: str, *, uid: str, fields: Sequence[str] | None = None
+    stream: DataStream,
+    key_sql: str,
+    *,
+    uid: str,
+    fields: Sequence[str] | None = None,
+    prepare: Callable[[StreamTableEnvironment], None] | None = None,
 ) -> KeyedStream:
     """``stream`` keyed by a SQL expression, computed and partitioned in the JVM.
 
@@ -188,6 +221,8 @@ def key_in_jvm(
 
     :param uid: prefix of the (stateless) conversion operators' uids.
     :param fields: the fields the records keep (default: all, in order).
+    :param prepare: called with the table environment first (to register the
+        functions ``key_sql`` calls).
     """
     from pyflink.common import Types
     from pyflink.common.typeinfo import RowTypeInfo
@@ -203,6 +238,8 @@ def key_in_jvm(
         [FLINK_KEY_FIELD, *names], [Types.STRING(), *(all_types[name] for name in names)]
     )
     tenv = table_env(stream.get_execution_environment())
+    if prepare is not None:
+        prepare(tenv)
     view = f"onceflow_keyed_{next(_views)}"
     columns = ", ".join(f"`{name}`" for name in names)
     with stable_uids(tenv, uid):

@@ -1,4 +1,8 @@
-"""onceflow's dedup job (``onceflow.jobs.dedup``, Python operators) under several settings.
+"""onceflow's dedup job (``onceflow.jobs.dedup``) on both paths, under several settings.
+
+``flink-py-*``: the Python path (``--dedup-path python``, one keyed Python call per
+record); ``flink-jvm`` / ``flink-jvm-alo``: the JVM path (the job's default: Flink's
+own deduplication keyed by onceflow's Java scanner), exactly-once / at-least-once.
 
 A baseline -- exactly-once, thread mode, parallelism 1, RocksDB -- and one factor
 changed at a time: the delivery guarantee, the execution mode, the parallelism,
@@ -42,9 +46,11 @@ class Variant:
     parallelism: int = 1
     state_backend: str = "rocksdb"
     flink_options: dict[str, str] = field(default_factory=dict)
+    dedup_path: str = "python"
 
     def describe(self) -> str:
         text = (
+            f"{self.dedup_path}/"
             f"{'EOS' if self.guarantee == 'exactly-once' else 'ALO'}/{self.execution_mode}/"
             f"p{self.parallelism}/{self.state_backend}"
         )
@@ -58,6 +64,8 @@ BASELINE = Variant()
 VARIANTS: dict[str, Variant] = {
     "flink-py-baseline": BASELINE,
     "flink-py-alo": Variant(guarantee="at-least-once"),
+    "flink-jvm": Variant(dedup_path="jvm"),
+    "flink-jvm-alo": Variant(dedup_path="jvm", guarantee="at-least-once"),
     "flink-py-hashmap": Variant(state_backend="hashmap"),
     "flink-py-p2": Variant(parallelism=2),
     "flink-py-process": Variant(execution_mode="process"),
@@ -109,6 +117,8 @@ def dedup_job_args(
         str(restart_attempts),
         "--checkpoint-dir",
         str(ctx.work_dir / "checkpoints" / name),
+        "--dedup-path",
+        variant.dedup_path,
     ]
     if bounded:
         args.append("--bounded")

@@ -42,28 +42,36 @@ import time
 from typing import Any
 
 from pyflink.common import Row, Types
-from pyflink.datastream import KeyedProcessFunction, KeySelector, OutputTag, RuntimeContext
+from pyflink.datastream import (
+    FlatMapFunction,
+    KeyedProcessFunction,
+    KeySelector,
+    OutputTag,
+    RuntimeContext,
+)
 
 from onceflow.operators.dedup.core import DedupCore
-from onceflow.operators.dedup.identity import IdentitySpec, identity_of, jvm_key_matches
+from onceflow.operators.dedup.identity import IdentitySpec, identity_of
 from onceflow.operators.faults import armed_faults
 from onceflow.operators.records import (
     AMBIGUOUS_KEY,
     DEAD_LETTER_MAX_BYTES,
+    DEFAULT_MAX_DEPTH,
     MISSING_FIELD,
     Rejected,
     dead_letter_record,
     parse_object,
     record_dead_letter,
-    sql_json_path,
-    sql_unicode_safe,
 )
 from onceflow.operators.state import FlinkValueStore, value_state_descriptor
+from onceflow.udf import JSON_ID
 
 __all__ = [
     "DedupFunction",
     "FingerprintKey",
     "RecordDedupFunction",
+    "UnkeyedDeadLetters",
+    "identify",
     "sql_key_expression",
 ]
 
@@ -73,17 +81,52 @@ log = logging.getLogger(__name__)
 DLQ_KEY = ""
 
 
-def sql_key_expression(id_field: str, column: str = "v") -> str | None:
-    """The SQL expression of a record's Flink key: the id's JSON text, or ``''``.
-
-    None when the path has characters that would need escaping in a JSON path
-    inside a SQL literal; the caller then keys in Python.
+def sql_key_expression(
+    id_field: str, max_record_bytes: int, column: str = "v", *, empty: bool = True
+) -> str:
+    """The SQL expression of a record's identity computed in the JVM by onceflow's
+    scanner (:data:`onceflow.udf.JSON_ID`): ``s:<id>``/``i:<id>``, exactly
+    :func:`~onceflow.operators.dedup.identity.identity_of`'s, or NULL (``''`` with
+    ``empty``: a Flink key cannot be NULL) whenever Python might not accept the
+    record (the dead letters' reasons are Python's to name).
     """
-    path = sql_json_path(id_field)
-    if path is None:
-        return None
-    text = f"JSON_QUERY(CAST(`{column}` AS STRING), '{path}' WITH CONDITIONAL ARRAY WRAPPER)"
-    return f"COALESCE({sql_unicode_safe(text)}, '')"
+    path = id_field.replace("'", "''")
+    call = f"{JSON_ID}(`{column}`, '{path}', {max_record_bytes}, {DEFAULT_MAX_DEPTH})"
+    return f"COALESCE({call}, '')" if empty else call
+
+
+def identify(
+    raw: bytes | None, spec: IdentitySpec, max_record_bytes: int, flink_key: str | None
+) -> str | Rejected:
+    """A JSON record's identity, or why it is a dead letter. Never raises on input.
+
+    The one decision both dedup paths share, so their dead letters are the same
+    bytes: Python parses and derives the identity; when the record was keyed in
+    the JVM (``flink_key`` not None, ``''`` when the scanner found no key) the key
+    must be that identity, else the record is :data:`AMBIGUOUS_KEY` and touches no
+    state (the JVM's and Python's readings of the bytes must never differ silently).
+
+    :param flink_key: the JVM scanner's key, or None when keyed in Python (fingerprint).
+    """
+    parsed = parse_object(raw, max_record_bytes)
+    if isinstance(parsed, Rejected):
+        return parsed
+    ident = identity_of(parsed.value, spec)
+    if isinstance(ident, Rejected) or flink_key is None or flink_key == ident:
+        return ident
+    if not flink_key:
+        return Rejected(
+            AMBIGUOUS_KEY,
+            f"the id parsed as {ident[2:202]!r} but the JVM's scanner found no id to key "
+            "by (an integer id over 1,000 digits, or JSON the two parsers may read "
+            "differently)",
+        )
+    # The state of flink_key must only ever see this identity.
+    return Rejected(
+        AMBIGUOUS_KEY,
+        f"the id parsed as {ident[2:202]!r} but Flink keyed the record by "
+        f"{flink_key[2:202]!r} (duplicate member names, or keyed by another field?)",
+    )
 
 
 class FingerprintKey(KeySelector):
@@ -195,24 +238,40 @@ class DedupFunction(_DedupBase):
             yield Row(key, raw, topic, partition, offset)
 
     def identify(self, raw: bytes | None, flink_key: str | None) -> str | Rejected:
-        """The record's identity, or why it is a dead letter. Never raises on input.
+        """The record's identity, or why it is a dead letter (see :func:`identify`)."""
+        return identify(raw, self.spec, self.max_record_bytes, flink_key)
 
-        :param flink_key: the JVM-computed Flink key, or None when keyed in Python.
-        """
-        parsed = parse_object(raw, self.max_record_bytes)
-        if isinstance(parsed, Rejected):
-            return parsed
-        ident = identity_of(parsed.value, self.spec)
-        if isinstance(ident, Rejected) or flink_key is None:
-            return ident
-        if not jvm_key_matches(flink_key, ident):
-            # The state of flink_key must only ever see this identity.
-            return Rejected(
-                AMBIGUOUS_KEY,
-                f"the id parsed as {ident[2:202]!r} but Flink keyed the record by "
-                f"{flink_key[:200]!r} (duplicate member names, or keyed by another field?)",
-            )
-        return ident
+
+class UnkeyedDeadLetters(FlatMapFunction):
+    """The JVM path's records without a key: their dead letters, by the Python path's code.
+
+    Input: ``Row(v, topic, partition, offset)`` for which the JVM scanner returned
+    NULL. Each gets :func:`identify`'s reason (Python's own: ``not_json``,
+    ``missing_field``...; ``ambiguous_key`` when Python accepts what the scanner
+    refused) and :func:`~onceflow.operators.records.dead_letter_record`'s bytes:
+    the same dead letter as the Python path writes for it. Output ``Row(key, v)``.
+    """
+
+    def __init__(
+        self, spec: IdentitySpec, max_record_bytes: int, dead_letter_max_bytes: int
+    ) -> None:
+        self.spec = spec
+        self.max_record_bytes = max_record_bytes
+        self.dead_letter_max_bytes = dead_letter_max_bytes
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.dlq = runtime_context.get_metrics_group().counter("dlq_records")
+
+    def flat_map(self, value: Row) -> Any:
+        raw, topic, partition, offset = value
+        why = identify(raw, self.spec, self.max_record_bytes, "")
+        if not isinstance(why, Rejected):  # unreachable: an empty key never matches
+            why = Rejected(AMBIGUOUS_KEY, "the JVM's scanner found no id to key by")
+        self.dlq.inc()
+        key, letter = dead_letter_record(
+            raw, why, topic, partition, offset, self.dead_letter_max_bytes
+        )
+        yield Row(key, letter)
 
 
 class RecordDedupFunction(_DedupBase):

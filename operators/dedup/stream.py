@@ -4,10 +4,15 @@ It takes the stream as the user has it and keys it itself, so the key contract
 (the state of a key only ever sees records of that identity) cannot be broken:
 
 - JSON records from :func:`onceflow.runtime.kafka_source.read_kafka_json` (or
-  anything of :func:`onceflow.streams.json_record_type`): parsed in the one
-  Python call per record; keyed in the JVM by the id field (``JSON_QUERY`` in
-  SQL), or in Python for a content fingerprint. Malformed records are dead
-  letters with their source position.
+  anything of :func:`onceflow.streams.json_record_type`) identified by an id
+  field: the **JVM path** by default (:mod:`onceflow.operators.dedup.jvm`):
+  onceflow's Java scanner keys each record, Flink's own deduplication keeps the
+  first, and only the records the scanner refused cross into Python, for their
+  dead letters. With ``path="python"``, or a content fingerprint, the **Python
+  path**: one keyed Python call per record parses it and keeps the state (keyed
+  in the JVM by the same scanner, or in Python for a fingerprint). Both paths
+  write the same passed records and byte-identical dead letters (reason, source
+  position).
 - Rows of the user's declared type: keyed in the JVM by the ``id_field``
   column; the Python call only reads and writes the state.
 - Any other objects (dicts, ...), or with ``key=`` a function: keyed in Python
@@ -19,6 +24,7 @@ occurrences) and :attr:`Deduped.dead_letters`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -39,7 +45,12 @@ from onceflow.streams import (
 if TYPE_CHECKING:
     from pyflink.datastream import DataStream, KeyedStream
 
-__all__ = ["DAY_MS", "Deduped", "dedup"]
+__all__ = ["DAY_MS", "PATHS", "Deduped", "dedup"]
+
+log = logging.getLogger(__name__)
+
+PATHS: Final = ("auto", "jvm", "python")
+"""``dedup(path=...)``: auto (the JVM path when the spec allows), jvm, python."""
 
 DAY_MS: Final = 24 * 3600 * 1000
 
@@ -83,6 +94,7 @@ def dedup(
     max_record_bytes: int = 512 * 1024,
     dead_letter_max_bytes: int = DEAD_LETTER_MAX_BYTES,
     uid: str = "dedup",
+    path: str = "auto",
 ) -> Deduped:
     """Keep the first occurrence of each identity within ``ttl_ms``, exactly-once.
 
@@ -98,7 +110,13 @@ def dedup(
     :param dead_letter_max_bytes: the largest dead letter (a larger one keeps a
         prefix of its input).
     :param uid: the operator's uid and name; keep it stable across deployments
-        (savepoints map the state by it).
+        (savepoints map the state by it). The JVM path's operators are
+        ``<uid>-jvm-...``: a savepoint of one path does not restore into the other.
+    :param path: ``auto`` (default): the JVM path for JSON records identified by an
+        id field, else the Python path; ``jvm`` insists (an error when the spec
+        needs Python: a fingerprint, a key function, a user's records);
+        ``python`` forces the Python path. The choice is logged and names the
+        operators in the plan.
     :raises OnceflowError: on settings that cannot work, with what to change.
     """
     from pyflink.datastream import OutputTag
@@ -107,6 +125,8 @@ def dedup(
         raise OnceflowError("ttl_ms must be positive, or None to remember every id forever")
     if max_record_bytes <= 0:
         raise OnceflowError("max_record_bytes must be positive")
+    if path not in PATHS:
+        raise OnceflowError(f"path must be one of {', '.join(PATHS)}, not {path!r}")
     tag = OutputTag(f"{uid}-dead-letters", kafka_record_type())
     if is_json_stream(stream):
         if key is not None:
@@ -114,18 +134,44 @@ def dedup(
                 "dedup of JSON records identifies them by id_field or fingerprint; a key "
                 "function needs the user's own records (map the JSON to them first)"
             )
+        identity = _identity(id_field, fingerprint)
+        if _choose_path(path, uid, jvm_possible=not identity.fingerprint) == "jvm":
+            from onceflow.operators.dedup.jvm import dedup_json_in_jvm
+
+            passed, dead_letters = dedup_json_in_jvm(
+                stream, identity, max_record_bytes=max_record_bytes, ttl_ms=ttl_ms, uid=uid,
+                dead_letter_max_bytes=dead_letter_max_bytes,
+            )  # fmt: skip
+            return Deduped(passed, dead_letters)
         keyed, function = _dedup_json(
-            stream, _identity(id_field, fingerprint), max_record_bytes, ttl_ms, tag, uid,
-            dead_letter_max_bytes,
+            stream, identity, max_record_bytes, ttl_ms, tag, uid, dead_letter_max_bytes,
         )  # fmt: skip
         out_type = keyed_json_record_type()
     else:
+        _choose_path(path, uid, jvm_possible=False)
         keyed, function = _dedup_records(
             stream, id_field, fingerprint, key, ttl_ms, tag, uid, dead_letter_max_bytes
         )
         out_type = stream.get_type()
     passed = keyed.process(function, out_type).name(uid).uid(uid)
     return Deduped(passed, side_output(passed, tag))
+
+
+def _choose_path(path: str, uid: str, *, jvm_possible: bool) -> str:
+    """The path dedup ``uid`` takes (logged): jvm when possible, unless forced."""
+    if path == "jvm" and not jvm_possible:
+        raise OnceflowError(
+            f"dedup {uid!r}: path='jvm' needs JSON records identified by id_field; a "
+            "fingerprint, a key function or a user's own records run on the Python path "
+            "(use path='auto' or 'python')"
+        )
+    chosen = "jvm" if jvm_possible and path != "python" else "python"
+    if path == chosen:
+        why = "forced"
+    else:
+        why = "the spec allows it" if chosen == "jvm" else "the spec needs Python"
+    log.info("dedup %r takes the %s path (%s)", uid, chosen, why)
+    return chosen
 
 
 def _identity(id_field: str | None, fingerprint: bool | Sequence[str]) -> IdentitySpec:
@@ -152,10 +198,15 @@ def _dedup_json(
     from pyflink.common import Types
 
     from onceflow.operators.dedup.flink import DedupFunction, FingerprintKey, sql_key_expression
+    from onceflow.udf import attach_udf_jar, register_udfs
 
-    key_sql = None if identity.fingerprint else sql_key_expression(identity.id_field or "")
-    if key_sql is not None:
-        keyed = key_in_jvm(stream, key_sql, uid=f"{uid}-key", fields=JSON_FIELDS)
+    key_sql = None
+    if identity.id_field is not None:
+        key_sql = sql_key_expression(identity.id_field, max_record_bytes)
+        attach_udf_jar(stream.get_execution_environment())
+        keyed = key_in_jvm(
+            stream, key_sql, uid=f"{uid}-key", fields=JSON_FIELDS, prepare=register_udfs
+        )
     else:
         keyed = stream.key_by(FingerprintKey(identity, max_record_bytes), key_type=Types.STRING())
     function = DedupFunction(

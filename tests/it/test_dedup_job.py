@@ -6,12 +6,17 @@
   is still exact (read_committed, exact multisets).
 - Negative control: the same failure with an at-least-once sink must show
   duplicates, or the recovery test could not see a violation either.
+
+The job's default dedup path is the JVM one (Flink's own deduplication); the
+recovery test also runs the Python path (``--dedup-path python``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from onceflow.testing.check import CheckReport, check_output, compare_dead_letters
 from onceflow.testing.drain import read_committed
@@ -88,6 +93,7 @@ def _recovery(
     topic_factory: Callable[..., str],
     unique_name: Callable[[str], str],
     tmp_path: Path,
+    dedup_path: str,
 ) -> tuple[list[CheckReport], ScenarioLog]:
     topics = {name: topic_factory(name) for name in ("in", "out", "dlq")}
     spec = WorkloadSpec(
@@ -120,6 +126,8 @@ def _recovery(
         poison_id,
         "--fail-marker-dir",
         str(tmp_path / "faults"),
+        "--dedup-path",
+        dedup_path,
     ]
     job = JobProcess("onceflow.jobs.dedup", args, tmp_path / "job.log")
     story = run_kill_and_recover(job, bootstrap, topics["in"], topics["out"], phases)
@@ -134,22 +142,27 @@ def _replayed_recovery(
     topic_factory: Callable[..., str],
     unique_name: Callable[[str], str],
     tmp_path: Path,
+    dedup_path: str = "auto",
 ) -> tuple[list[CheckReport], ScenarioLog]:
     """The scenario, retried until the restart really replayed phase B."""
     return retry_until_replayed(
-        lambda n: _recovery(guarantee, bootstrap, topic_factory, unique_name, tmp_path / f"{n}"),
+        lambda n: _recovery(
+            guarantee, bootstrap, topic_factory, unique_name, tmp_path / f"{n}", dedup_path
+        ),
         story_of=lambda outcome: outcome[1],
     )
 
 
+@pytest.mark.parametrize("dedup_path", ["jvm", "python"])
 def test_dedup_recovers_exactly_once_after_injected_failure(
     kafka_bootstrap: str,
     topic_factory: Callable[..., str],
     unique_name: Callable[[str], str],
     tmp_path: Path,
+    dedup_path: str,
 ) -> None:
     reports, story = _replayed_recovery(
-        "exactly-once", kafka_bootstrap, topic_factory, unique_name, tmp_path
+        "exactly-once", kafka_bootstrap, topic_factory, unique_name, tmp_path, dedup_path
     )
     for report in reports:
         assert report.ok, f"{report.render()}\n{story.render()}"

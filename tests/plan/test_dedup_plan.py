@@ -36,12 +36,29 @@ def compiled() -> tuple[dict[str, Any], list[tuple[str, str | None]]]:
     return plan, nodes
 
 
-def test_keying_by_id_runs_in_the_jvm_one_python_operator_per_record(compiled: Any) -> None:
-    plan, _ = compiled
-    contents = " ".join(node["contents"] for node in plan["nodes"])
-    assert "JSON_QUERY" in contents
-    python_ops = [n["type"] for n in plan["nodes"] if "_stream_key_by_map_operator" in n["type"]]
-    assert python_ops == [], python_ops
+def test_dedup_by_id_takes_the_jvm_path_flinks_own_deduplication(compiled: Any) -> None:
+    plan, nodes = compiled
+    uids = dict(nodes)
+    dedup = [(n, u) for n, u in nodes if n.startswith("Deduplicate")]
+    assert dedup == [(dedup[0][0], "dedup-jvm-stream-exec-deduplicate-deduplicate")], nodes
+    assert uids.get("dedup-jvm-dead-letters") == "dedup-jvm-dead-letters"
+    assert "dedup" not in uids.values(), "the Python path's operator is in the plan"
+    assert "onceflow_json_id" in json.dumps(plan)
+    used = [u for _, u in nodes if u is not None]
+    assert len(used) == len(set(used)), "a uid is repeated: the job would not submit"
+
+
+def test_dedup_path_python_forces_the_keyed_python_operator() -> None:
+    args = [*ARGS, "--dedup-path", "python"]
+    env = create_env(parse_config(args).flink_settings())
+    build_pipeline(env, parse_config(args))
+    graph = env._generate_stream_graph(clear_transformations=False)
+    nodes = [
+        (n.getOperatorName(), n.getTransformationUID()) for n in graph.getStreamNodes().toArray()
+    ]
+    assert dict(nodes).get("dedup") == "dedup", nodes
+    assert not any(n.startswith("Deduplicate") for n, _ in nodes), nodes
+    assert "onceflow_json_id" in env.get_execution_plan()  # keyed by the same scanner
 
 
 def test_fingerprint_mode_keys_in_python() -> None:
@@ -62,8 +79,7 @@ def test_plan_has_two_phase_commit_sinks_for_output_and_dlq(compiled: Any) -> No
 
 def test_stateful_operators_and_sinks_have_stable_uids(compiled: Any) -> None:
     _, nodes = compiled
-    uids = dict(nodes)
-    assert uids.get("dedup") == "dedup"
+    assert "dedup-jvm-stream-exec-deduplicate-deduplicate" in dict(nodes).values()
     sink_nodes = [
         (n, u) for n, u in nodes if ("Writer" in n or "Committer" in n) and "unwritten" not in n
     ]
@@ -91,7 +107,11 @@ def test_uids_do_not_depend_on_the_environments_uid_settings() -> None:
     build_pipeline(env, cfg)
     graph = env._generate_stream_graph(clear_transformations=False)
     uids = {n.getTransformationUID() for n in graph.getStreamNodes().toArray()}
-    assert {"dedup", "out-sink-stream-exec-sink-sink", "dlq-sink-stream-exec-sink-sink"} <= uids
+    assert {
+        "dedup-jvm-stream-exec-deduplicate-deduplicate",
+        "out-sink-stream-exec-sink-sink",
+        "dlq-sink-stream-exec-sink-sink",
+    } <= uids
     # Nothing leaks into the user's own table environments on the same environment.
     from onceflow.streams import table_env
 

@@ -68,8 +68,9 @@ def test_a_job_module_runs_from_any_directory(tmp_path: Path) -> None:
 
 # What each layer may import from onceflow (besides itself): tooling -> runtime ->
 # operators/sinks -> streams/schema/errors. onceflow.avro (wire format, registry client)
-# sits at the bottom too, so the operators and the Kafka source can reuse it.
-BASE = ("onceflow.streams", "onceflow.schema", "onceflow.errors")
+# sits at the bottom too, so the operators and the Kafka source can reuse it; so does
+# onceflow.udf (onceflow's Java functions, compiled on first use: only runtime.paths).
+BASE = ("onceflow.streams", "onceflow.schema", "onceflow.udf", "onceflow.errors")
 ALLOWED = {
     "onceflow/avro": ("onceflow.avro", "onceflow.errors"),
     "onceflow/operators": ("onceflow.operators", *BASE),

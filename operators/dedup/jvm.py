@@ -1,0 +1,160 @@
+"""The JVM path of dedup by id: Flink's own keep-first deduplication over the raw bytes.
+
+For JSON records identified by an id field, :func:`dedup_json_in_jvm` compiles the
+dedup to one Flink SQL translation, no Python per accepted record:
+
+1. the identity of each record is computed by onceflow's Java scanner
+   (:data:`onceflow.udf.JSON_ID`: ``s:<id>``/``i:<id>``, exactly what the
+   Python path keys by, or NULL whenever Python might not accept the record);
+2. records with a key go to Flink's deduplication (``ROW_NUMBER() OVER (PARTITION
+   BY key ORDER BY proctime) = 1``, keep-first, its state TTL scoped to this
+   query by ``table.exec.state.ttl``) and come out as the Python path's passed
+   records: ``Row(key, v, topic, partition, offset)``, the original bytes unchanged;
+3. records without a key (only those) cross into Python once, where the Python
+   path's own code (:class:`~onceflow.operators.dedup.flink.UnkeyedDeadLetters`)
+   names the reason and writes the dead letter: byte-identical by construction.
+   A record Python would accept but the scanner refused is ``ambiguous_key``, on
+   both paths (the Python path keys by the same scanner).
+
+Delivery: the deduplication state (one entry per id) is checkpointed with the
+source offsets, as on the Python path; the outputs still go through the
+transactional sinks, so the job stays exactly-once.
+
+Savepoints: the SQL operators' uids are ``<uid>-jvm-<type>-<transformation>``
+(:func:`onceflow.streams.stable_uids`), the Python path's operator is ``<uid>``:
+the state layouts differ, so a savepoint taken on one path does not restore into
+the other. Flink refuses it (the savepoint's state of ``<uid>`` maps to no
+operator); with ``--allow-non-restored-state`` it starts with an empty
+dedup state, so ids seen before the switch pass once more.
+
+Failure injection (tests, the verifier: :func:`onceflow.operators.faults.arm_faults`)
+adds :data:`onceflow.udf.FAIL_ONCE` on the first occurrences, only when
+armed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from typing import TYPE_CHECKING, Any
+
+from onceflow.operators.dedup.identity import IdentitySpec
+from onceflow.operators.faults import armed_faults
+from onceflow.streams import (
+    JSON_FIELDS,
+    json_record_type,
+    kafka_record_type,
+    keyed_json_record_type,
+    stable_uids,
+    table_env,
+    table_settings,
+)
+from onceflow.udf import FAIL_ONCE, attach_udf_jar, register_udfs
+
+if TYPE_CHECKING:
+    from pyflink.datastream import DataStream
+
+__all__ = ["dedup_json_in_jvm"]
+
+log = logging.getLogger(__name__)
+
+_views = itertools.count()
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def dedup_json_in_jvm(
+    stream: DataStream,
+    identity: IdentitySpec,
+    *,
+    max_record_bytes: int,
+    ttl_ms: int | None,
+    uid: str,
+    dead_letter_max_bytes: int,
+) -> tuple[DataStream, DataStream]:
+    """JSON records deduplicated by Flink's own operators: ``(passed, dead_letters)``.
+
+    :param stream: JSON records (:func:`onceflow.streams.json_record_type`, or keyed).
+    :param identity: an id-field spec (fingerprints run on the Python path).
+    :param ttl_ms: the horizon in processing-time ms (state TTL); None: forever.
+    :param uid: the prefix of every operator's uid: ``<uid>-jvm-...``.
+    """
+    from onceflow.operators.dedup.flink import UnkeyedDeadLetters, sql_key_expression
+
+    if identity.id_field is None:
+        raise ValueError("the JVM path dedups by an id field")
+    env = stream.get_execution_environment()
+    attach_udf_jar(env)
+    tenv = table_env(env)
+    register_udfs(tenv)
+    key = sql_key_expression(identity.id_field, max_record_bytes, empty=False)
+    view = f"onceflow_dedup_{next(_views)}"
+    columns = ", ".join(f"`{name}`" for name in JSON_FIELDS)
+    ttl = f"{ttl_ms or 0} ms"  # 0: no TTL
+    tenv.create_temporary_view(view, _with_proctime(tenv, stream))
+    with stable_uids(tenv, f"{uid}-jvm"), table_settings(tenv, {"table.exec.state.ttl": ttl}):
+        firsts = tenv.sql_query(
+            f"SELECT SUBSTRING(`k` FROM 3) AS `key`, {columns} FROM ("
+            f"SELECT `k`, {columns}, ROW_NUMBER() OVER (PARTITION BY `k` ORDER BY `pt`) AS `rn` "
+            f"FROM (SELECT {key} AS `k`, {columns}, `pt` FROM `{view}`) WHERE `k` IS NOT NULL"
+            f") WHERE `rn` = 1{_fault_condition(uid)}"
+        )
+        passed = tenv.to_append_stream(firsts, keyed_json_record_type())
+    with stable_uids(tenv, f"{uid}-jvm-unkeyed"):
+        unkeyed = tenv.sql_query(f"SELECT {columns} FROM `{view}` WHERE {key} IS NULL")
+        rejected = tenv.to_append_stream(unkeyed, json_record_type())
+    for translated in (passed, rejected):
+        _number_repeated_uids(translated, stream)
+    dead_letters = (
+        rejected.flat_map(
+            UnkeyedDeadLetters(identity, max_record_bytes, dead_letter_max_bytes),
+            output_type=kafka_record_type(),
+        )
+        .name(f"{uid}-jvm-dead-letters")
+        .uid(f"{uid}-jvm-dead-letters")
+    )
+    return passed, dead_letters
+
+
+def _number_repeated_uids(translated: DataStream, source: DataStream) -> None:
+    """Tell apart the uids one translation repeats (two ``Calc`` nodes are both
+    ``<uid>-stream-exec-calc-calc``): ``-2``, ``-3``... in the order the graph is
+    walked from the output back to ``source``, the same for the same query.
+    A uid repeated in a job graph fails its submission."""
+    stop = source._j_data_stream.getTransformation().getId()
+    seen: dict[str, int] = {}
+    pending = [translated._j_data_stream.getTransformation()]
+    visited: set[int] = set()
+    while pending:
+        node = pending.pop()
+        if node.getId() in visited or node.getId() == stop:
+            continue
+        visited.add(node.getId())
+        uid = node.getUid()
+        if uid is not None:
+            seen[uid] = seen.get(uid, 0) + 1
+            if seen[uid] > 1:
+                node.setUid(f"{uid}-{seen[uid]}")
+        pending.extend(node.getInputs().toArray())
+
+
+def _with_proctime(tenv: Any, stream: DataStream) -> Any:
+    """The stream's JSON fields as a table, with a processing-time attribute ``pt``."""
+    from pyflink.table import Schema
+    from pyflink.table.expressions import col
+
+    table = tenv.from_data_stream(
+        stream, Schema.new_builder().column_by_expression("pt", "PROCTIME()").build()
+    )
+    return table.select(*(col(name) for name in (*JSON_FIELDS, "pt")))
+
+
+def _fault_condition(uid: str) -> str:
+    """The failure injection's condition on first occurrences, when armed (a test hook)."""
+    faults = armed_faults(uid)
+    if not faults.points or faults.marker_dir is None:
+        return ""
+    armed = _literal("\n".join(sorted(faults.points)))
+    return f" AND {FAIL_ONCE}(SUBSTRING(`k` FROM 3), {armed}, {_literal(faults.marker_dir)})"
