@@ -338,12 +338,18 @@ class _EncodeAvro(MapFunction):
     """Rows -> ``Row(key, v)``: the key field's text and the framed Avro record."""
 
     def __init__(
-        self, schema: Mapping[str, Any], schema_id: int, names: tuple[str, ...], key: str | None
+        self,
+        schema: Mapping[str, Any],
+        schema_id: int,
+        names: tuple[str, ...],
+        key: str | None,
+        delete_op_field: str | None = None,
     ) -> None:
         self.schema = dict(schema)
         self.schema_id = schema_id
         self.names = names
         self.key = key
+        self.delete_op_field = delete_op_field
         self.encoder: AvroEncoder | None = None
 
     def open(self, runtime_context: Any) -> None:
@@ -355,7 +361,10 @@ class _EncodeAvro(MapFunction):
         assert self.encoder is not None
         record = dict(zip(self.names, value, strict=True))
         key = record.get(self.key) if self.key is not None else None
-        return Row(None if key is None else str(key), self.encoder.encode(record))
+        key_text = None if key is None else str(key)
+        if self.delete_op_field is not None and record.get(self.delete_op_field) == "delete":
+            return Row(key_text, None)  # a tombstone: compaction removes the key
+        return Row(key_text, self.encoder.encode(record))
 
 
 def encode_avro(
@@ -367,6 +376,7 @@ def encode_avro(
     registry_url: str | None = None,
     topic: str | None = None,
     subject_strategy: str = TOPIC,
+    delete_op_field: str | None = None,
     uid: str = "avro-out",
 ) -> DataStream:
     """Rows as Kafka records ``Row(key, v)``: ``v`` the framed Avro record of ``schema``.
@@ -377,6 +387,8 @@ def encode_avro(
     :param schema_id: the registry's id for ``schema`` (:func:`register_value_schema`);
         None registers it now, before the job runs, under ``topic``'s subject by
         ``subject_strategy`` after the registry's compatibility check.
+    :param delete_op_field: a column whose value ``delete`` makes the record a tombstone
+        (a null value, for a compacted topic); None: every Row is a record.
     :param key_field: the column whose text is the Kafka key (None: no key).
     :param registry_url: the registry, when ``schema_id`` is None.
     :param topic: the output topic, when ``schema_id`` is None.
@@ -393,11 +405,13 @@ def encode_avro(
         )
     if key_field is not None and key_field not in wanted:
         raise OnceflowError(f"key field {key_field!r} is not a field of {list(wanted)}")
+    if delete_op_field is not None and delete_op_field not in wanted:
+        raise OnceflowError(f"op field {delete_op_field!r} is not a field of {list(wanted)}")
     if schema_id is None:
         if registry_url is None or topic is None:
             raise OnceflowError(
                 "encode_avro needs the schema's id, or registry_url and topic to register it"
             )
         schema_id = register_value_schema(registry_url, topic, schema, subject_strategy)
-    encoder = _EncodeAvro(schema, schema_id, wanted, key_field)
+    encoder = _EncodeAvro(schema, schema_id, wanted, key_field, delete_op_field)
     return stream.map(encoder, kafka_record_type()).name(uid).uid(uid)
