@@ -20,7 +20,9 @@ Confluent-framed Avro: each value is decoded once in Python
 (:func:`onceflow.runtime.kafka_avro.read_kafka_avro`: a typed Row of the reader schema,
 or a dead letter with the Avro reason and source position), the Rows are keyed in the
 JVM by the ``--id-field`` column, and first occurrences are written as Avro with the
-reader schema registered under ``<output-topic>-value``.
+reader schema registered under ``<output-topic>-value`` (``--subject-strategy record``:
+``<namespace>.<name>``; ``topic-record``: ``<output-topic>-<namespace>.<name>``) once the
+registry's compatibility check accepted it: an incompatible schema is refused at start.
 
 The job never fails on bad input. Run locally (mini-cluster)::
 
@@ -41,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
+from onceflow.avro.subjects import SUBJECT_STRATEGIES, TOPIC
 from onceflow.errors import OnceflowError
 from onceflow.operators.dedup.identity import IdentitySpec
 from onceflow.operators.dedup.stream import PATHS, dedup
@@ -105,7 +108,9 @@ class DedupConfig(RuntimeConfig):
     :param value_format: ``json`` (default) or ``avro`` (Confluent framing, in and out).
     :param registry_url: the schema registry's Confluent-compatible API (Avro).
     :param reader_schema: the Avro reader schema's text (None: the latest schema of
-        ``<input-topic>-value``).
+        the input topic's subject).
+    :param subject_strategy: ``topic`` (default), ``record`` or ``topic-record``: the
+        subjects of the output's schema and of the input's reader-schema lookup.
     """
 
     input_topic: str = ""
@@ -126,6 +131,7 @@ class DedupConfig(RuntimeConfig):
     dedup_path: str = "auto"
     registry_url: str | None = None
     reader_schema: str | None = None
+    subject_strategy: str = TOPIC
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -160,9 +166,16 @@ class DedupConfig(RuntimeConfig):
     def _check_format(self) -> None:
         if self.value_format not in ("json", "avro"):
             raise OnceflowError(f"--format must be json or avro, not {self.value_format!r}")
+        if self.subject_strategy not in SUBJECT_STRATEGIES:
+            raise OnceflowError(
+                f"--subject-strategy must be one of {list(SUBJECT_STRATEGIES)}, "
+                f"not {self.subject_strategy!r}"
+            )
         if self.value_format == "json":
-            if self.registry_url or self.reader_schema:
-                raise OnceflowError("--registry-url and --reader-schema need --format avro")
+            if self.registry_url or self.reader_schema or self.subject_strategy != TOPIC:
+                raise OnceflowError(
+                    "--registry-url, --reader-schema and --subject-strategy need --format avro"
+                )
             return
         if not self.registry_url:
             raise OnceflowError(
@@ -250,7 +263,11 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: DedupConfig) -> None:
 def _build_avro_pipeline(env: StreamExecutionEnvironment, cfg: DedupConfig) -> None:
     """Avro records -> dedup by the id column -> Avro first occurrences and dead letters."""
     registry_url = cfg.registry_url or ""
-    schema = load_reader_schema(registry_url, cfg.input_topic, cfg.reader_schema)
+    strategy = cfg.subject_strategy
+    schema = load_reader_schema(registry_url, cfg.input_topic, cfg.reader_schema, strategy)
+    # Refused before anything runs when the registry says the output subject's
+    # compatibility rule forbids the schema.
+    schema_id = register_value_schema(registry_url, cfg.output_topic, schema, strategy)
     source = read_kafka_avro(
         env,
         cfg.source_spec(cfg.input_topic),
@@ -267,7 +284,6 @@ def _build_avro_pipeline(env: StreamExecutionEnvironment, cfg: DedupConfig) -> N
         uid="dedup",
     )
     # The output's writer schema is the reader schema, registered before the job runs.
-    schema_id = register_value_schema(registry_url, cfg.output_topic, schema)
     outputs = {
         "out": encode_avro(deduped.passed, schema, schema_id, key_field=cfg.id_field),
         "dlq": source.dead_letters.union(deduped.dead_letters),
@@ -316,8 +332,13 @@ def parse_config(argv: Sequence[str] | None = None) -> DedupConfig:
     g.add_argument("--registry-url", help="schema registry (Confluent-compatible API), for avro")
     g.add_argument(
         "--reader-schema",
-        help="Avro reader schema file (default: latest schema of <input-topic>-value)",
+        help="Avro reader schema file (default: latest schema of the input's subject)",
     )
+    g.add_argument(
+        "--subject-strategy", choices=SUBJECT_STRATEGIES,
+        help="registry subjects (avro): topic = <topic>-value (default), "
+        "record = <namespace>.<name>, topic-record = <topic>-<namespace>.<name>",
+    )  # fmt: skip
     add_runtime_arguments(parser)
     add_postgres_arguments(parser, "first occurrences")
     options = merged_options(parser.parse_args(argv))

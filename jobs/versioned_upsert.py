@@ -31,6 +31,20 @@ Pipeline (every stateful operator and sink has a stable uid):
      and the reason, keyed by entity key; repeats are dropped (counted);
    - ``--dlq-topic``: dead letters, keyed by source position.
 
+With ``--format avro --registry-url URL [--reader-schema FILE] [--subject-strategy S]``
+the input is Confluent-framed Avro change events, one flat record each (see
+:data:`AVRO_CHANGE_FIELDS`): ``key`` (string), ``version`` (long or int), optionally ``op``
+(string ``upsert``/``delete``; absent or null: an upsert) and ``expected_version``
+(nullable long, for ``compare_and_set``), and the entity's own fields beside them: the
+whole record is the payload (Avro has no free-form object; nested records are not read
+yet). Each value is decoded once in Python into a Row of the reader schema or a dead
+letter with its Avro reason; a reader schema without ``key`` and ``version`` is refused
+at start. The applied topic gets the change records as Avro (the reader schema,
+registered under the applied topic's subject after the compatibility check), deletes as
+tombstones; the stale, conflict and DLQ reports stay JSON documents (onceflow's own
+report of the event, the stored version and the reason, whatever the user's schema, so
+the existing checkers read them); the Parquet log is unchanged.
+
 The job never fails on bad input. Run locally (mini-cluster)::
 
     python -m onceflow.jobs.versioned_upsert --input-topic changes --applied-topic entities \\
@@ -43,12 +57,15 @@ or on a cluster with ``flink run -py jobs/versioned_upsert.py`` and the same fla
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from onceflow.avro.subjects import SUBJECT_STRATEGIES, TOPIC
 from onceflow.errors import OnceflowError
 from onceflow.operators.faults import arm_faults
 from onceflow.operators.versioned.core import MODES, NEWER_WINS
@@ -62,6 +79,12 @@ from onceflow.runtime.jobconfig import (
     require_flags,
 )
 from onceflow.runtime.jobrun import run_job
+from onceflow.runtime.kafka_avro import (
+    encode_avro,
+    load_reader_schema,
+    read_kafka_avro,
+    register_value_schema,
+)
 from onceflow.runtime.kafka_source import read_kafka_json
 from onceflow.runtime.pgoutput import (
     PostgresOutput,
@@ -79,7 +102,9 @@ if TYPE_CHECKING:
     from pyflink.datastream import StreamExecutionEnvironment
 
 __all__ = [
+    "AVRO_CHANGE_FIELDS",
     "ENTITY_COLUMNS",
+    "check_change_schema",
     "VersionedUpsertConfig",
     "build_pipeline",
     "parse_config",
@@ -105,6 +130,43 @@ ENTITY_QUERY = (
     "CASE WHEN `op` = 'delete' THEN CAST(NULL AS STRING) ELSE `payload_json` END "
     "FROM {routed}"
 )
+
+
+#: An Avro change event's fields and the Avro types each may have (a nullable union of
+#: one of them too); ``key`` and ``version`` are required, the others optional.
+AVRO_CHANGE_FIELDS = {
+    "key": ("string",),
+    "version": ("long", "int"),
+    "op": ("string",),
+    "expected_version": ("long", "int"),
+}
+
+
+def check_change_schema(schema: dict[str, Any]) -> None:
+    """Refuse an Avro reader schema that cannot carry change events.
+
+    :raises OnceflowError: ``key`` or ``version`` missing, or a change field of another
+        type, with what to change.
+    """
+    fields = {str(f.get("name")): f.get("type") for f in schema.get("fields") or []}
+    missing = [name for name in ("key", "version") if name not in fields]
+    if missing:
+        raise OnceflowError(
+            f"the Avro reader schema {schema.get('name')!r} has no field {missing[0]!r}: a "
+            "change event needs key (string) and version (long), with op (string) and "
+            "expected_version (long) optional; add them or point --reader-schema at the "
+            "change events' schema"
+        )
+    for name, allowed in AVRO_CHANGE_FIELDS.items():
+        kind = fields.get(name)
+        if name not in fields:
+            continue
+        branches = [b for b in kind if b != "null"] if isinstance(kind, list) else [kind]
+        if len(branches) != 1 or branches[0] not in allowed:
+            raise OnceflowError(
+                f"the Avro reader schema's field {name!r} is {kind!r}: a change event's "
+                f"{name} must be {' or '.join(allowed)} (or a union of null and one)"
+            )
 
 
 @dataclass(frozen=True, repr=False)
@@ -137,6 +199,11 @@ class VersionedUpsertConfig(RuntimeConfig):
     :param postgres: optional versioned table of entities (``--pg-url``,
         ``--pg-table``): one row per key at its newest version, written with
         ``guarantee`` through the never-step-back upsert of :mod:`onceflow.sinks.postgres`.
+    :param value_format: ``json`` (default) or ``avro`` (input and applied topic).
+    :param registry_url: the schema registry's Confluent-compatible API (Avro).
+    :param reader_schema: the Avro reader schema's text (None: the latest schema of the
+        input's subject).
+    :param subject_strategy: ``topic`` (default), ``record`` or ``topic-record``.
     """
 
     input_topic: str = ""
@@ -160,9 +227,14 @@ class VersionedUpsertConfig(RuntimeConfig):
     fail_marker_dir: str | None = None
     job_name: str | None = None
     postgres: PostgresOutput | None = None
+    value_format: str = "json"
+    registry_url: str | None = None
+    reader_schema: str | None = None
+    subject_strategy: str = TOPIC
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self._check_format()
         require_flags(
             ("--input-topic", self.input_topic),
             ("--applied-topic", self.applied_topic),
@@ -195,6 +267,40 @@ class VersionedUpsertConfig(RuntimeConfig):
                     f"--fail-on-change {change!r}: write KEY@VERSION, e.g. e-00042@7"
                 )
         self.changes_spec()  # raises OnceflowError on a bad path, bucketing or codec
+
+    def __repr__(self) -> str:
+        text = super().__repr__()
+        if self.registry_url:  # a registry URL may carry credentials
+            text = text.replace(repr(self.registry_url), "'<registry url>'")
+        return text
+
+    def _check_format(self) -> None:
+        if self.value_format not in ("json", "avro"):
+            raise OnceflowError(f"--format must be json or avro, not {self.value_format!r}")
+        if self.subject_strategy not in SUBJECT_STRATEGIES:
+            raise OnceflowError(
+                f"--subject-strategy must be one of {list(SUBJECT_STRATEGIES)}, "
+                f"not {self.subject_strategy!r}"
+            )
+        if self.value_format == "json":
+            if self.registry_url or self.reader_schema or self.subject_strategy != TOPIC:
+                raise OnceflowError(
+                    "--registry-url, --reader-schema and --subject-strategy need --format avro"
+                )
+            return
+        if not self.registry_url:
+            raise OnceflowError(
+                "--format avro needs --registry-url (the registry's Confluent-compatible "
+                "API, e.g. http://127.0.0.1:8085/apis/ccompat/v7)"
+            )
+        if self.postgres is not None:
+            raise OnceflowError("--format avro does not write the PostgreSQL table yet")
+        if self.reader_schema is not None:
+            try:
+                schema = json.loads(self.reader_schema)
+            except ValueError as exc:
+                raise OnceflowError(f"--reader-schema is not JSON: {exc}") from exc
+            check_change_schema(schema)
 
     def failure_markers(self) -> str | None:
         return self.failure_marker_dir(
@@ -238,6 +344,9 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: VersionedUpsertConfig) 
     """The recipe: change events from Kafka -> versioned update -> one output per outcome."""
     if cfg.fail_on_changes:  # a test hook: fail once when each KEY@VERSION arrives
         arm_faults("versioned-update", cfg.fail_on_changes, cfg.failure_markers() or "")
+    if cfg.value_format == "avro":
+        _build_avro_pipeline(env, cfg)
+        return
     events = read_kafka_json(env, cfg.source_spec(cfg.input_topic))
     updated = versioned_update(
         events,
@@ -270,6 +379,54 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: VersionedUpsertConfig) 
             entities,
             checkpoint_interval_ms=cfg.checkpoint_interval_ms,
         )
+
+
+def _build_avro_pipeline(env: StreamExecutionEnvironment, cfg: VersionedUpsertConfig) -> None:
+    """Avro change events -> versioned update of their Rows -> Avro applied, JSON reports."""
+    registry_url = cfg.registry_url or ""
+    strategy = cfg.subject_strategy
+    schema = load_reader_schema(registry_url, cfg.input_topic, cfg.reader_schema, strategy)
+    check_change_schema(schema)
+    # Refused before anything runs when the applied subject's rule forbids the schema.
+    schema_id = register_value_schema(registry_url, cfg.applied_topic, schema, strategy)
+    source = read_kafka_avro(
+        env,
+        cfg.source_spec(cfg.input_topic),
+        registry_url,
+        schema,
+        max_record_bytes=cfg.max_record_bytes,
+        dead_letter_max_bytes=cfg.dead_letter_max_bytes,
+    )
+    names = {str(f["name"]) for f in schema["fields"]}
+    updated = versioned_update(
+        source.records,
+        op_field="op" if "op" in names else None,
+        expected_version_field="expected_version" if "expected_version" in names else None,
+        mode=cfg.mode,
+        ttl_ms=cfg.ttl_ms or None,
+        dead_letter_max_bytes=cfg.dead_letter_max_bytes,
+        uid="versioned-update",
+    )
+    applied = encode_avro(
+        updated.applied,
+        schema,
+        schema_id,
+        key_field="key",
+        delete_op_field="op" if "op" in names else None,
+        uid="applied-avro",
+    )
+    outputs = {
+        "applied": applied,
+        "stale": updated.stale,
+        "conflict": updated.conflicts,
+        "dlq": source.dead_letters.union(updated.dead_letters),
+    }
+    for route, spec in cfg.sink_specs().items():
+        write_kafka(
+            outputs[route], spec, uid=f"{route}-sink",
+            restart_budget_ms=cfg.restart_budget_ms, check=False,
+        )  # fmt: skip
+    write_files(updated.changes, cfg.changes_spec(), uid=CHANGES_SINK_UID)
 
 
 def prepare_topics(cfg: VersionedUpsertConfig) -> None:
@@ -336,12 +493,32 @@ def parse_config(argv: Sequence[str] | None = None) -> VersionedUpsertConfig:
     )
     g.add_argument("--fail-marker-dir", help="folder recording injected failures that fired")
     g.add_argument("--job-name", help="Flink job name (onceflow-versioned-upsert)")
+    g.add_argument(
+        "--format", dest="value_format", choices=("json", "avro"),
+        help="change events and applied values: json (default) or Confluent-framed avro",
+    )  # fmt: skip
+    g.add_argument("--registry-url", help="schema registry (Confluent-compatible API), for avro")
+    g.add_argument(
+        "--reader-schema",
+        help="Avro reader schema file of the change events (default: latest of the subject)",
+    )
+    g.add_argument(
+        "--subject-strategy", choices=SUBJECT_STRATEGIES,
+        help="registry subjects (avro): topic = <topic>-value (default), "
+        "record = <namespace>.<name>, topic-record = <topic>-<namespace>.<name>",
+    )  # fmt: skip
     add_runtime_arguments(parser)
     add_postgres_arguments(parser, "entities at their newest version")
     options = merged_options(parser.parse_args(argv))
     options["postgres"] = pop_postgres_output(options)
     if "fail_on_changes" in options:
         options["fail_on_changes"] = tuple(options["fail_on_changes"])
+    if options.get("reader_schema"):
+        path = Path(options["reader_schema"])
+        try:
+            options["reader_schema"] = path.read_text()
+        except OSError as exc:
+            raise OnceflowError(f"--reader-schema {path}: cannot read it ({exc})") from exc
     return build_config(VersionedUpsertConfig, options)
 
 

@@ -2,7 +2,9 @@
 
 Speaks the subset of the Confluent Schema Registry API that producers and decoders need
 (``POST /subjects/{subject}/versions``, ``GET /schemas/ids/{id}``,
-``GET /subjects/{subject}/versions/latest``, ``GET /subjects``), so it works against
+``GET /subjects/{subject}/versions/latest``, ``GET /subjects``,
+``POST /compatibility/subjects/{subject}/versions/latest``, ``GET|PUT /config/{subject}``),
+so it works against
 Apicurio Registry's ``/apis/ccompat/v7`` (the local stack's), Confluent's own registry
 and Karapace alike. Standard library only (``urllib``).
 
@@ -29,6 +31,7 @@ from typing import Any
 from onceflow.errors import OnceflowError
 
 __all__ = [
+    "Compatibility",
     "RegisteredSchema",
     "RegistryError",
     "RegistryUnavailable",
@@ -52,12 +55,14 @@ class RegistryError(OnceflowError):
     :ivar status: the HTTP status.
     :ivar error_code: the registry's ``error_code`` (e.g. 409 incompatible, 42201 invalid
         schema), or None.
+    :ivar reason: the registry's own message, as it gave it.
     """
 
-    def __init__(self, message: str, status: int, error_code: int | None) -> None:
+    def __init__(self, message: str, status: int, error_code: int | None, reason: str = "") -> None:
         super().__init__(message)
         self.status = status
         self.error_code = error_code
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,20 @@ class SubjectVersion:
     subject: str
     version: int
     schema: RegisteredSchema
+
+
+@dataclass(frozen=True)
+class Compatibility:
+    """The registry's verdict on a schema against a subject's latest version.
+
+    :param compatible: the subject's compatibility rule accepts the schema (a subject
+        without versions accepts any).
+    :param messages: the registry's reasons when it refuses (may be empty: Apicurio
+        3.0's ccompat API answers ``{"is_compatible": false}`` alone, even verbose).
+    """
+
+    compatible: bool
+    messages: tuple[str, ...] = ()
 
 
 class SchemaRegistry:
@@ -138,6 +157,7 @@ class SchemaRegistry:
                 f"(HTTP {exc.code}, error_code {error_code}): {message}",
                 exc.code,
                 error_code,
+                message,
             ) from exc
         except (urllib.error.URLError, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", exc)
@@ -207,6 +227,55 @@ class SchemaRegistry:
             int(answer["id"]), str(answer.get("schemaType") or "AVRO"), str(answer["schema"])
         )
         return SubjectVersion(str(answer["subject"]), int(answer["version"]), schema)
+
+    def check_compatibility(
+        self, subject: str, schema: str | Mapping[str, Any], schema_type: str = "AVRO"
+    ) -> Compatibility:
+        """Whether ``schema`` may be registered as the next version of ``subject``.
+
+        Asks ``POST /compatibility/subjects/{subject}/versions/latest?verbose=true``. A
+        subject that does not exist yet is compatible: the first version is never checked
+        (Apicurio answers ``is_compatible: true``; Confluent's registry may answer 404 with
+        error_code 40401, taken the same way).
+
+        :raises RegistryError: the registry refused the request (e.g. an invalid schema).
+        :raises RegistryUnavailable: the registry could not answer.
+        """
+        text = schema if isinstance(schema, str) else json.dumps(schema, separators=(",", ":"))
+        try:
+            answer = self._request(
+                "POST",
+                f"/compatibility/subjects/{_quote(subject)}/versions/latest?verbose=true",
+                {"schema": text, "schemaType": schema_type},
+            )
+        except RegistryError as exc:
+            if exc.status == 404 and exc.error_code in (None, 40401, 40402):
+                return Compatibility(True)
+            raise
+        answer = answer if isinstance(answer, dict) else {}
+        messages = answer.get("messages") or []
+        if not isinstance(messages, list):
+            messages = [messages]
+        return Compatibility(bool(answer.get("is_compatible")), tuple(str(m) for m in messages))
+
+    def compatibility_level(self, subject: str) -> str | None:
+        """The compatibility level ruling ``subject`` (its own, else the global one), or
+        None when the registry does not say. (Apicurio answers ``GET /config/{subject}``
+        with the effective level, the global one when the subject has none.)"""
+        for path in (f"/config/{_quote(subject)}", "/config"):
+            try:
+                answer = self._request("GET", path)
+            except RegistryError:
+                continue
+            if isinstance(answer, dict):
+                level = answer.get("compatibilityLevel") or answer.get("compatibility")
+                if level:
+                    return str(level)
+        return None
+
+    def set_compatibility_level(self, subject: str, level: str) -> None:
+        """Set ``subject``'s compatibility level (``BACKWARD``, ``FULL``, ``NONE``, ...)."""
+        self._request("PUT", f"/config/{_quote(subject)}", {"compatibility": level})
 
     def subjects(self) -> list[str]:
         """Every subject the registry holds."""

@@ -87,3 +87,61 @@ def test_schema_ids_outlive_a_restart_of_the_local_registry(
     finally:
         if own:
             local.down()
+
+
+def test_ccompat_compatibility_endpoint_answers_for_new_and_existing_subjects(
+    schema_registry_url: str, unique_name: Callable[[str], str]
+) -> None:
+    """What the registry's compatibility endpoint answers, which the start check relies on."""
+    registry = SchemaRegistry(schema_registry_url)
+    subject = unique_name("compat") + "-value"
+    v1 = _schema("Compat")
+    # No subject yet: nothing to be incompatible with.
+    fresh = registry.check_compatibility(subject, v1)
+    assert fresh.compatible
+
+    registry.register(subject, v1)
+    registry.set_compatibility_level(subject, "BACKWARD")
+    assert registry.compatibility_level(subject) == "BACKWARD"
+    with_default = _schema("Compat", {"name": "n", "type": ["null", "string"], "default": None})
+    assert registry.check_compatibility(subject, with_default).compatible
+    without_default = _schema("Compat", {"name": "n", "type": "string"})
+    refused = registry.check_compatibility(subject, without_default)
+    assert not refused.compatible
+
+
+def test_an_incompatible_output_schema_is_refused_at_start_with_the_subject_and_reason(
+    kafka_bootstrap: str,
+    schema_registry_url: str,
+    topic_factory: Callable[..., str],
+    unique_name: Callable[[str], str],
+    tmp_path: Path,
+) -> None:
+    """The dedup job's output subject is BACKWARD and holds a schema the job's would
+    break (a field added without a default): the job refuses to start, in one line."""
+    from onceflow.testing.harness import run_to_end
+
+    topics = {name: topic_factory(name) for name in ("in", "out", "dlq")}
+    registry = SchemaRegistry(schema_registry_url)
+    for strategy, subject in (
+        ("topic", f"{topics['out']}-value"),
+        ("topic-record", f"{topics['out']}-dev.onceflow.it.Order"),
+    ):
+        registry.register(subject, _schema("Order"))
+        registry.set_compatibility_level(subject, "BACKWARD")
+        reader = tmp_path / f"{strategy}.avsc"
+        reader.write_text(json.dumps(_schema("Order", {"name": "qty", "type": "long"})))
+        args = ["--bootstrap", kafka_bootstrap, "--format", "avro"]
+        args += ["--registry-url", schema_registry_url, "--reader-schema", str(reader)]
+        args += ["--input-topic", topics["in"], "--output-topic", topics["out"]]
+        args += ["--dlq-topic", topics["dlq"], "--subject-strategy", strategy]
+        args += ["--transactional-id-prefix", unique_name("tx"), "--bounded"]
+        job = run_to_end("onceflow.jobs.dedup", args, timeout=180)
+        assert job.returncode != 0, job.stdout[-2000:]
+        lines = [line for line in job.stderr.splitlines() if "not compatible" in line]
+        assert len(lines) == 1, job.stderr[-3000:]
+        assert f"subject {subject!r}" in lines[0] and "(compatibility BACKWARD)" in lines[0]
+        assert "qty" in lines[0], lines[0]  # the registry's reason names the field
+        assert "Traceback" not in job.stderr, job.stderr[-3000:]
+        assert registry.latest(subject) is not None
+        assert registry.latest(subject).version == 1  # type: ignore[union-attr]
