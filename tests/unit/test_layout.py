@@ -84,6 +84,7 @@ ALLOWED = {
     ),
     "onceflow/jobs": (
         "onceflow.jobs",
+        "onceflow.avro",
         "onceflow.runtime",
         "onceflow.operators",
         "onceflow.sinks",
