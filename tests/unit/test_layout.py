@@ -83,6 +83,7 @@ ALLOWED = {
     ),
     "onceflow/jobs": (
         "onceflow.jobs",
+        "onceflow.avro",
         "onceflow.runtime",
         "onceflow.operators",
         "onceflow.sinks",
