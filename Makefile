@@ -117,7 +117,7 @@ test-unit: venv ## pure-Python tests only
 test-plan: setup ## JVM tests that need no broker
 	$(PY) -m pytest -m plan $(PYTEST_ARGS)
 
-test-slow: setup ## the longer ITs kept out of make test (Avro dedup kill-and-recover)
+test-slow: setup ## the longer ITs kept out of make test (Avro: dedup kill-and-recover, evolution, versioned job)
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 
 test-ops: setup ## the job lifecycle and transaction ITs only (dedup and versioned rescale 2->3->1, refusals, txn; ~4-6 min)
