@@ -7,17 +7,15 @@ before any Python runs where it can (see :func:`sql_key_expression`): measured
 on this project's machine, a second Python operator in front of the keyed one
 halves throughput (10.4k vs 22.8k records/s, EOS, p1, hashmap).
 
-- Keyed by id field: the Flink key is the id's JSON text, computed in the JVM by
-  the source query (``JSON_QUERY(..., WITH CONDITIONAL ARRAY WRAPPER)``, so the
-  string ``"1"`` and the number ``1`` are different keys, as they are different
-  identities), with lone surrogates replaced so that the key can cross into
-  Python at all (:func:`~onceflow.operators.records.sql_unicode_safe`). Malformed records
-  get the empty key. The key rides in the record too (one more short string in
-  the same crossing, cheaper than asking the JVM for the current key), and the
-  operator enforces the key contract: a record whose Flink key is not the
-  identity Python derives from the same bytes (the JVM's and Python's JSON
-  parsers disagree, or the caller keyed the stream by something else) is a
-  dead letter ``ambiguous_key`` and touches no state.
+- Keyed by id field (the Python path, ``dedup(..., path="python")``): the Flink
+  key is the identity computed in the JVM by onceflow's Java scanner
+  (:func:`sql_key_expression`: ``s:<id>``/``i:<id>``, ``''`` when the scanner
+  leaves the record to Python), the same key the JVM path
+  (:mod:`onceflow.operators.dedup.jvm`) deduplicates by. The key rides in the
+  record too (one more short string in the same crossing, cheaper than asking
+  the JVM for the current key), and the operator enforces the key contract
+  (:func:`identify`): a record whose Flink key is not the identity Python derives
+  from the same bytes is a dead letter ``ambiguous_key`` and touches no state.
 - Keyed by fingerprint: :class:`FingerprintKey` computes it in Python (a hash of
   canonical JSON cannot be expressed in SQL); the record is parsed twice.
 
