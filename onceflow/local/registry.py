@@ -174,8 +174,10 @@ class LocalRegistry(RecordedServer):
             "-Dquarkus.management.host=127.0.0.1",
             f"-Dquarkus.management.port={s.management}",
             # A file, not Apicurio's in-memory default: schema ids outlive a restart, as
-            # the broker's topics that carry them do.
-            f"-Dapicurio.datasource.url=jdbc:h2:file:{self.data_dir / 'registry'}",
+            # the broker's topics that carry them do. WRITE_DELAY=0: each commit is on disk
+            # when the API answers (H2 waits up to 500 ms by default: a crash in that window
+            # lost the registration and the next schema reused its id).
+            f"-Dapicurio.datasource.url=jdbc:h2:file:{self.data_dir / 'registry'};WRITE_DELAY=0",
             # As Confluent's registry does: one schema, one id, however its text is laid out
             # (Apicurio compares the text by default, so reformatting registers a new id).
             "-Dapicurio.ccompat.use-canonical-hash=true",

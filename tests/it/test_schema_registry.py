@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from onceflow.avro.registry import RegistryError, SchemaRegistry
+from onceflow.local.processes import port_open
 from onceflow.local.registry import LocalRegistry, RegistrySettings
 from onceflow.testing.harness import free_port
 
@@ -54,16 +57,18 @@ def test_the_registry_refuses_an_invalid_schema_with_its_reason(
     assert 400 <= err.value.status < 500
 
 
-def test_schema_ids_outlive_a_restart_of_the_local_registry(
+def test_schema_ids_outlive_a_crash_of_the_local_registry(
     schema_registry_url: str,
     unique_name: Callable[[str], str],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The broker keeps its topics across ``stack down``/``up``; their records stay
-    readable only if the registry keeps the ids in their framing (a file, not memory).
+    """The broker keeps its topics across a crash or ``stack down``/``up``; their records
+    stay readable only if the registry keeps the ids in their framing (a file written at
+    each commit, not memory nor H2's default 500 ms write delay: with that delay a SIGKILL
+    right after a registration lost it and the next schema got its id).
 
-    Restarts the session's registry when it is the local stack's; with
+    Crashes the session's registry when it is the local stack's; with
     ``ONCEFLOW_REGISTRY_URL`` set, a registry of its own on a free port.
     """
     local = LocalRegistry()
@@ -77,16 +82,31 @@ def test_schema_ids_outlive_a_restart_of_the_local_registry(
         schema = _schema("Kept")
         schema_id = SchemaRegistry(local.url).register(subject, schema)
 
-        assert local.down()
+        local.kill(signal.SIGKILL)  # at once: no time for a delayed write
+        _wait_closed(local.settings.port)
+        local.down()
+        local.up(timeout=180)
+        found = SchemaRegistry(local.url).schema(schema_id)
+        assert found is not None and json.loads(found.text) == schema
+
+        assert local.down()  # and a clean stop
         assert not local.status().alive
         local.up(timeout=180)
-
         found = SchemaRegistry(local.url).schema(schema_id)
         assert found is not None and json.loads(found.text) == schema
         assert SchemaRegistry(local.url).register(subject, schema) == schema_id
+        other = SchemaRegistry(local.url).register(subject + "-other", _schema("Other"))
+        assert other != schema_id
     finally:
         if own:
             local.down()
+
+
+def _wait_closed(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while port_open(port):
+        assert time.monotonic() < deadline, f"port {port} still open after the SIGKILL"
+        time.sleep(0.1)
 
 
 def test_ccompat_compatibility_endpoint_answers_for_new_and_existing_subjects(
