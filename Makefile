@@ -117,11 +117,11 @@ test-unit: venv ## pure-Python tests only
 test-plan: setup ## JVM tests that need no broker
 	$(PY) -m pytest -m plan $(PYTEST_ARGS)
 
-test-slow: setup ## the longer ITs kept out of make test (Avro: dedup kill-and-recover, evolution, versioned job)
+test-slow: setup ## the longer ITs kept out of make test (Avro ITs, versioned rescale, PostgreSQL crash steps, 100k dedup)
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 
 test-ops: setup ## the job lifecycle and transaction ITs only (dedup and versioned rescale 2->3->1, refusals, txn; ~4-6 min)
-	$(PY) -m pytest tests/it/test_rescale.py tests/it/test_rescale_versioned.py tests/it/test_transactions.py $(PYTEST_ARGS)
+	$(PY) -m pytest -m "slow or not slow" tests/it/test_rescale.py tests/it/test_rescale_versioned.py tests/it/test_transactions.py $(PYTEST_ARGS)
 
 test-it: setup ## integration tests (real broker + Flink)
 	$(PY) -m pytest -m it $(PYTEST_ARGS)

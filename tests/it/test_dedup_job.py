@@ -58,6 +58,7 @@ def _reports(bootstrap: str, topics: dict[str, str], exp: Expectation) -> list[C
     return [check_output(exp.unique_ids, out), compare_dead_letters(exp.malformed_values, dlq)]
 
 
+@pytest.mark.slow  # ~55 s; the kill-and-recover ITs below and the verifier cover the same path
 def test_dedup_100k_records_exactly_once_with_dlq(
     kafka_bootstrap: str,
     topic_factory: Callable[..., str],

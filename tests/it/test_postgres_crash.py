@@ -14,7 +14,7 @@ the table with psycopg:
   leaving it prepared keeps its row locks forever.
 - ``before-commit`` (slow): the checkpoint completed, its transaction is not
   committed yet. The resumed committer must commit it from the restored checkpoint.
-- ``after-commit``: the checkpoint completed and one transaction is committed; the
+- ``after-commit`` (slow): the checkpoint completed and one transaction is committed; the
   resumed committer commits the restored committables again, finds that one
   committed (``XAER_NOTA``) and goes on. The connector's XA sink commits inside
   the checkpoint snapshot, before the checkpoint completes: there the kill comes
@@ -156,7 +156,7 @@ def _crash_at(
     [
         "after-prepare",
         pytest.param("before-commit", marks=pytest.mark.slow),
-        "after-commit",
+        pytest.param("after-commit", marks=pytest.mark.slow),
     ],
 )
 def test_ledger_is_exact_after_the_process_is_killed_at_an_xa_step_and_resumed_downscaled(

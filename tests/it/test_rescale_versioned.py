@@ -138,6 +138,7 @@ def rescaled(
     return {"topics": topics, "prefix": prefix, "stages": stages, "savepoint": savepoint}
 
 
+@pytest.mark.slow  # ~95 s in CI: in `make test-ops` and `make test-slow`
 def test_versioned_rescaled_2_3_1_and_upgraded_applies_each_change_once(
     rescaled: dict[str, Any], kafka_bootstrap: str
 ) -> None:
