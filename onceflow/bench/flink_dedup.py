@@ -1,8 +1,9 @@
 """onceflow's dedup job (``onceflow.jobs.dedup``) on both paths, under several settings.
 
 ``flink-py-*``: the Python path (``--dedup-path python``, one keyed Python call per
-record); ``flink-jvm`` / ``flink-jvm-alo``: the JVM path (the job's default: Flink's
-own deduplication keyed by onceflow's Java scanner), exactly-once / at-least-once.
+record; ``flink-py-avro``: the same workload in Avro, ``--format avro``);
+``flink-jvm`` / ``flink-jvm-alo``: the JVM path (the job's default: Flink's own
+deduplication keyed by onceflow's Java scanner), exactly-once / at-least-once.
 
 A baseline -- exactly-once, thread mode, parallelism 1, RocksDB -- and one factor
 changed at a time: the delivery guarantee, the execution mode, the parallelism,
@@ -47,10 +48,13 @@ class Variant:
     state_backend: str = "rocksdb"
     flink_options: dict[str, str] = field(default_factory=dict)
     dedup_path: str = "python"
+    #: ``avro``: the same workload Confluent-framed in an input topic of its own (the
+    #: registry: ``$ONCEFLOW_REGISTRY_URL`` or the local stack's), ``--format avro``.
+    value_format: str = "json"
 
     def describe(self) -> str:
         text = (
-            f"{self.dedup_path}/"
+            f"{self.dedup_path}/{'' if self.value_format == 'json' else 'avro/'}"
             f"{'EOS' if self.guarantee == 'exactly-once' else 'ALO'}/{self.execution_mode}/"
             f"p{self.parallelism}/{self.state_backend}"
         )
@@ -66,6 +70,7 @@ VARIANTS: dict[str, Variant] = {
     "flink-py-alo": Variant(guarantee="at-least-once"),
     "flink-jvm": Variant(dedup_path="jvm"),
     "flink-jvm-alo": Variant(dedup_path="jvm", guarantee="at-least-once"),
+    "flink-py-avro": Variant(value_format="avro"),
     "flink-py-hashmap": Variant(state_backend="hashmap"),
     "flink-py-p2": Variant(parallelism=2),
     "flink-py-process": Variant(execution_mode="process"),
@@ -134,11 +139,13 @@ def run_variant(ctx: BenchContext, name: str, variant: Variant) -> ContenderResu
         "dlq": ctx.create_topic(f"{name}-dlq", 1),
     }
     result = ContenderResult(name, "flink", variant.describe())
-    job = JobProcess(
-        "onceflow.jobs.dedup",
-        dedup_job_args(ctx, name, variant, topics),
-        ctx.work_dir / f"{name}.log",
-    )
+    args = dedup_job_args(ctx, name, variant, topics)
+    if variant.value_format == "avro":
+        topics["in"], registry_url = _avro_input(ctx, name)
+        args[args.index("--input-topic") + 1] = topics["in"]
+        args += ["--format", "avro", "--registry-url", registry_url]
+        result.extra["input_topic"] = topics["in"]
+    job = JobProcess("onceflow.jobs.dedup", args, ctx.work_dir / f"{name}.log")
     run_contender(
         ctx,
         result,
@@ -152,6 +159,21 @@ def run_variant(ctx: BenchContext, name: str, variant: Variant) -> ContenderResu
     )
     result.extra["log"] = str(job.log_file)
     return result
+
+
+def _avro_input(ctx: BenchContext, name: str) -> tuple[str, str]:
+    """The shared workload (same spec: same ids, order and duplicates) in Avro in a topic
+    of its own, produced before the contender starts; the topic and the registry URL."""
+    from onceflow.local.registry import registry_url_or_local
+    from onceflow.testing.produce import produce
+
+    registry_url = registry_url_or_local()
+    topic = ctx.create_topic(f"{name}-in", output=False)
+    produce(
+        ctx.bootstrap, topic, ctx.spec(), None, progress=False,
+        value_format="avro", registry_url=registry_url,
+    )  # fmt: skip
+    return topic, registry_url
 
 
 def _runner(name: str, variant: Variant) -> Callable[[BenchContext], ContenderResult]:

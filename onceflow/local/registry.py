@@ -272,3 +272,17 @@ class LocalRegistry(RecordedServer):
     def _reap(self) -> None:
         if self._proc is not None:
             self._proc.wait()
+
+
+def registry_url_or_local() -> str:
+    """``$ONCEFLOW_REGISTRY_URL``, or the local stack's registry (started when it is not
+    running): where the verifier's and the benchmark's Avro runs register their schemas.
+
+    :raises OnceflowError: the local registry cannot start (see :meth:`LocalRegistry.up`).
+    """
+    url = os.environ.get("ONCEFLOW_REGISTRY_URL")
+    if url:
+        return url
+    registry = LocalRegistry()
+    registry.up()
+    return registry.url

@@ -39,6 +39,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="comma-separated fault kinds to inject (default: every kind the job gets), "
         "e.g. postgres-kill,postgres-restart-prepared,operator-exception",
     )
+    parser.add_argument(
+        "--format",
+        choices=["json", "avro"],
+        default="json",
+        help="the records' format; avro (dedup job) runs the same workload Confluent-framed "
+        "through the local schema registry (or $ONCEFLOW_REGISTRY_URL) with the job's "
+        "--format avro",
+    )
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -66,7 +74,12 @@ def run(args: argparse.Namespace) -> int:
         out_dir=args.out or run_dir("verify"),
         max_stall_s=args.max_stall,
         kinds=tuple(k.strip() for k in args.kinds.split(",") if k.strip()) if args.kinds else None,
+        value_format=args.format,
     )
+    if args.format not in TARGETS[args.job].formats:
+        print(f"the {args.job} job runs in {', '.join(TARGETS[args.job].formats)}: "
+              f"--format {args.format} is not available for it")  # fmt: skip
+        return 2
     from onceflow.verify.faults import fault_count, fault_kinds
 
     # PostgreSQL faults only apply to a table we own (not one of $ONCEFLOW_PG_URL).
@@ -75,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
     faults = fault_count(profile.faults, settings.kinds or kinds)
     started = time.strftime("%H:%M:%S")
     print(
-        f"{started} verifying the {args.job} job ({args.guarantee}): {profile.records:,} records "
+        f"{started} verifying the {args.job} job ({args.guarantee}, {args.format}): "
+        f"{profile.records:,} records "
         f"at {profile.rate:,.0f}/s, {faults} faults",
         flush=True,
     )

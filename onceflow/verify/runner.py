@@ -10,7 +10,9 @@ Protocol (numbered as in :func:`verify`):
    TaskManagers; create fresh topics (input with 4 partitions). A target that
    writes PostgreSQL gets the local server (``LocalPostgres().up()``), or the
    database of ``$ONCEFLOW_PG_URL`` (then without PostgreSQL faults: the
-   verifier cannot restart a server it does not own).
+   verifier cannot restart a server it does not own). An Avro run
+   (``value_format="avro"``) gets the local schema registry (or
+   ``$ONCEFLOW_REGISTRY_URL``) and registers the input's schema.
 2. Submit the job (parallelism 2, detached), armed with the records at which
    the ``operator-exception`` faults fire.
 3. Feed the deterministic workload at a steady rate from a background thread.
@@ -53,6 +55,7 @@ from onceflow.local.jobs import (
     wait_running,
 )
 from onceflow.local.postgres import LocalPostgres
+from onceflow.local.registry import registry_url_or_local
 from onceflow.local.rest import FlinkRest
 from onceflow.operators.faults import marker_stem
 from onceflow.runtime.paths import project_root, run_dir
@@ -97,6 +100,9 @@ class VerifySettings:
     #: Fail the run (anomaly ``stall-over-bound``) when a fault's stall exceeds this.
     max_stall_s: float | None = None
     kinds: tuple[str, ...] | None = None
+    #: The records' format (``avro``: Confluent-framed, the local stack's schema registry
+    #: or ``$ONCEFLOW_REGISTRY_URL``); one of the target's ``formats``.
+    value_format: str = "json"
 
 
 @dataclass
@@ -304,6 +310,7 @@ def verify(settings: VerifySettings, progress: bool = True) -> VerifyResult:
     for role, (partitions, configs) in target.topics.items():
         ensure_topics(bootstrap, {topics[role]: configs}, partitions)
     postgres = _postgres(target, result)
+    target.use_format(settings.value_format, _registry(settings, result), topics["in"])
     # Prepared transactions already there (another run's) are not this run's leftovers.
     prepared_before = _prepared_gids(target.pg_url) if target.pg_url else set()
     records = target.prepare(profile, settings.seed)
@@ -407,13 +414,13 @@ def verify(settings: VerifySettings, progress: bool = True) -> VerifyResult:
         "restarts": _restarts(result.samples),
     }
     result.anomalies = {**checked.anomalies, "aborted-read": aborted_read}
+    result.examples = checked.examples
     if settings.max_stall_s is not None:
         over = [f for f in result.faults if (f.get("stall_s") or 0) > settings.max_stall_s]
         result.anomalies["stall-over-bound"] = len(over)
         result.examples["stall-over-bound"] = [
             f"{f['kind']} at +{f['at_s']} s stalled {f['stall_s']} s" for f in over[:5]
         ]
-    result.examples = checked.examples
     if target.pg_url:
         left = sorted(_prepared_gids(target.pg_url) - prepared_before)
         result.anomalies["prepared-left"] = len(left)
@@ -455,6 +462,16 @@ def _postgres(target: Target, result: VerifyResult) -> LocalPostgres | None:
     target.pg_url = server.url
     result.settings["postgres"] = server.url
     return server
+
+
+def _registry(settings: VerifySettings, result: VerifyResult) -> str | None:
+    """The schema registry of an Avro run (``$ONCEFLOW_REGISTRY_URL`` or the local
+    stack's, started when it is not running); None for JSON."""
+    if settings.value_format != "avro":
+        return None
+    url = registry_url_or_local()
+    result.settings["registry"] = url
+    return url
 
 
 def _stop_with_savepoint(probe: _JobProbe) -> str:

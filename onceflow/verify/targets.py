@@ -31,11 +31,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from onceflow.errors import OnceflowError
 from onceflow.testing.check import CheckReport
 from onceflow.testing.drain import ConsumedRecord
 from onceflow.verify.faults import Profile
@@ -81,6 +82,13 @@ class Target(Protocol):
     writes_postgres: bool
     #: The database the job writes (None for targets that write none).
     pg_url: str | None
+    #: The record formats the target can run in (``--format``); the first is the default.
+    formats: tuple[str, ...]
+
+    def use_format(self, value_format: str, registry_url: str | None, input_topic: str) -> None:
+        """Run in ``value_format`` (Avro: the schema registry at ``registry_url``, the
+        input's schema registered under ``<input_topic>-value``); before :meth:`prepare`."""
+        ...
 
     def prepare(self, profile: Profile, seed: int) -> int:
         """Build the workload; returns the number of input records."""
@@ -105,13 +113,25 @@ class Target(Protocol):
         ...
 
 
-def nonmonotonic(records: Iterable[ConsumedRecord], field_name: str) -> int:
-    """Per key, records whose ``field_name`` is lower than an earlier one's (offset order)."""
+def _json_value(value: bytes | None) -> Any:
+    return json.loads(value or b"null")
+
+
+def nonmonotonic(
+    records: Iterable[ConsumedRecord],
+    field_name: str,
+    decode: Callable[[bytes | None], Any] = _json_value,
+) -> int:
+    """Per key, records whose ``field_name`` is lower than an earlier one's (offset order).
+
+    :param decode: a record's value as a mapping (JSON by default; records it cannot
+        read, or that lack the field, are skipped).
+    """
     last: dict[bytes, int] = {}
     bad = 0
     for rec in sorted(records, key=lambda r: (r.partition, r.offset)):
         try:
-            seq = int(json.loads(rec.value or b"null")[field_name])
+            seq = int(decode(rec.value)[field_name])
         except (ValueError, KeyError, TypeError):
             continue
         key = rec.key or b""
@@ -146,6 +166,18 @@ class DedupTarget:
     fail_flag = "--fail-on-id"
     writes_postgres = False
     pg_url: str | None = None
+    #: ``avro``: the same workload Confluent-framed (:mod:`onceflow.testing.avro_workload`:
+    #: same ids and order, Avro's own malformed classes), the job run with ``--format avro``.
+    formats: tuple[str, ...] = ("json", "avro")
+    value_format = "json"
+    registry_url: str | None = None
+    subject = ""
+
+    def use_format(self, value_format: str, registry_url: str | None, input_topic: str) -> None:
+        self.value_format = _chosen_format(self, value_format)
+        if value_format == "avro" and not registry_url:
+            raise ValueError("an Avro run needs the schema registry's URL")
+        self.registry_url, self.subject = registry_url, f"{input_topic}-value"
 
     def prepare(self, profile: Profile, seed: int) -> int:
         from onceflow.testing.workload import Expectation, WorkloadSpec, generate
@@ -154,7 +186,15 @@ class DedupTarget:
             count=profile.records, duplicate_ratio=0.3, malformed_ratio=0.01, seed=seed,
             oversize_every=0,
         )  # fmt: skip
-        self.items = list(generate(self.spec))
+        if self.value_format == "avro":
+            from onceflow.avro.registry import SchemaRegistry
+            from onceflow.testing.avro_workload import avro_items, workload_schema
+
+            assert self.registry_url is not None
+            schema_id = SchemaRegistry(self.registry_url).register(self.subject, workload_schema())
+            self.items = list(avro_items(self.spec, schema_id))
+        else:
+            self.items = list(generate(self.spec))
         self.expectation = Expectation.collect(self.items, self.spec)
         return len(self.items)
 
@@ -170,13 +210,21 @@ class DedupTarget:
         return chosen
 
     def job_args(self, topics: dict[str, str], out_dir: Path) -> list[str]:
-        return ["--input-topic", topics["in"], "--output-topic", topics["out"],
+        args = ["--input-topic", topics["in"], "--output-topic", topics["out"],
                 "--dlq-topic", topics["dlq"]]  # fmt: skip
+        if self.value_format == "avro":
+            assert self.registry_url is not None
+            args += ["--format", "avro", "--registry-url", self.registry_url]
+        return args
 
     def feed(self, bootstrap: str, topic: str, rate: float) -> None:
         from onceflow.testing.produce import produce
 
-        produce(bootstrap, topic, self.spec, None, progress=False, rate=rate)
+        produce(
+            bootstrap, topic, self.spec, None, progress=False, rate=rate,
+            value_format=self.value_format, registry_url=self.registry_url,
+            subject=self.subject or None,
+        )  # fmt: skip
 
     def check(
         self, bootstrap: str, topics: dict[str, str], out_dir: Path, progress: bool
@@ -186,10 +234,15 @@ class DedupTarget:
 
         committed = read_committed(bootstrap, topics["out"], quiet_ms=2000, progress=progress)
         dlq = read_committed(bootstrap, topics["dlq"], quiet_ms=2000, progress=progress)
-        output = check_output(self.expectation.unique_ids, committed)
+        if self.value_format == "avro":
+            id_of, decode = self._avro_readers()
+            output = check_output(self.expectation.unique_ids, committed, id_of=id_of)
+        else:
+            decode = _json_value
+            output = check_output(self.expectation.unique_ids, committed)
         dead = compare_dead_letters(self.expectation.malformed_values, dlq)
         anomalies, examples = _anomalies([output, dead])
-        anomalies["nonmonotonic"] = nonmonotonic(committed, "seq")
+        anomalies["nonmonotonic"] = nonmonotonic(committed, "seq", decode)
         counts = {
             "input_records": self.spec.count,
             "expected_output": len(self.expectation.unique_ids),
@@ -198,6 +251,31 @@ class DedupTarget:
             "dead_letters": len(dlq),
         }
         return Checked(counts, anomalies, examples), committed
+
+    def _avro_readers(self) -> tuple[Any, Callable[[bytes | None], Any]]:
+        """The output's ``id_of`` for :func:`check_output` and a value decoder (the
+        output's writer schemas from the registry, read with the workload's schema)."""
+        from onceflow.avro.registry import SchemaRegistry
+        from onceflow.avro.wire import AvroDecoder, Decoded
+        from onceflow.testing.avro_workload import workload_schema
+        from onceflow.testing.check import avro_id_of
+
+        assert self.registry_url is not None
+        decoder = AvroDecoder.from_registry(SchemaRegistry(self.registry_url), workload_schema())
+
+        def decode(value: bytes | None) -> Any:
+            decoded = decoder.decode(value)
+            return decoded.record if isinstance(decoded, Decoded) else None
+
+        return avro_id_of(decoder), decode
+
+
+def _chosen_format(target: DedupTarget | VersionedUpsertTarget, value_format: str) -> str:
+    if value_format not in target.formats:
+        raise OnceflowError(
+            f"the {target.name} job runs in {', '.join(target.formats)}, not {value_format}"
+        )
+    return value_format
 
 
 class VersionedUpsertTarget:
@@ -217,6 +295,10 @@ class VersionedUpsertTarget:
     fail_flag = "--fail-on-change"
     writes_postgres = False
     pg_url: str | None = None
+    formats: tuple[str, ...] = ("json",)
+
+    def use_format(self, value_format: str, registry_url: str | None, input_topic: str) -> None:
+        _chosen_format(self, value_format)
 
     def prepare(self, profile: Profile, seed: int) -> int:
         from onceflow.operators.versioned.core import NEWER_WINS

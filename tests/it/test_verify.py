@@ -16,6 +16,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import pytest
+
 from onceflow.verify.faults import FAULT_KINDS, PROFILES
 from onceflow.verify.report import plot, summary
 from onceflow.verify.runner import VerifyResult, VerifySettings, verify
@@ -103,3 +105,25 @@ def test_versioned_upsert_postgres_exactly_once_holds_under_the_postgres_faults(
     assert result.ok, text
     counts = result.counts
     assert counts["output_committed"] == counts["expected_output"] > 0, text
+
+
+@pytest.mark.slow  # ~3 min: `make test-slow`
+def test_dedup_on_avro_exactly_once_holds_under_the_faults(
+    kafka_bootstrap: str, schema_registry_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``onceflow verify --format avro``: the same workload Confluent-framed, Avro's own
+    dead-letter classes, the output decoded through the registry."""
+    monkeypatch.setenv("ONCEFLOW_REGISTRY_URL", schema_registry_url)
+    kinds = ("tm-kill", "operator-exception", "broker-kill")
+    settings = VerifySettings(
+        profile=dataclasses.replace(PROFILES["ci"], records=20_000, faults=len(kinds)),
+        job="dedup", seed=4, out_dir=tmp_path, kinds=kinds, value_format="avro",
+    )  # fmt: skip
+    assert kafka_bootstrap
+    result = verify(settings, progress=False)
+    text = summary(result)
+    assert sorted(f["kind"] for f in result.faults) == sorted(kinds), text
+    assert result.ok, text
+    counts = result.counts
+    assert counts["output_committed"] == counts["expected_output"] > 0, text
+    assert counts["dead_letters"] == counts["expected_dead_letters"] > 0, text

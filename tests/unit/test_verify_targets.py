@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from onceflow.errors import OnceflowError
 from onceflow.operators.faults import marker_stem
 from onceflow.operators.versioned.core import ChangeEvent
 from onceflow.testing.drain import ConsumedRecord
@@ -133,3 +134,29 @@ def test_postgres_target_writes_a_fresh_table_named_after_the_run() -> None:
     assert args[args.index("--pg-url") + 1] == target.pg_url
     assert args[args.index("--pg-table") + 1] == "v_verify_20261127_194500_in" == target.table
     assert "--pg-create-table" in args and "--applied-topic" in args
+
+
+def test_only_the_dedup_target_runs_in_avro_and_it_needs_a_registry() -> None:
+    with pytest.raises(OnceflowError, match="runs in json, not avro"):
+        VersionedUpsertTarget().use_format("avro", "http://127.0.0.1:1/apis/ccompat/v7", "in")
+    with pytest.raises(ValueError, match="registry"):
+        DedupTarget().use_format("avro", None, "in")
+    target = DedupTarget()
+    target.use_format("avro", "http://127.0.0.1:1/apis/ccompat/v7", "verify-x-in")
+    assert target.subject == "verify-x-in-value"
+    args = target.job_args({"in": "i", "out": "o", "dlq": "d"}, Path("/tmp/out"))
+    assert args[args.index("--format") + 1] == "avro"
+    assert args[args.index("--registry-url") + 1] == "http://127.0.0.1:1/apis/ccompat/v7"
+    json_args = DedupTarget().job_args({"in": "i", "out": "o", "dlq": "d"}, Path("/tmp/out"))
+    assert "--format" not in json_args
+
+
+def test_nonmonotonic_reads_values_through_the_given_decoder() -> None:
+    # Values only the decoder can read (here: "<seq>" as text, not JSON objects).
+    records = [
+        ConsumedRecord(topic="out", partition=0, offset=n, timestamp=0, key=b"k", value=v)
+        for n, v in enumerate([b"3", b"5", b"4", None])
+    ]
+    assert nonmonotonic(records, "seq") == 0  # JSON numbers have no "seq": none judged
+    decode = lambda value: None if value is None else {"seq": int(value)}  # noqa: E731
+    assert nonmonotonic(records, "seq", decode) == 1
