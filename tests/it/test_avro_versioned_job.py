@@ -154,6 +154,7 @@ def test_avro_versioned_upsert_bounded_run_writes_exactly_the_expected_outputs(
 
 
 def _recovery(
+    guarantee: str,
     bootstrap: str,
     registry_url: str,
     topic_factory: Callable[..., str],
@@ -184,6 +185,7 @@ def _recovery(
         total_outputs=len(applied),
     )
     args = ["--bootstrap", bootstrap, "--format", "avro", "--registry-url", registry_url]
+    args += ["--guarantee", guarantee]
     args += ["--input-topic", topics["in"], "--applied-topic", topics["applied"]]
     args += ["--stale-topic", topics["stale"], "--conflict-topic", topics["conflict"]]
     args += ["--dlq-topic", topics["dlq"], "--changes-path", str(tmp_path / "changes")]
@@ -206,6 +208,23 @@ def _recovery(
     return story, (got, expected)
 
 
+def _replayed(
+    guarantee: str,
+    bootstrap: str,
+    registry_url: str,
+    topic_factory: Callable[..., str],
+    unique_name: Callable[[str], str],
+    tmp_path: Path,
+) -> tuple[ScenarioLog, Any]:
+    """The scenario, retried until the restart really replayed phase B."""
+    return retry_until_replayed(
+        lambda n: _recovery(
+            guarantee, bootstrap, registry_url, topic_factory, unique_name, tmp_path / f"{n}"
+        ),
+        story_of=lambda outcome: outcome[0],
+    )
+
+
 def test_avro_versioned_upsert_recovers_exactly_once_after_injected_failure(
     kafka_bootstrap: str,
     schema_registry_url: str,
@@ -213,11 +232,26 @@ def test_avro_versioned_upsert_recovers_exactly_once_after_injected_failure(
     unique_name: Callable[[str], str],
     tmp_path: Path,
 ) -> None:
-    story, (got, expected) = retry_until_replayed(
-        lambda n: _recovery(
-            kafka_bootstrap, schema_registry_url, topic_factory, unique_name, tmp_path / f"{n}"
-        ),
-        story_of=lambda outcome: outcome[0],
+    story, (got, expected) = _replayed(
+        "exactly-once", kafka_bootstrap, schema_registry_url, topic_factory, unique_name, tmp_path
     )
     for name, g, e in zip(("applied", "stale", "conflict", "dlq"), got, expected, strict=True):
         assert g == e, f"{name}: missing {e - g}, unexpected {g - e}\n{story.render()}"
+
+
+def test_avro_versioned_negative_control_at_least_once_shows_duplicates(
+    kafka_bootstrap: str,
+    schema_registry_url: str,
+    topic_factory: Callable[..., str],
+    unique_name: Callable[[str], str],
+    tmp_path: Path,
+) -> None:
+    """The same run with at-least-once sinks: phase B's applied changes, replayed after
+    the failure, are written again (the checks above can fail)."""
+    story, (got, expected) = _replayed(
+        "at-least-once", kafka_bootstrap, schema_registry_url, topic_factory, unique_name, tmp_path
+    )
+    applied, want = got[0], expected[0]
+    assert applied != want, story.render()
+    assert not want - applied, f"at-least-once lost {want - applied}\n{story.render()}"
+    assert any(count > want[item] for item, count in applied.items()), story.render()
