@@ -140,8 +140,8 @@ bench-smoke: up ## the benchmark harness on a tiny workload (~30 s; also part of
 verify: up ## short fault-injection verification profile: make verify [JOB=versioned_upsert|versioned_upsert_postgres]
 	$(ONCEFLOW) verify --profile short --job $(subst _,-,$(JOB)) $(ARGS)
 
-verify-long: up ## full fault-injection verification profile (>= 20 faults) [JOB=...]
-	$(ONCEFLOW) verify --profile long --job $(subst _,-,$(JOB)) $(ARGS)
+verify-long: up ## full fault-injection verification profile (>= 20 faults; fails over the recovery-time targets) [JOB=...]
+	$(ONCEFLOW) verify --profile long --stall-targets --job $(subst _,-,$(JOB)) $(ARGS)
 
 clean: down cluster-down ## stop everything and remove run/ (keeps .venv and .cache)
 	rm -rf run

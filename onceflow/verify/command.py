@@ -35,6 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="fail when a fault's stall (to the next committed output) exceeds this",
     )
     parser.add_argument(
+        "--stall-targets",
+        action="store_true",
+        help="fail when a fault kind's p50 stall exceeds its recovery target (TaskManager "
+        "kill 6 s, broker bounce 10 s, operator exception 5 s, cancel/savepoint resume 15 s)",
+    )
+    parser.add_argument(
         "--kinds",
         help="comma-separated fault kinds to inject (default: every kind the job gets), "
         "e.g. postgres-kill,postgres-restart-prepared,operator-exception",
@@ -73,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         out_dir=args.out or run_dir("verify"),
         max_stall_s=args.max_stall,
+        stall_targets=args.stall_targets,
         kinds=tuple(k.strip() for k in args.kinds.split(",") if k.strip()) if args.kinds else None,
         value_format=args.format,
     )

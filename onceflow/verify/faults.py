@@ -39,11 +39,13 @@ __all__ = [
     "FAULT_KINDS",
     "POSTGRES_FAULT_KINDS",
     "RESCALE_KIND",
+    "STALL_TARGETS",
     "Fault",
     "Profile",
     "PROFILES",
     "fault_count",
     "fault_kinds",
+    "over_target",
     "schedule",
     "stall_after",
     "stalls_by_kind",
@@ -116,6 +118,31 @@ PROFILES = {
     # `make verify-long`: >= 20 faults over 1M records.
     "long": Profile(records=1_000_000, rate=2_500, faults=24, rescale=True),
 }
+
+
+#: Recovery-time targets (issue 13): the p50 stall per kind, seconds from the fault to the
+#: next committed output record. ``--stall-targets`` (``make verify-long``) fails a run
+#: whose p50 of a kind exceeds its target (anomaly ``stall-over-target``).
+STALL_TARGETS: dict[str, float] = {
+    "tm-kill": 6.0,
+    "broker-term": 10.0,
+    "broker-kill": 10.0,
+    "operator-exception": 5.0,
+    "cancel-resume": 15.0,
+    "savepoint-resume": 15.0,
+}
+
+
+def over_target(
+    stalls: dict[str, dict[str, float]], targets: dict[str, float] = STALL_TARGETS
+) -> list[str]:
+    """The kinds whose p50 stall exceeds their target, each as a line saying by how much."""
+    return [
+        f"{kind}: p50 {figures['p50']:.1f} s over the {targets[kind]:.0f} s target "
+        f"({int(figures['count'])} faults)"
+        for kind, figures in sorted(stalls.items())
+        if kind in targets and figures["p50"] > targets[kind]
+    ]
 
 
 def fault_count(faults: int, kinds: tuple[str, ...]) -> int:

@@ -64,6 +64,7 @@ from onceflow.verify.faults import (
     Profile,
     fault_count,
     fault_kinds,
+    over_target,
     schedule,
     stall_after,
     stalls_by_kind,
@@ -100,6 +101,9 @@ class VerifySettings:
     #: Fail the run (anomaly ``stall-over-bound``) when a fault's stall exceeds this.
     max_stall_s: float | None = None
     kinds: tuple[str, ...] | None = None
+    #: Fail the run (anomaly ``stall-over-target``) when a kind's p50 stall exceeds its
+    #: :data:`~onceflow.verify.faults.STALL_TARGETS` figure.
+    stall_targets: bool = False
     #: The records' format (``avro``: Confluent-framed, the local stack's schema registry
     #: or ``$ONCEFLOW_REGISTRY_URL``); one of the target's ``formats``.
     value_format: str = "json"
@@ -421,6 +425,10 @@ def verify(settings: VerifySettings, progress: bool = True) -> VerifyResult:
         result.examples["stall-over-bound"] = [
             f"{f['kind']} at +{f['at_s']} s stalled {f['stall_s']} s" for f in over[:5]
         ]
+    if settings.stall_targets:
+        missed = over_target(result.stalls)
+        result.anomalies["stall-over-target"] = len(missed)
+        result.examples["stall-over-target"] = missed
     if target.pg_url:
         left = sorted(_prepared_gids(target.pg_url) - prepared_before)
         result.anomalies["prepared-left"] = len(left)

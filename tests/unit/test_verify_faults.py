@@ -9,9 +9,11 @@ from onceflow.verify.faults import (
     POSTGRES_FAULT_KINDS,
     PROFILES,
     RESCALE_KIND,
+    STALL_TARGETS,
     Fault,
     fault_count,
     fault_kinds,
+    over_target,
     schedule,
 )
 
@@ -133,3 +135,16 @@ def test_stalls_are_summarised_per_kind_by_median_and_max() -> None:
         "rescale": {"count": 1, "p50": 21.0, "max": 21.0},
         "tm-kill": {"count": 3, "p50": 14.0, "max": 30.0},
     }
+
+
+def test_kinds_whose_p50_stall_exceeds_the_target_are_named() -> None:
+    stalls = {
+        "tm-kill": {"count": 4, "p50": 6.5, "max": 9.0},
+        "operator-exception": {"count": 4, "p50": 5.0, "max": 12.0},  # at the target: met
+        "broker-kill": {"count": 3, "p50": 4.0, "max": 30.0},
+        "rescale": {"count": 2, "p50": 99.0, "max": 99.0},  # no target
+    }
+    missed = over_target(stalls)
+    assert len(missed) == 1 and missed[0].startswith("tm-kill: p50 6.5 s over the 6 s target")
+    assert over_target(stalls, {**STALL_TARGETS, "tm-kill": 7.0}) == []
+    assert set(STALL_TARGETS) == set(FAULT_KINDS)
