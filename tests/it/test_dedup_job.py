@@ -154,7 +154,11 @@ def _replayed_recovery(
     )
 
 
-@pytest.mark.parametrize("dedup_path", ["jvm", "python"])
+@pytest.mark.parametrize(
+    "dedup_path",
+    # The Python path (fingerprints, Avro): make test-slow, for make test's time budget.
+    ["jvm", pytest.param("python", marks=pytest.mark.slow)],
+)
 def test_dedup_recovers_exactly_once_after_injected_failure(
     kafka_bootstrap: str,
     topic_factory: Callable[..., str],

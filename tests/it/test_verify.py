@@ -1,6 +1,7 @@
 """The verifier's shortened profile on a real cluster: every fault kind once for the
-dedup job; for the versioned job and the at-least-once control a shorter run with
-the kinds named in each test (every kind for them: ``make verify``).
+dedup job; the versioned job with its PostgreSQL table and the at-least-once control
+on a shorter run with the kinds named in each test (the versioned job on Kafka alone
+and the dedup job on Avro: make test-slow; every kind for each: ``make verify``).
 
 Exactly-once must hold for both jobs; the faults that replay with an at-least-once
 sink must be reported as duplicates (proof that the verifier can fail). The
@@ -67,6 +68,7 @@ def test_at_least_once_under_the_same_faults_is_reported_as_duplicates(
     assert not result.ok
 
 
+@pytest.mark.slow  # ~150 s: make test-slow; make test runs the versioned job with its table below
 def test_versioned_upsert_exactly_once_holds_under_every_fault_kind(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
@@ -88,11 +90,12 @@ def test_versioned_upsert_exactly_once_holds_under_every_fault_kind(
 def test_versioned_upsert_postgres_exactly_once_holds_under_the_postgres_faults(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    # The short run: 20,000 records, the two database faults and an operator exception.
-    kinds = ("postgres-kill", "postgres-restart-prepared", "operator-exception")
+    # The short run: 20,000 records, the two database faults, an operator exception and a
+    # TaskManager kill (the versioned job's run under every kind is in make test-slow).
+    kinds = ("postgres-kill", "postgres-restart-prepared", "operator-exception", "tm-kill")
     assert kafka_bootstrap
     settings = VerifySettings(
-        profile=dataclasses.replace(PROFILES["ci"], records=20_000, faults=3),
+        profile=dataclasses.replace(PROFILES["ci"], records=20_000, faults=len(kinds)),
         job="versioned-upsert-postgres",
         seed=4,
         out_dir=tmp_path,

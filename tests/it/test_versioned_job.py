@@ -212,7 +212,12 @@ def _replayed_recovery(
     )
 
 
-@pytest.mark.parametrize("bucketing", sorted(BUCKETINGS))
+@pytest.mark.parametrize(
+    "bucketing",
+    # Field buckets under recovery: make test-slow (their bounded run below is in make test).
+    [pytest.param(b, marks=pytest.mark.slow) if b == "field-buckets" else b
+     for b in sorted(BUCKETINGS)],
+)  # fmt: skip
 def test_versioned_upsert_recovers_exactly_once_after_injected_failure(
     kafka_bootstrap: str,
     topic_factory: Callable[..., str],
