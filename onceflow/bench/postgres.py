@@ -9,8 +9,11 @@ JSON), on the PostgreSQL server of ``$ONCEFLOW_PG_URL`` or the local stack's.
 The Flink contenders run ``python -m onceflow.bench.postgres`` (a bounded job:
 a JVM sequence source -> the sink of :mod:`onceflow.sinks.postgres`, parallelism 1,
 checkpoints every second) on its own mini-cluster; this process polls
-``count(*)`` and measures from the first committed row to the last, so the
-job's start-up is not counted (the first committed batch is not either).
+``count(*)`` and takes the time until every row was visible, minus the same job's
+time for a single row measured just before (JVM and job start-up, one checkpoint and
+its commit): an exactly-once sink's rows become visible only at commits, so timing
+"first to last visible row" (the method before) timed a few commits of a job that
+had already written nearly everything (710k rows/s, faster than ``COPY``).
 ``COPY`` is timed around the statement. The Kafka input of the other contenders
 is not used: this isolates the sink.
 """
@@ -126,43 +129,56 @@ def _copy(ctx: BenchContext) -> ContenderResult:
 _SINKS = {"exactly-once": "ExactlyOnceRowSink XA", "at-least-once": "JdbcSink ALO"}
 
 
+def _run_job(
+    ctx: BenchContext, url: str, table: str, rows: int, guarantee: str, log_file: Path
+) -> tuple[float, int, int | None]:
+    """Run the sink job for ``rows`` rows into a fresh ``table``; poll ``count(*)``.
+
+    :returns: seconds from the process's start until every row was visible (or the
+        time box ran out, or the job ended), the rows counted then, its exit code.
+    """
+    _fresh_table(url, table)
+    started = time.monotonic()
+    cmd = [sys.executable, "-m", "onceflow.bench.postgres", "--url", url]
+    cmd += ["--table", table, "--rows", str(rows), "--guarantee", guarantee]
+    cmd += ["--checkpoint-dir", str(ctx.work_dir / "checkpoints" / table)]
+    counted, seen_at = 0, started
+    with open(log_file, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            while time.monotonic() - started < ctx.time_box_s:
+                n = _count(url, table)
+                if n > counted:
+                    counted, seen_at = n, time.monotonic()
+                if n >= rows or proc.poll() is not None:
+                    break
+                time.sleep(0.1)
+        finally:
+            if proc.poll() is None and counted >= rows:
+                proc.wait(timeout=60)
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=30)
+    counted = _count(url, table)
+    _drop(url, table)
+    return seen_at - started, counted, proc.returncode
+
+
 def _flink(guarantee: str) -> Callable[[BenchContext], ContenderResult]:
     name = "pg-jdbc-eos" if guarantee == "exactly-once" else "pg-jdbc-alo"
 
     def run(ctx: BenchContext) -> ContenderResult:
         url = _database_url()
-        table = _table(ctx, name)
-        _fresh_table(url, table)
-        log_file = ctx.work_dir / f"{name}{ctx.retry_suffix}.log"
         load1 = os.getloadavg()[0]
-        started = time.monotonic()
-        cmd = [sys.executable, "-m", "onceflow.bench.postgres", "--url", url]
-        cmd += ["--table", table, "--rows", str(_rows(ctx)), "--guarantee", guarantee]
-        cmd += ["--checkpoint-dir", str(ctx.work_dir / "checkpoints" / name)]
-        first: tuple[float, int] | None = None
-        last: tuple[float, int] = (started, 0)
-        with open(log_file, "w") as out:
-            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-            try:
-                while time.monotonic() - started < ctx.time_box_s:
-                    n = _count(url, table)
-                    now = time.monotonic()
-                    if n and first is None:
-                        first = (now, n)
-                    if n > last[1]:
-                        last = (now, n)
-                    if n >= _rows(ctx) or proc.poll() is not None:
-                        break
-                    time.sleep(0.25)
-            finally:
-                if proc.poll() is None and last[1] >= _rows(ctx):
-                    proc.wait(timeout=60)
-                if proc.poll() is None:
-                    proc.terminate()
-                    proc.wait(timeout=30)
-        wall = time.monotonic() - started
-        outputs = _count(url, table)
-        _drop(url, table)
+        log_file = ctx.work_dir / f"{name}{ctx.retry_suffix}.log"
+        # The same job with one row: JVM and job start-up, the first checkpoint and its
+        # commit. An exactly-once sink's rows become visible only at commits, so
+        # "first to last visible row" would time the commits, not the writing.
+        startup_s, one, _ = _run_job(
+            ctx, url, _table(ctx, f"{name}-startup"), 1, guarantee,
+            ctx.work_dir / f"{name}-startup{ctx.retry_suffix}.log",
+        )  # fmt: skip
+        wall, outputs, code = _run_job(ctx, url, _table(ctx, name), _rows(ctx), guarantee, log_file)
         common = {
             "name": name,
             "family": "postgres",
@@ -173,23 +189,24 @@ def _flink(guarantee: str) -> Callable[[BenchContext], ContenderResult]:
             "outputs": outputs,
             "expected_outputs": _rows(ctx),
             "exact": outputs == _rows(ctx),
-            "extra": {"log": str(log_file)},
+            "extra": {"log": str(log_file), "startup_s": round(startup_s, 2)},
         }
-        if first is None or last[1] <= first[1] or proc.returncode not in (0, None):
+        seconds = wall - startup_s
+        if one != 1 or outputs == 0 or seconds <= 0 or code not in (0, None):
             return ContenderResult(
                 **common,  # type: ignore[arg-type]
                 status="failed",
-                error=f"exit {proc.returncode}, {outputs} rows; see {log_file}",
+                error=f"exit {code}, {outputs} rows ({one} in the start-up run, "
+                f"{startup_s:.1f} s); see {log_file}",
             )
-        seconds = last[0] - first[0]
-        rows = last[1] - first[1]
         return ContenderResult(
             **common,  # type: ignore[arg-type]
-            records=rows,
+            records=outputs,
             seconds=seconds,
-            records_per_s=rows / seconds,
-            method="committed rows between the first and the last visible commit (count(*))",
-            time_boxed=last[1] < _rows(ctx),
+            records_per_s=outputs / seconds,
+            method="committed rows / (time until all were visible - the same job's time "
+            "for one row)",
+            time_boxed=outputs < _rows(ctx),
         )
 
     return run
