@@ -56,7 +56,7 @@ def summary(result: VerifyResult) -> str:
         lines.append(f"  +{f['at_s']:6.1f}s  {f['kind']:<25} stall {stalled}  {f['detail']}{fired}")
     if result.stalls:
         lines.append(
-            "stall to the next committed output, p50/max per kind: "
+            "stall (fault -> output produced after it committed), p50/max per kind: "
             + "; ".join(
                 f"{kind} {v['p50']:.1f}/{v['max']:.1f} s" for kind, v in result.stalls.items()
             )

@@ -136,7 +136,8 @@ class VerifyResult:
 
 
 class _Sampler(threading.Thread):
-    """Every second: committed output end offsets, job state, checkpoints, restarts."""
+    """Every second: the output's last stable offsets and high watermarks per partition
+    (and their sum: committed offsets), job state, checkpoints, restarts."""
 
     def __init__(self, bootstrap: str, topic: str, probe: _JobProbe, t0: float) -> None:
         super().__init__(daemon=True)
@@ -147,7 +148,7 @@ class _Sampler(threading.Thread):
     def run(self) -> None:
         from kafka import KafkaConsumer, TopicPartition
 
-        consumer = None
+        consumer = watermarks = None
         while not self.stop_event.wait(1.0):
             sample: dict[str, Any] = {"t": round(time.monotonic() - self.t0, 2)}
             try:
@@ -157,20 +158,33 @@ class _Sampler(threading.Thread):
                         isolation_level="read_committed",
                         request_timeout_ms=3000,
                     )
+                if watermarks is None:
+                    watermarks = KafkaConsumer(
+                        bootstrap_servers=self.bootstrap, request_timeout_ms=3000
+                    )
                 parts = consumer.partitions_for_topic(self.topic) or set()
                 tps = [TopicPartition(self.topic, p) for p in parts]
                 # read_committed end offsets are the last stable offsets: committed data.
-                sample["committed_offsets"] = sum(consumer.end_offsets(tps).values())
+                lso = consumer.end_offsets(tps)
+                hwm = watermarks.end_offsets(tps)  # read_uncommitted: every record appended
+                sample["committed_offsets"] = sum(lso.values())
+                sample["lso"] = {tp.partition: offset for tp, offset in lso.items()}
+                sample["hwm"] = {tp.partition: offset for tp, offset in hwm.items()}
+                # When the offsets were known: a call blocks for seconds while the broker
+                # restarts, and a reading stamped before it would shorten the stall.
+                sample["t"] = round(time.monotonic() - self.t0, 2)
             except Exception as exc:  # noqa: BLE001 - broker down during a fault: no sample
                 log.debug("no output sample at %.1fs: %r", sample["t"], exc)
-                if consumer is not None:
-                    with contextlib.suppress(Exception):
-                        consumer.close()
-                consumer = None
+                for client in (consumer, watermarks):
+                    if client is not None:
+                        with contextlib.suppress(Exception):
+                            client.close()
+                consumer = watermarks = None
             sample.update(self.probe.snapshot())
             self.samples.append(sample)
-        if consumer is not None:
-            consumer.close()
+        for client in (consumer, watermarks):
+            if client is not None:
+                client.close()
 
 
 class _JobProbe:
@@ -395,11 +409,12 @@ def verify(settings: VerifySettings, progress: bool = True) -> VerifyResult:
 
     _time_fired_faults(result.faults, markers, t0_wall)
     result.faults.sort(key=lambda f: float(f["at_s"]))
-    for record in result.faults:
-        # Seconds until the output committed again (issue 13, part 5: where recovery goes).
-        record["stall_s"] = stall_after(float(record["at_s"]), result.samples)
-    result.stalls = stalls_by_kind(result.faults)
     checked, committed = target.check(bootstrap, topics, out_dir, progress)
+    positions = [(r.partition, r.offset) for r in committed]
+    for record in result.faults:
+        # Seconds until output produced after the fault was committed (issue 13, part 5).
+        record["stall_s"] = stall_after(float(record["at_s"]), result.samples, positions)
+    result.stalls = stalls_by_kind(result.faults)
     uncommitted = read_committed(
         bootstrap, topics[target.watch], quiet_ms=2000, progress=progress,
         isolation_level="read_uncommitted",

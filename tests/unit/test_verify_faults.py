@@ -105,20 +105,33 @@ def test_a_postgres_target_is_rescaled_too() -> None:
     assert RESCALE_KIND in kinds and "postgres-kill" in kinds
 
 
-def test_the_stall_ends_at_the_first_reading_whose_committed_offsets_grew() -> None:
+def _reading(t: float, hwm: dict[int, int], lso: dict[int, int]) -> dict[str, object]:
+    # As a result JSON holds them: partition keys as strings.
+    return {"t": t, "hwm": {str(p): o for p, o in hwm.items()},
+            "lso": {str(p): o for p, o in lso.items()}}  # fmt: skip
+
+
+def test_the_stall_ends_when_a_record_produced_after_the_fault_is_committed() -> None:
     from onceflow.verify.faults import stall_after
 
     samples = [
-        {"t": 1.0, "committed_offsets": 100},
-        {"t": 2.0, "committed_offsets": 120},  # the last reading at or before the fault
+        _reading(1.0, {0: 100, 1: 50}, {0: 100, 1: 50}),
+        _reading(2.0, {0: 120, 1: 60}, {0: 100, 1: 50}),
         {"t": 3.0},  # broker down: no reading
-        {"t": 4.0, "committed_offsets": 120},
-        {"t": 5.0, "committed_offsets": 120},
-        {"t": 6.0, "committed_offsets": 150},
+        # The first reading after the fault: what was appended by now is old output.
+        _reading(4.0, {0: 121, 1: 60}, {0: 100, 1: 50}),
+        # The restart aborts the old transactions: markers move the LSO, no data.
+        _reading(5.0, {0: 123, 1: 62}, {0: 123, 1: 62}),
+        _reading(6.0, {0: 140, 1: 70}, {0: 123, 1: 62}),
+        _reading(7.0, {0: 141, 1: 71}, {0: 141, 1: 71}),  # the new transactions commit
     ]
-    assert stall_after(2.5, samples) == 3.5
-    assert stall_after(0.5, samples) is None  # no reading before the fault
-    assert stall_after(6.0, samples) is None  # the output never grew again
+    # Committed data: the old output before the fault, then the new after the markers.
+    committed = [(0, o) for o in range(100, 120)] + [(1, o) for o in range(50, 60)]
+    committed += [(0, o) for o in range(123, 140)] + [(1, o) for o in range(62, 70)]
+    assert stall_after(3.5, samples, committed) == 3.5  # 7.0 - 3.5, not 5.0 - 3.5
+    # The earlier measure ended at the markers; without new data there is no end.
+    assert stall_after(3.5, samples, committed[:30]) is None
+    assert stall_after(7.5, samples, committed) is None  # no reading after the fault
 
 
 def test_stalls_are_summarised_per_kind_by_median_and_max() -> None:
