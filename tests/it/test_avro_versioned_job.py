@@ -208,23 +208,6 @@ def _recovery(
     return story, (got, expected)
 
 
-def _replayed(
-    guarantee: str,
-    bootstrap: str,
-    registry_url: str,
-    topic_factory: Callable[..., str],
-    unique_name: Callable[[str], str],
-    tmp_path: Path,
-) -> tuple[ScenarioLog, Any]:
-    """The scenario, retried until the restart really replayed phase B."""
-    return retry_until_replayed(
-        lambda n: _recovery(
-            guarantee, bootstrap, registry_url, topic_factory, unique_name, tmp_path / f"{n}"
-        ),
-        story_of=lambda outcome: outcome[0],
-    )
-
-
 def test_avro_versioned_upsert_recovers_exactly_once_after_injected_failure(
     kafka_bootstrap: str,
     schema_registry_url: str,
@@ -232,9 +215,11 @@ def test_avro_versioned_upsert_recovers_exactly_once_after_injected_failure(
     unique_name: Callable[[str], str],
     tmp_path: Path,
 ) -> None:
-    story, (got, expected) = _replayed(
-        "exactly-once", kafka_bootstrap, schema_registry_url, topic_factory, unique_name, tmp_path
-    )
+    story, (got, expected) = retry_until_replayed(
+        lambda n: _recovery("exactly-once", kafka_bootstrap, schema_registry_url,
+                            topic_factory, unique_name, tmp_path / f"{n}"),
+        story_of=lambda outcome: outcome[0],
+    )  # fmt: skip
     for name, g, e in zip(("applied", "stale", "conflict", "dlq"), got, expected, strict=True):
         assert g == e, f"{name}: missing {e - g}, unexpected {g - e}\n{story.render()}"
 
@@ -248,9 +233,11 @@ def test_avro_versioned_negative_control_at_least_once_shows_duplicates(
 ) -> None:
     """The same run with at-least-once sinks: phase B's applied changes, replayed after
     the failure, are written again (the checks above can fail)."""
-    story, (got, expected) = _replayed(
-        "at-least-once", kafka_bootstrap, schema_registry_url, topic_factory, unique_name, tmp_path
-    )
+    story, (got, expected) = retry_until_replayed(
+        lambda n: _recovery("at-least-once", kafka_bootstrap, schema_registry_url,
+                            topic_factory, unique_name, tmp_path / f"{n}"),
+        story_of=lambda outcome: outcome[0],
+    )  # fmt: skip
     applied, want = got[0], expected[0]
     assert applied != want, story.render()
     assert not want - applied, f"at-least-once lost {want - applied}\n{story.render()}"
