@@ -92,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=f"contenders: {', '.join(ALL)}; families: "
         f"{', '.join(dict.fromkeys(ALL.values()))}. Example: --only flink-sql,flink-py-baseline",
     )
-    p.add_argument("--records", type=int, default=200_000, help="workload size (%(default)s)")
+    # 600,000: the fast contenders' output spans are then 10-20 s; at 200,000 they were
+    # 4-6 s, two or three checkpoint commits, and a commit moved a ratio by a third.
+    p.add_argument("--records", type=int, default=600_000, help="workload size (%(default)s)")
     p.add_argument("--only", default=None, help="comma-separated contenders/families/globs")
     p.add_argument(
         "--out",
