@@ -367,6 +367,7 @@ def run_contender(
     exact_expected: bool = True,
     all_outputs: bool = False,
     tasks_running: Callable[[], float | None] | None = None,
+    input_topic: str | None = None,
 ) -> ContenderResult:
     """Start ``child``, watch it, then measure ``out_topic`` by the module's method.
 
@@ -375,6 +376,8 @@ def run_contender(
     :param exact_expected: the contender promises exactly the expected output
         (a dedup: each unique id once; a copier: every input once).
     :param all_outputs: the contender copies every input record (no dedup).
+    :param input_topic: the topic the child reads when not the shared input (its
+        group's committed offsets there count a time-boxed run's input).
     :param tasks_running: polled while the child runs; returns the epoch ms at which
         all its tasks ran (a Flink job's REST API), the fallback start of the span
         when the output comes in bursts.
@@ -407,7 +410,7 @@ def run_contender(
         result.records = ctx.records
         result.expected_outputs = expected
     else:
-        result.records = committed_input(ctx.bootstrap, group, ctx.input_topic)
+        result.records = committed_input(ctx.bootstrap, group, input_topic or ctx.input_topic)
         result.expected_outputs = None
     if span.seconds is None or span.seconds <= 0 or result.records <= 0:
         result.status = "failed"

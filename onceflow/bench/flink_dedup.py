@@ -154,6 +154,7 @@ def run_variant(ctx: BenchContext, name: str, variant: Variant) -> ContenderResu
         ctx.name(f"{name}-group"),
         start=job.start,
         tasks_running=flink_tasks_running(job),
+        input_topic=topics["in"],
         # At-least-once writes each record once too when nothing fails: still exact here.
         exact_expected=True,
     )
