@@ -10,7 +10,7 @@ from pathlib import Path
 
 from onceflow.runtime.paths import run_dir
 from onceflow.verify.faults import PROFILES
-from onceflow.verify.targets import TARGETS
+from onceflow.verify.targets import TARGETS, check_format
 
 __all__ = ["add_arguments", "run"]
 
@@ -83,10 +83,7 @@ def run(args: argparse.Namespace) -> int:
         kinds=tuple(k.strip() for k in args.kinds.split(",") if k.strip()) if args.kinds else None,
         value_format=args.format,
     )
-    if args.format not in TARGETS[args.job].formats:
-        print(f"the {args.job} job runs in {', '.join(TARGETS[args.job].formats)}: "
-              f"--format {args.format} is not available for it")  # fmt: skip
-        return 2
+    check_format(TARGETS[args.job], args.format)  # refused before anything starts
     from onceflow.verify.faults import fault_count, fault_kinds
 
     # PostgreSQL faults only apply to a table we own (not one of $ONCEFLOW_PG_URL).

@@ -121,9 +121,10 @@ PROFILES = {
 }
 
 
-#: Recovery-time targets (issue 13): the p50 stall per kind, seconds from the fault to the
-#: next committed output record. ``--stall-targets`` (``make verify-long``) fails a run
-#: whose p50 of a kind exceeds its target (anomaly ``stall-over-target``).
+#: Recovery-time targets (issue 13): the p50 stall per kind, seconds from the fault until
+#: output produced after it is committed (:func:`stall_after`). ``--stall-targets``
+#: (``make verify-long``) fails a run whose p50 of a kind exceeds its target (anomaly
+#: ``stall-over-target``).
 STALL_TARGETS: dict[str, float] = {
     "tm-kill": 6.0,
     "broker-term": 10.0,

@@ -49,6 +49,7 @@ __all__ = [
     "TableRow",
     "VersionedUpsertPostgresTarget",
     "VersionedUpsertTarget",
+    "check_format",
     "compare_table",
     "expected_table",
     "nonmonotonic",
@@ -174,7 +175,7 @@ class DedupTarget:
     subject = ""
 
     def use_format(self, value_format: str, registry_url: str | None, input_topic: str) -> None:
-        self.value_format = _chosen_format(self, value_format)
+        self.value_format = check_format(type(self), value_format)
         if value_format == "avro" and not registry_url:
             raise ValueError("an Avro run needs the schema registry's URL")
         self.registry_url, self.subject = registry_url, f"{input_topic}-value"
@@ -270,10 +271,16 @@ class DedupTarget:
         return avro_id_of(decoder), decode
 
 
-def _chosen_format(target: DedupTarget | VersionedUpsertTarget, value_format: str) -> str:
+def check_format(target: type[DedupTarget] | type[VersionedUpsertTarget], value_format: str) -> str:
+    """``value_format`` when ``target`` can run in it (``--format``, checked before anything
+    starts and again by :meth:`Target.use_format`).
+
+    :raises OnceflowError: it cannot, naming the formats it has.
+    """
     if value_format not in target.formats:
         raise OnceflowError(
-            f"the {target.name} job runs in {', '.join(target.formats)}, not {value_format}"
+            f"the {target.name} job runs in {', '.join(target.formats)}, not {value_format}: "
+            f"choose --format {target.formats[0]}"
         )
     return value_format
 
@@ -298,7 +305,7 @@ class VersionedUpsertTarget:
     formats: tuple[str, ...] = ("json",)
 
     def use_format(self, value_format: str, registry_url: str | None, input_topic: str) -> None:
-        _chosen_format(self, value_format)
+        check_format(type(self), value_format)
 
     def prepare(self, profile: Profile, seed: int) -> int:
         from onceflow.operators.versioned.core import NEWER_WINS

@@ -17,6 +17,7 @@ from onceflow.verify.targets import (
     DedupTarget,
     VersionedUpsertPostgresTarget,
     VersionedUpsertTarget,
+    check_format,
     compare_table,
     expected_table,
     nonmonotonic,
@@ -139,6 +140,10 @@ def test_postgres_target_writes_a_fresh_table_named_after_the_run() -> None:
 def test_only_the_dedup_target_runs_in_avro_and_it_needs_a_registry() -> None:
     with pytest.raises(OnceflowError, match="runs in json, not avro"):
         VersionedUpsertTarget().use_format("avro", "http://127.0.0.1:1/apis/ccompat/v7", "in")
+    # What `onceflow verify --format` checks before anything starts.
+    with pytest.raises(OnceflowError, match="choose --format json"):
+        check_format(TARGETS["versioned-upsert"], "avro")
+    assert check_format(TARGETS["dedup"], "avro") == "avro"
     with pytest.raises(ValueError, match="registry"):
         DedupTarget().use_format("avro", None, "in")
     target = DedupTarget()
