@@ -40,7 +40,7 @@ from onceflow.local.cluster import LocalFlinkCluster
 from onceflow.local.rest import FlinkRest, rest_get
 from onceflow.testing.harness import free_port, wait_until
 
-__all__ = ["RecoveryResult", "run_recovery", "socket_owner"]
+__all__ = ["RecoveryResult", "run_recovery"]
 
 log = logging.getLogger(__name__)
 
@@ -96,53 +96,6 @@ class BenchFlinkCluster(LocalFlinkCluster):
 
 
 # ------------------------------------------------------------ finding the victim
-
-
-def _listening_inodes(port: int) -> set[str]:
-    """Socket inodes listening on TCP ``port`` (IPv4 and IPv6), from /proc/net."""
-    inodes: set[str] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError):
-            for line in Path(table).read_text().splitlines()[1:]:
-                parts = line.split()
-                if (
-                    len(parts) > 9
-                    and parts[3] == "0A"
-                    and int(parts[1].rsplit(":", 1)[1], 16) == port
-                ):
-                    inodes.add(parts[9])
-    return inodes
-
-
-def socket_owner(port: int, pids: list[int]) -> int | None:
-    """Which of ``pids`` listens on TCP ``port`` (None when none does)."""
-    inodes = _listening_inodes(port)
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            for fd in os.listdir(f"/proc/{pid}/fd"):
-                with contextlib.suppress(OSError):
-                    link = os.readlink(f"/proc/{pid}/fd/{fd}")
-                    if link.startswith("socket:[") and link[8:-1] in inodes:
-                        return pid
-    return None
-
-
-def _victim(rest_url: str, jid: str, pids: list[int]) -> tuple[int, str]:
-    """A TaskManager pid that runs tasks of ``jid``, and how it was chosen."""
-    job = rest_get(rest_url, f"/jobs/{jid}")
-    hosting: list[str] = []
-    for vertex in job.get("vertices", []):
-        found = rest_get(rest_url, f"/jobs/{jid}/vertices/{vertex['id']}/taskmanagers")
-        for tm in found.get("taskmanagers", []):
-            if tm.get("taskmanager-id") not in hosting:
-                hosting.append(tm["taskmanager-id"])
-    for tm_id in hosting:
-        port = rest_get(rest_url, f"/taskmanagers/{tm_id}").get("dataPort")
-        if port:
-            pid = socket_owner(int(port), pids)
-            if pid is not None:
-                return pid, f"TaskManager {tm_id} (pid {pid}, data port {port}) runs job tasks"
-    return pids[0], f"pid {pids[0]} (the TaskManagers running tasks could not be told apart)"
 
 
 # ------------------------------------------------------------------ job views
@@ -291,7 +244,13 @@ class _RecoveryRun:
         pids = self.cluster.taskmanager_pids()
         if not pids:
             raise OnceflowError(f"no TaskManager pids under {self.cluster.pid_dir}")
-        pid, why = _victim(self.cluster.rest_url, self.jid, pids)
+        hosting = self.cluster.job_taskmanager_pids(self.jid)
+        pid = (hosting or pids)[0]
+        why = (
+            f"TaskManager pid {pid} runs job tasks"
+            if hosting
+            else f"pid {pid} (the TaskManagers running tasks could not be told apart)"
+        )
         self.result.killed = why
         self.kill_ms = time.time() * 1000
         self.kill_t = time.monotonic()

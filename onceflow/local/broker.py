@@ -136,6 +136,13 @@ class LocalKafka(RecordedServer):
             "min.insync.replicas": "1",
             "auto.create.topics.enable": "true",
             "group.initial.rebalance.delay.ms": "0",
+            # A broker that restarts after a crash registers again only once the
+            # controller has expired its previous session (DUPLICATE_BROKER_REGISTRATION
+            # until then): 9 s by default, the largest share of a broker bounce. 3 s
+            # with a heartbeat every 0.5 s: a broker process paused over 3 s (GC, an
+            # overloaded machine) is fenced and must register again.
+            "broker.session.timeout.ms": "3000",
+            "broker.heartbeat.interval.ms": "500",
             "log.retention.hours": "24",
             "log.segment.bytes": str(256 * 1024 * 1024),
         }

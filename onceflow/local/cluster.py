@@ -40,7 +40,7 @@ from onceflow.local.jobs import (
     stop_with_savepoint,
     wait_running,
 )
-from onceflow.local.processes import pid_alive
+from onceflow.local.processes import pid_alive, socket_owner
 from onceflow.local.rest import FlinkRest, rest_get
 from onceflow.runtime.flinkenv import expand_placeholders, prepare_python_path
 from onceflow.runtime.java import java_executable
@@ -213,6 +213,24 @@ class LocalFlinkCluster:
                     pid = int(line)
                     if pid_alive(pid):
                         pids.append(pid)
+        return pids
+
+    def job_taskmanager_pids(self, job_id: str) -> list[int]:
+        """Pids of the TaskManagers started here that run a subtask of ``job_id``
+        (each found by the data port its process listens on)."""
+        hosting: list[str] = []
+        for vertex in rest_get(self.rest_url, f"/jobs/{job_id}").get("vertices", []):
+            path = f"/jobs/{job_id}/vertices/{vertex['id']}/taskmanagers"
+            for tm in rest_get(self.rest_url, path).get("taskmanagers", []):
+                if tm.get("taskmanager-id") not in hosting:
+                    hosting.append(tm["taskmanager-id"])
+        ours = self.taskmanager_pids()
+        pids: list[int] = []
+        for tm_id in hosting:
+            port = rest_get(self.rest_url, f"/taskmanagers/{tm_id}").get("dataPort")
+            pid = socket_owner(int(port), ours) if port else None
+            if pid is not None and pid not in pids:
+                pids.append(pid)
         return pids
 
     def kill_taskmanager(self, pid: int, sig: int = signal.SIGKILL) -> None:

@@ -7,7 +7,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Protocol
@@ -64,6 +64,36 @@ def pid_alive(pid: int) -> bool:
         if state in ("Z", "X"):
             return False
     return True
+
+
+def _listening_inodes(port: int) -> set[str]:
+    """Socket inodes listening on TCP ``port`` (IPv4 and IPv6), from /proc/net."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                parts = line.split()
+                # local address "ADDR:PORT" in hex, state 0A = LISTEN, the inode
+                if (
+                    len(parts) > 9
+                    and parts[3] == "0A"
+                    and int(parts[1].rsplit(":", 1)[1], 16) == port
+                ):
+                    inodes.add(parts[9])
+    return inodes
+
+
+def socket_owner(port: int, pids: Iterable[int]) -> int | None:
+    """Which of ``pids`` listens on TCP ``port`` (Linux /proc; None when none does)."""
+    inodes = _listening_inodes(port)
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                    if link.startswith("socket:[") and link[8:-1] in inodes:
+                        return pid
+    return None
 
 
 def stop_process(pid: int, send: Callable[[int], None], first: int, timeout: float) -> None:

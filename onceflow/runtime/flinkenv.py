@@ -66,7 +66,8 @@ class FlinkSettings:
         (refused by exactly-once sinks).
     :param execution_mode: ``thread`` (PEMJA, in the JVM) or ``process`` (Beam workers).
     :param state_backend: ``rocksdb`` or ``hashmap``.
-    :param restart_attempts: fixed-delay restart attempts before the job fails.
+    :param restart_attempts: restarts (exponential delay) before the job fails, unless
+        it ran quietly between them (``flink-conf/config.yaml``).
     :param checkpoint_dir: override of ``execution.checkpointing.dir`` (a path or URI).
     :param extra: any further Flink keys, e.g. ``python.fn-execution.bundle.size``.
     """
@@ -102,8 +103,10 @@ class FlinkSettings:
         if self.state_backend is not None:
             out["state.backend.type"] = self.state_backend
         if self.restart_attempts is not None:
-            out["restart-strategy.type"] = "fixed-delay"
-            out["restart-strategy.fixed-delay.attempts"] = str(self.restart_attempts)
+            out["restart-strategy.type"] = "exponential-delay"
+            out["restart-strategy.exponential-delay.attempts-before-reset-backoff"] = str(
+                self.restart_attempts
+            )
         if self.checkpoint_dir is not None:
             d = self.checkpoint_dir
             out["execution.checkpointing.dir"] = d if "://" in d else Path(d).resolve().as_uri()

@@ -36,6 +36,7 @@ from typing import TypeVar
 
 from onceflow.errors import OnceflowError
 from onceflow.testing.harness import JobProcess, count_values, wait_until
+from onceflow.testing.produce import RECONNECT_BACKOFF_MAX_MS
 
 __all__ = ["Phases", "ScenarioLog", "retry_until_replayed", "run_kill_and_recover", "send"]
 
@@ -105,7 +106,11 @@ def send(bootstrap: str, topic: str, records: Sequence[Record], rate: float | No
     from kafka import KafkaProducer
 
     producer = KafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", linger_ms=5, enable_idempotence=True
+        bootstrap_servers=bootstrap,
+        acks="all",
+        linger_ms=5,
+        enable_idempotence=True,
+        reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
     )
     failures: list[BaseException] = []
     started = time.monotonic()

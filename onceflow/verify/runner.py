@@ -59,6 +59,7 @@ from onceflow.local.registry import registry_url_or_local
 from onceflow.local.rest import FlinkRest
 from onceflow.operators.faults import marker_stem
 from onceflow.runtime.paths import project_root, run_dir
+from onceflow.testing.produce import RECONNECT_BACKOFF_MAX_MS
 from onceflow.verify.faults import (
     Fault,
     Profile,
@@ -137,11 +138,15 @@ class VerifyResult:
 
 class _Sampler(threading.Thread):
     """Every second: the output's last stable offsets and high watermarks per partition
-    (and their sum: committed offsets), job state, checkpoints, restarts."""
+    (and their sum: committed offsets), the input's records (``input``: did the feed
+    stall, or the job?), job state, checkpoints, restarts."""
 
-    def __init__(self, bootstrap: str, topic: str, probe: _JobProbe, t0: float) -> None:
+    def __init__(
+        self, bootstrap: str, topic: str, input_topic: str, probe: _JobProbe, t0: float
+    ) -> None:
         super().__init__(daemon=True)
         self.bootstrap, self.topic, self.probe, self.t0 = bootstrap, topic, probe, t0
+        self.input_topic = input_topic
         self.samples: list[dict[str, Any]] = []
         self.stop_event = threading.Event()
 
@@ -149,6 +154,15 @@ class _Sampler(threading.Thread):
         from kafka import KafkaConsumer, TopicPartition
 
         consumer = watermarks = None
+        tps: list[TopicPartition] = []
+        inputs: list[TopicPartition] = []
+        # A client that cannot reach the broker gives up after 2 s (kafka-python waits
+        # 30 s by default): a reading blocked through an outage would end the stall late.
+        bounded = {
+            "request_timeout_ms": 3000,
+            "bootstrap_timeout_ms": 2000,
+            "reconnect_backoff_max_ms": RECONNECT_BACKOFF_MAX_MS,
+        }
         while not self.stop_event.wait(1.0):
             sample: dict[str, Any] = {"t": round(time.monotonic() - self.t0, 2)}
             try:
@@ -156,17 +170,19 @@ class _Sampler(threading.Thread):
                     consumer = KafkaConsumer(
                         bootstrap_servers=self.bootstrap,
                         isolation_level="read_committed",
-                        request_timeout_ms=3000,
+                        **bounded,
                     )
                 if watermarks is None:
-                    watermarks = KafkaConsumer(
-                        bootstrap_servers=self.bootstrap, request_timeout_ms=3000
-                    )
-                parts = consumer.partitions_for_topic(self.topic) or set()
-                tps = [TopicPartition(self.topic, p) for p in parts]
+                    watermarks = KafkaConsumer(bootstrap_servers=self.bootstrap, **bounded)
+                if not tps:  # the metadata call waits without a bound: once is enough
+                    parts = consumer.partitions_for_topic(self.topic) or set()
+                    tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
+                    parts = consumer.partitions_for_topic(self.input_topic) or set()
+                    inputs = [TopicPartition(self.input_topic, p) for p in sorted(parts)]
                 # read_committed end offsets are the last stable offsets: committed data.
                 lso = consumer.end_offsets(tps)
                 hwm = watermarks.end_offsets(tps)  # read_uncommitted: every record appended
+                sample["input"] = sum(watermarks.end_offsets(inputs).values())
                 sample["committed_offsets"] = sum(lso.values())
                 sample["lso"] = {tp.partition: offset for tp, offset in lso.items()}
                 sample["hwm"] = {tp.partition: offset for tp, offset in hwm.items()}
@@ -363,7 +379,7 @@ def verify(settings: VerifySettings, progress: bool = True) -> VerifyResult:
 
         feeder = threading.Thread(target=feed, daemon=True)
         feeder.start()
-        sampler = _Sampler(bootstrap, topics[target.watch], probe, t0)
+        sampler = _Sampler(bootstrap, topics[target.watch], topics["in"], probe, t0)
         sampler.start()
         last_completed = probe.completed()
         for n, fault in enumerate(faults, 1):
@@ -626,7 +642,9 @@ def _inject(
     """
     kind = fault.kind
     if kind == "tm-kill":
-        pids = cluster.taskmanager_pids()
+        # A TaskManager that runs the job's tasks: killing an idle one tests nothing.
+        pids = (probe.job_id and cluster.job_taskmanager_pids(probe.job_id)) or []
+        pids = pids or cluster.taskmanager_pids()
         if not pids:
             raise OnceflowError("no TaskManager to kill")
         victim = pids[int(at * 1000) % len(pids)]
