@@ -30,7 +30,15 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from onceflow.bench import flink_dedup, flink_sql, kafka_tools, postgres, quix
+from onceflow.bench import (
+    flink_dedup,
+    flink_sql,
+    kafka_tools,
+    postgres,
+    quix,
+    udf_identity,
+    versioned,
+)
 from onceflow.bench.common import (
     BenchContext,
     ContenderResult,
@@ -50,9 +58,13 @@ THROUGHPUT: dict[str, tuple[str, Callable[[BenchContext], ContenderResult]]] = {
     **{name: ("kafka", fn) for name, fn in kafka_tools.CONTENDERS.items()},
     **{name: ("sql", fn) for name, fn in flink_sql.CONTENDERS.items()},
     **{name: ("flink", fn) for name, fn in flink_dedup.CONTENDERS.items()},
+    **{name: ("udf", fn) for name, fn in udf_identity.CONTENDERS.items()},
     **{name: ("quix", fn) for name, fn in quix.CONTENDERS.items()},
     **{name: ("postgres", fn) for name, fn in postgres.CONTENDERS.items()},
+    **{name: ("versioned", fn) for name, fn in versioned.CONTENDERS.items()},
 }
+#: Families that bring an input of their own (the shared dedup input is not produced for them).
+OWN_INPUT = ("postgres", "versioned")
 LATENCY_INTERVALS_MS = (1000, 5000)
 
 #: Every contender, in run order, with its family (``--only`` accepts either).
@@ -153,8 +165,9 @@ def _run(
     doc: dict[str, Any], ctx: BenchContext, chosen: list[str], args: argparse.Namespace
 ) -> None:
     _check_broker(ctx)
-    # The PostgreSQL contenders generate their own rows (they measure the sink alone).
-    needs_input = any(n in THROUGHPUT and THROUGHPUT[n][0] != "postgres" for n in chosen)
+    # PostgreSQL generates its own rows (it measures the sink alone), the versioned
+    # family its change events.
+    needs_input = any(n in THROUGHPUT and THROUGHPUT[n][0] not in OWN_INPUT for n in chosen)
     if needs_input:
         _produce(ctx, doc)
     total = len(chosen)

@@ -147,6 +147,8 @@ class BenchContext:
     created_topics: list[str] = field(default_factory=list)
     #: Appended to names when a contender runs again (fresh topics, group, prefix).
     retry_suffix: str = ""
+    #: What a family's contenders share in one run (an input of their own, ...).
+    shared: dict[str, Any] = field(default_factory=dict)
 
     @property
     def work_dir(self) -> Path:
@@ -171,13 +173,22 @@ class BenchContext:
         """A run-unique name for a topic, group or transactional id prefix."""
         return f"bench-{self.run_id}-{hint}{self.retry_suffix}"
 
-    def create_topic(self, hint: str, partitions: int | None = None, *, output: bool = True) -> str:
+    def create_topic(
+        self,
+        hint: str,
+        partitions: int | None = None,
+        *,
+        output: bool = True,
+        configs: dict[str, str] | None = None,
+    ) -> str:
         """Create ``bench-<run>-<hint>``; output topics stamp records with the append time."""
         from onceflow.runtime.topics import ensure_topics
 
         name = self.name(hint)
-        configs = {"message.timestamp.type": "LogAppendTime"} if output else {}
-        ensure_topics(self.bootstrap, {name: configs}, partitions or self.partitions)
+        settings = {"message.timestamp.type": "LogAppendTime"} if output else {}
+        ensure_topics(
+            self.bootstrap, {name: {**settings, **(configs or {})}}, partitions or self.partitions
+        )
         self.created_topics.append(name)
         return name
 
@@ -368,6 +379,7 @@ def run_contender(
     all_outputs: bool = False,
     tasks_running: Callable[[], float | None] | None = None,
     input_topic: str | None = None,
+    input_records: int | None = None,
 ) -> ContenderResult:
     """Start ``child``, watch it, then measure ``out_topic`` by the module's method.
 
@@ -378,13 +390,17 @@ def run_contender(
     :param all_outputs: the contender copies every input record (no dedup).
     :param input_topic: the topic the child reads when not the shared input (its
         group's committed offsets there count a time-boxed run's input).
+    :param input_records: the records of ``input_topic`` when it holds another workload
+        than the shared one (the expected outputs are then not known here).
     :param tasks_running: polled while the child runs; returns the epoch ms at which
         all its tasks ran (a Flink job's REST API), the fallback start of the span
         when the output comes in bursts.
     """
     result.load1 = os.getloadavg()[0]
     t0 = time.monotonic()
-    expected = ctx.records if all_outputs else ctx.expected_uniques
+    expected: int | None = None
+    if input_records is None:
+        expected = ctx.records if all_outputs else ctx.expected_uniques
     running_ms: list[float] = []
 
     def probe() -> None:
@@ -407,7 +423,7 @@ def run_contender(
     result.outputs, result.distinct = span.outputs, span.distinct
     result.time_boxed = not finished
     if finished:
-        result.records = ctx.records
+        result.records = ctx.records if input_records is None else input_records
         result.expected_outputs = expected
     else:
         result.records = committed_input(ctx.bootstrap, group, input_topic or ctx.input_topic)

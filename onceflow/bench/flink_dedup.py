@@ -1,9 +1,12 @@
 """onceflow's dedup job (``onceflow.jobs.dedup``) on both paths, under several settings.
 
 ``flink-py-*``: the Python path (``--dedup-path python``, one keyed Python call per
-record; ``flink-py-avro``: the same workload in Avro, ``--format avro``);
+record; ``flink-py-avro``: the same workload in Avro, ``--format avro``;
+``flink-py-fingerprint``: identified by a hash of the content, ``--fingerprint``);
 ``flink-jvm`` / ``flink-jvm-alo``: the JVM path (the job's default: Flink's own
-deduplication keyed by onceflow's Java scanner), exactly-once / at-least-once.
+deduplication keyed by onceflow's Java scanner), exactly-once / at-least-once;
+``flink-jvm-fingerprint``: the same deduplication keyed by a fingerprint from one
+Python call per record.
 
 A baseline -- exactly-once, thread mode, parallelism 1, RocksDB -- and one factor
 changed at a time: the delivery guarantee, the execution mode, the parallelism,
@@ -51,10 +54,13 @@ class Variant:
     #: ``avro``: the same workload Confluent-framed in an input topic of its own (the
     #: registry: ``$ONCEFLOW_REGISTRY_URL`` or the local stack's), ``--format avro``.
     value_format: str = "json"
+    #: Identify records by a fingerprint of their content (``--fingerprint``), not by id.
+    fingerprint: bool = False
 
     def describe(self) -> str:
         text = (
-            f"{self.dedup_path}/{'' if self.value_format == 'json' else 'avro/'}"
+            f"{self.dedup_path}/{'fingerprint/' if self.fingerprint else ''}"
+            f"{'' if self.value_format == 'json' else 'avro/'}"
             f"{'EOS' if self.guarantee == 'exactly-once' else 'ALO'}/{self.execution_mode}/"
             f"p{self.parallelism}/{self.state_backend}"
         )
@@ -71,6 +77,8 @@ VARIANTS: dict[str, Variant] = {
     "flink-jvm": Variant(dedup_path="jvm"),
     "flink-jvm-alo": Variant(dedup_path="jvm", guarantee="at-least-once"),
     "flink-py-avro": Variant(value_format="avro"),
+    "flink-py-fingerprint": Variant(fingerprint=True),
+    "flink-jvm-fingerprint": Variant(dedup_path="jvm", fingerprint=True),
     "flink-py-hashmap": Variant(state_backend="hashmap"),
     "flink-py-p2": Variant(parallelism=2),
     "flink-py-process": Variant(execution_mode="process"),
@@ -127,6 +135,8 @@ def dedup_job_args(
     ]
     if bounded:
         args.append("--bounded")
+    if variant.fingerprint:
+        args.append("--fingerprint")
     for key, value in variant.flink_options.items():
         args += ["--flink-option", f"{key}={value}"]
     return args

@@ -39,7 +39,7 @@ from onceflow.bench.common import (
 from onceflow.runtime.jobconfig import parse_properties
 from onceflow.testing.harness import JobProcess
 
-__all__ = ["CONTENDERS", "DEDUP_QUERY", "main", "sink_ddl", "source_ddl"]
+__all__ = ["CONTENDERS", "DEDUP_QUERY", "main", "sink_ddl", "source_ddl", "with_options"]
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,8 @@ def _quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _with(options: dict[str, str]) -> str:
+def with_options(options: dict[str, str]) -> str:
+    """The body of a ``WITH (...)`` clause: quoted keys and values."""
     return ",\n  ".join(f"{_quote(k)} = {_quote(v)}" for k, v in options.items())
 
 
@@ -78,7 +79,7 @@ def source_ddl(args: argparse.Namespace) -> str:
         "CREATE TEMPORARY TABLE src (\n"
         "  id STRING, seq BIGINT, ts BIGINT, payload STRING,\n"
         "  proctime AS PROCTIME()\n"
-        f") WITH (\n  {_with(options)}\n)"
+        f") WITH (\n  {with_options(options)}\n)"
     )
 
 
@@ -103,7 +104,7 @@ def sink_ddl(args: argparse.Namespace) -> str:
     return (
         "CREATE TEMPORARY TABLE sink (\n"
         "  id STRING, seq BIGINT, ts BIGINT, payload STRING\n"
-        f") WITH (\n  {_with(options)}\n)"
+        f") WITH (\n  {with_options(options)}\n)"
     )
 
 

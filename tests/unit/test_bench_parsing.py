@@ -130,6 +130,8 @@ def test_ratios_and_report() -> None:
             _row("flink-sql", "sql", 20_000.0),
             _row("flink-py-baseline", "flink", 5_000.0),
             _row("quix-eos", "quix", None, status="skipped"),
+            _row("versioned-sql", "versioned", 40_000.0),
+            _row("versioned-py", "versioned", 4_000.0),
         ],
         "latency": [],
         "recovery": None,
@@ -141,6 +143,10 @@ def test_ratios_and_report() -> None:
     assert rows["flink-py-baseline"]["ratio_to_ceiling"] == 0.05
     assert rows["flink-py-baseline"]["ratio_to_sql"] == 0.25
     assert rows["quix-eos"]["ratio_to_sql"] is None
+    # The versioned family is compared with its own JVM reference, not the dedup's.
+    assert rows["versioned-py"]["ratio_to_sql"] == 0.1
+    assert rows["versioned-py"]["reference"] == "versioned-sql"
+    assert rows["flink-py-baseline"]["reference"] == "flink-sql"
     text = render_markdown(doc)
     assert "| flink-py-baseline | c | 5,000 | 0.050 | 0.25 |" in text
     assert "2 CPUs (Xeon), 23.5 GiB RAM" in text

@@ -1,0 +1,195 @@
+"""Dedup by content fingerprint with the identity in a Python UDF and the state in the JVM.
+
+The question (issue: operators at the engine's speed): a fingerprint over canonical
+JSON cannot be said in SQL, but only the *identity* needs Python; the keyed state,
+the deduplication and the sinks can stay Flink's own. How fast is that, and does
+Arrow batching (a pandas UDF) help?
+
+::
+
+    INSERT INTO sink SELECT v FROM (
+      SELECT v, ROW_NUMBER() OVER (PARTITION BY k ORDER BY pt) AS rn
+      FROM (SELECT v, fingerprint(v) AS k, pt FROM src)
+    ) WHERE rn = 1
+
+``fingerprint`` is onceflow's own identity (:func:`onceflow.operators.records.parse_object`
+then :func:`onceflow.operators.dedup.identity.identity_of` with
+``IdentitySpec.by_fingerprint()``, the Python path's code), one crossing per record:
+
+* ``udf-fingerprint``: a general Python scalar UDF in thread mode (PEMJA, one call
+  per record);
+* ``udf-fingerprint-pandas``: the same function over a ``pandas.Series`` per
+  batch (Arrow), which PyFlink runs in process mode only.
+
+Next to them, ``flink-py-fingerprint`` (:mod:`onceflow.bench.flink_dedup`) is the
+dedup job's fingerprint mode as it ships: the whole operator in Python. These
+contenders measure a path; they have no dead-letter output (the bench workload has
+no malformed records). Run one as a job::
+
+    python -m onceflow.bench.udf_identity --input-topic in --output-topic out \\
+        --transactional-id-prefix fp-1 --bounded [--pandas]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from onceflow.bench.common import (
+    BenchContext,
+    ContenderResult,
+    flink_tasks_running,
+    run_contender,
+)
+from onceflow.bench.flink_sql import with_options
+from onceflow.testing.harness import JobProcess
+
+__all__ = ["CONTENDERS", "fingerprint", "main"]
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_INTERVAL_MS = 2_000
+MAX_RECORD_BYTES = 1_000_000
+
+QUERY = """
+INSERT INTO sink SELECT v FROM (
+  SELECT v, ROW_NUMBER() OVER (PARTITION BY k ORDER BY pt) AS rn
+  FROM (SELECT v, fingerprint(v) AS k, pt FROM src)
+) WHERE rn = 1
+"""
+
+
+def fingerprint(value: bytes | None) -> str | None:
+    """The record's fingerprint identity (``f:<32 hex>``), or None for a rejected record."""
+    from onceflow.operators.dedup.identity import IdentitySpec, identity_of
+    from onceflow.operators.records import Rejected, parse_object
+
+    parsed = parse_object(value, MAX_RECORD_BYTES)
+    if isinstance(parsed, Rejected):
+        return None
+    identity = identity_of(parsed.value, IdentitySpec.by_fingerprint())
+    return None if isinstance(identity, Rejected) else identity
+
+
+def _fingerprints(values: Any) -> Any:
+    """:func:`fingerprint` over a ``pandas.Series`` of values (the pandas UDF)."""
+    return values.map(fingerprint)
+
+
+def _ddl(args: argparse.Namespace) -> tuple[str, str]:
+    source = {
+        "connector": "kafka",
+        "topic": args.input_topic,
+        "properties.bootstrap.servers": args.bootstrap,
+        "properties.group.id": args.group_id,
+        "scan.startup.mode": "group-offsets",
+        "properties.auto.offset.reset": "earliest",
+        "properties.isolation.level": "read_committed",
+        "format": "raw",
+    }
+    if args.bounded:
+        source["scan.bounded.mode"] = "latest-offset"
+    sink = {
+        "connector": "kafka",
+        "topic": args.output_topic,
+        "properties.bootstrap.servers": args.bootstrap,
+        "format": "raw",
+        "sink.delivery-guarantee": "exactly-once",
+        "sink.transactional-id-prefix": args.transactional_id_prefix,
+        "properties.transaction.timeout.ms": "600000",
+        "properties.acks": "all",
+    }
+    return (
+        "CREATE TEMPORARY TABLE src (v BYTES, pt AS PROCTIME())\n"
+        f"WITH (\n  {with_options(source)}\n)",
+        f"CREATE TEMPORARY TABLE sink (v BYTES) WITH (\n  {with_options(sink)}\n)",
+    )
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="onceflow.bench.udf_identity", description=__doc__)
+    parser.add_argument("--bootstrap", default="localhost:9092")
+    parser.add_argument("--input-topic", required=True)
+    parser.add_argument("--output-topic", required=True)
+    parser.add_argument("--group-id", default=None, help="default: <prefix>-group")
+    parser.add_argument("--transactional-id-prefix", required=True)
+    parser.add_argument("--checkpoint-dir", default=None)
+    parser.add_argument("--pandas", action="store_true", help="Arrow batches (process mode)")
+    parser.add_argument("--bounded", action="store_true")
+    parser.add_argument("--flink-option", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args(argv)
+    args.group_id = args.group_id or f"{args.transactional_id_prefix}-group"
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the UDF-identity dedup; returns when a bounded run has finished."""
+    from pyflink.table import DataTypes, StreamTableEnvironment
+    from pyflink.table.udf import udf
+
+    from onceflow.runtime.flinkenv import FlinkSettings, create_env
+    from onceflow.runtime.jobconfig import parse_properties
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args = parse_args(argv)
+    env = create_env(
+        FlinkSettings(
+            parallelism=1,
+            checkpoint_interval_ms=CHECKPOINT_INTERVAL_MS,
+            # Pandas UDFs run in process mode only.
+            execution_mode="process" if args.pandas else "thread",
+            state_backend="rocksdb",
+            restart_attempts=0,
+            checkpoint_dir=args.checkpoint_dir,
+            extra=parse_properties(args.flink_option),
+        )
+    )
+    tenv = StreamTableEnvironment.create(env)
+    if args.pandas:
+        function = udf(_fingerprints, result_type=DataTypes.STRING(), func_type="pandas")
+    else:
+        function = udf(fingerprint, result_type=DataTypes.STRING())
+    tenv.create_temporary_function("fingerprint", function)
+    for ddl in _ddl(args):
+        tenv.execute_sql(ddl)
+    log.info("plan:\n%s", tenv.explain_sql(QUERY.replace("INSERT INTO sink", "")))
+    tenv.execute_sql(QUERY).wait()
+    return 0
+
+
+def run(ctx: BenchContext, name: str, pandas: bool) -> ContenderResult:
+    out = ctx.create_topic(name)
+    group = ctx.name(f"{name}-group")
+    args = [
+        "--bootstrap", ctx.bootstrap, "--input-topic", ctx.input_topic, "--output-topic", out,
+        "--group-id", group, "--transactional-id-prefix", ctx.name(name),
+        "--checkpoint-dir", str(ctx.work_dir / "checkpoints" / name), "--bounded",
+    ]  # fmt: skip
+    if pandas:
+        args.append("--pandas")
+    mode = "pandas UDF (Arrow batches)/process" if pandas else "Python UDF/thread"
+    result = ContenderResult(name, "udf", f"fingerprint in a {mode}, Flink dedup, EOS/p1/rocksdb")
+    job = JobProcess("onceflow.bench.udf_identity", args, ctx.work_dir / f"{name}.log")
+    run_contender(
+        ctx, result, job, out, group, start=job.start, tasks_running=flink_tasks_running(job)
+    )
+    result.extra["log"] = str(job.log_file)
+    return result
+
+
+def _runner(name: str, pandas: bool) -> Callable[[BenchContext], ContenderResult]:
+    return lambda ctx: run(ctx, name, pandas)
+
+
+#: name -> runner, in run order.
+CONTENDERS: dict[str, Callable[[BenchContext], ContenderResult]] = {
+    "udf-fingerprint": _runner("udf-fingerprint", False),
+    "udf-fingerprint-pandas": _runner("udf-fingerprint-pandas", True),
+}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
