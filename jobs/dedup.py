@@ -3,15 +3,15 @@
 Pipeline (every stateful operator and sink has a stable uid):
 
 1. ``KafkaSource`` (read_committed, offsets in checkpoints, committed on checkpoint);
-2. ``dedup`` (``--dedup-path``, default ``auto``): by id, the JVM path: onceflow's
-   Java scanner keys each record by its id, Flink's own deduplication passes the
-   first occurrence within the TTL horizon, and only records the scanner refused
-   cross into Python, which writes their dead letters (reason, source
-   topic/partition/offset). ``--dedup-path python`` (and ``--fingerprint``): one
-   Python call per record parses the JSON, checks the identity and keeps the
-   state. Both paths write the same records and the same dead letters; their
-   state is not interchangeable (a savepoint of one path does not restore into
-   the other);
+2. ``dedup`` (``--dedup-path``, default ``auto``): the JVM path: Flink's own
+   deduplication passes the first occurrence within the TTL horizon. By id,
+   onceflow's Java scanner keys each record and only records it refused cross into
+   Python, which writes their dead letters (reason, source topic/partition/offset);
+   with ``--fingerprint``, one Python call per record computes the identity (or
+   NULL: a dead letter). ``--dedup-path python``: one keyed Python call per record
+   parses the JSON, checks the identity and keeps the state. Both paths write the
+   same records and the same dead letters; their state is not interchangeable (a
+   savepoint of one path does not restore into the other);
 4. two transactional ``KafkaSink``s (output keyed by id, DLQ keyed by source
    position), both committed on the same checkpoints.
 
@@ -147,10 +147,9 @@ class DedupConfig(RuntimeConfig):
             raise OnceflowError("--max-record-bytes must be positive")
         if self.dedup_path not in PATHS:
             raise OnceflowError(f"--dedup-path must be one of {', '.join(PATHS)}")
-        if self.dedup_path == "jvm" and (self.fingerprint or self.value_format == "avro"):
+        if self.dedup_path == "jvm" and self.value_format == "avro":
             raise OnceflowError(
-                "--dedup-path jvm needs JSON records identified by --id-field; "
-                "--fingerprint and --format avro run on the Python path"
+                "--dedup-path jvm needs JSON records; --format avro runs on the Python path"
             )
         try:
             self.identity()
@@ -327,7 +326,7 @@ def parse_config(argv: Sequence[str] | None = None) -> DedupConfig:
     )  # fmt: skip
     g.add_argument(
         "--dedup-path", choices=PATHS,
-        help="auto (default: Flink's own operators for an id field), jvm or python",
+        help="auto (default: Flink's own operators, JSON by id or fingerprint), jvm or python",
     )  # fmt: skip
     g.add_argument("--registry-url", help="schema registry (Confluent-compatible API), for avro")
     g.add_argument(

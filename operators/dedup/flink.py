@@ -47,6 +47,7 @@ from pyflink.datastream import (
     OutputTag,
     RuntimeContext,
 )
+from pyflink.table.udf import ScalarFunction
 
 from onceflow.operators.dedup.core import DedupCore
 from onceflow.operators.dedup.identity import IdentitySpec, identity_of
@@ -67,6 +68,7 @@ from onceflow.udf import JSON_ID
 __all__ = [
     "DedupFunction",
     "FingerprintKey",
+    "IdentityFunction",
     "RecordDedupFunction",
     "UnkeyedDeadLetters",
     "identify",
@@ -238,6 +240,21 @@ class DedupFunction(_DedupBase):
     def identify(self, raw: bytes | None, flink_key: str | None) -> str | Rejected:
         """The record's identity, or why it is a dead letter (see :func:`identify`)."""
         return identify(raw, self.spec, self.max_record_bytes, flink_key)
+
+
+class IdentityFunction(ScalarFunction):
+    """A SQL function: the identity of a JSON record value (``f:<32 hex>`` for a
+    fingerprint), or NULL when the record is a dead letter; the Python path's own code
+    (:func:`identify`). The JVM path of a fingerprint dedup calls it once per record and
+    keeps the state in Flink's deduplication."""
+
+    def __init__(self, spec: IdentitySpec, max_record_bytes: int) -> None:
+        self.spec = spec
+        self.max_record_bytes = max_record_bytes
+
+    def eval(self, raw: bytes | None) -> str | None:
+        ident = identify(raw, self.spec, self.max_record_bytes, None)
+        return None if isinstance(ident, Rejected) else ident
 
 
 class UnkeyedDeadLetters(FlatMapFunction):

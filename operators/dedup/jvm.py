@@ -1,11 +1,16 @@
-"""The JVM path of dedup by id: Flink's own keep-first deduplication over the raw bytes.
+"""The JVM path of dedup: Flink's own keep-first deduplication over the raw bytes.
 
-For JSON records identified by an id field, :func:`dedup_json_in_jvm` compiles the
-dedup to one Flink SQL translation, no Python per accepted record:
+For JSON records, :func:`dedup_json_in_jvm` compiles the dedup to Flink SQL; the
+state and the deduplication are Flink's:
 
-1. the identity of each record is computed by onceflow's Java scanner
+1. the identity of each record: by an id field, onceflow's Java scanner
    (:data:`onceflow.udf.JSON_ID`: ``s:<id>``/``i:<id>``, exactly what the
-   Python path keys by, or NULL whenever Python might not accept the record);
+   Python path keys by, or NULL whenever Python might not accept the record), no
+   Python per accepted record; by a content fingerprint (canonical JSON cannot be
+   said in SQL), one call per record of a Python SQL function running the Python
+   path's own code (:class:`~onceflow.operators.dedup.flink.IdentityFunction`:
+   ``f:<32 hex>``, or NULL for a dead letter), in a translation of its own so the
+   queries below read its result instead of calling Python again;
 2. records with a key go to Flink's deduplication (``ROW_NUMBER() OVER (PARTITION
    BY key ORDER BY proctime) = 1``, keep-first, its state TTL scoped to this
    query by ``table.exec.state.ttl``) and come out as the Python path's passed
@@ -14,7 +19,8 @@ dedup to one Flink SQL translation, no Python per accepted record:
    path's own code (:class:`~onceflow.operators.dedup.flink.UnkeyedDeadLetters`)
    names the reason and writes the dead letter: byte-identical by construction.
    A record Python would accept but the scanner refused is ``ambiguous_key``, on
-   both paths (the Python path keys by the same scanner).
+   both paths (the Python path keys by the same scanner). A fingerprint's dead
+   letters cross twice (the identity call, then this one): they are rare.
 
 Delivery: the deduplication state (one entry per id) is checkpointed with the
 source offsets, as on the Python path; the outputs still go through the
@@ -77,23 +83,28 @@ def dedup_json_in_jvm(
     """JSON records deduplicated by Flink's own operators: ``(passed, dead_letters)``.
 
     :param stream: JSON records (:func:`onceflow.streams.json_record_type`, or keyed).
-    :param identity: an id-field spec (fingerprints run on the Python path).
+    :param identity: an id field (keyed by the Java scanner) or a fingerprint (keyed by
+        one Python call per record).
     :param ttl_ms: the horizon in processing-time ms (state TTL); None: forever.
     :param uid: the prefix of every operator's uid: ``<uid>-jvm-...``.
     """
     from onceflow.operators.dedup.flink import UnkeyedDeadLetters, sql_key_expression
 
-    if identity.id_field is None:
-        raise ValueError("the JVM path dedups by an id field")
     env = stream.get_execution_environment()
     attach_udf_jar(env)
     tenv = table_env(env)
     register_udfs(tenv)
-    key = sql_key_expression(identity.id_field, max_record_bytes, empty=False)
     view = f"onceflow_dedup_{next(_views)}"
     columns = ", ".join(f"`{name}`" for name in JSON_FIELDS)
     ttl = f"{ttl_ms or 0} ms"  # 0: no TTL
-    tenv.create_temporary_view(view, _with_proctime(tenv, stream))
+    upstream = stream
+    if identity.id_field is not None:
+        key = sql_key_expression(identity.id_field, max_record_bytes, empty=False)
+        tenv.create_temporary_view(view, _with_proctime(tenv, stream, JSON_FIELDS))
+    else:
+        key = "`k`"
+        upstream = _identified_in_python(tenv, stream, identity, max_record_bytes, uid, view)
+        tenv.create_temporary_view(view, _with_proctime(tenv, upstream, ("k", *JSON_FIELDS)))
     with stable_uids(tenv, f"{uid}-jvm"), table_settings(tenv, {"table.exec.state.ttl": ttl}):
         firsts = tenv.sql_query(
             f"SELECT SUBSTRING(`k` FROM 3) AS `key`, {columns} FROM ("
@@ -106,7 +117,7 @@ def dedup_json_in_jvm(
         unkeyed = tenv.sql_query(f"SELECT {columns} FROM `{view}` WHERE {key} IS NULL")
         rejected = tenv.to_append_stream(unkeyed, json_record_type())
     for translated in (passed, rejected):
-        _number_repeated_uids(translated, stream)
+        _number_repeated_uids(translated, upstream)
     dead_letters = (
         rejected.flat_map(
             UnkeyedDeadLetters(identity, max_record_bytes, dead_letter_max_bytes),
@@ -140,15 +151,50 @@ def _number_repeated_uids(translated: DataStream, source: DataStream) -> None:
         pending.extend(node.getInputs().toArray())
 
 
-def _with_proctime(tenv: Any, stream: DataStream) -> Any:
-    """The stream's JSON fields as a table, with a processing-time attribute ``pt``."""
+def _with_proctime(tenv: Any, stream: DataStream, names: tuple[str, ...]) -> Any:
+    """The stream's fields ``names`` as a table, with a processing-time attribute ``pt``."""
     from pyflink.table import Schema
     from pyflink.table.expressions import col
 
     table = tenv.from_data_stream(
         stream, Schema.new_builder().column_by_expression("pt", "PROCTIME()").build()
     )
-    return table.select(*(col(name) for name in (*JSON_FIELDS, "pt")))
+    return table.select(*(col(name) for name in (*names, "pt")))
+
+
+def _identified_in_python(
+    tenv: Any, stream: DataStream, identity: IdentitySpec, max_record_bytes: int, uid: str,
+    view: str,
+) -> DataStream:  # fmt: skip
+    """``Row(k, v, topic, partition, offset)``: each record's identity from one call of
+    :class:`~onceflow.operators.dedup.flink.IdentityFunction` (NULL: a dead letter).
+
+    The identity is computed in its own translation and comes back as a stream, so the
+    dedup and the dead-letter queries over it read ``k`` instead of calling Python
+    again: two queries over the same Python call would cross twice per record."""
+    from pyflink.common import Types
+    from pyflink.table import DataTypes
+    from pyflink.table.udf import udf
+
+    from onceflow.operators.dedup.flink import IdentityFunction
+
+    function = f"{view}_identity"
+    tenv.create_temporary_function(
+        function,
+        udf(IdentityFunction(identity, max_record_bytes), result_type=DataTypes.STRING()),
+    )
+    raw = f"{view}_raw"
+    tenv.create_temporary_view(raw, tenv.from_data_stream(stream))
+    columns = ", ".join(f"`{name}`" for name in JSON_FIELDS)
+    record = json_record_type()
+    with stable_uids(tenv, f"{uid}-jvm-identity"):
+        table = tenv.sql_query(f"SELECT {function}(`v`) AS `k`, {columns} FROM `{raw}`")
+        identified = tenv.to_append_stream(
+            table,
+            Types.ROW_NAMED(["k", *JSON_FIELDS], [Types.STRING(), *record.get_field_types()]),
+        )
+    _number_repeated_uids(identified, stream)
+    return identified
 
 
 def _fault_condition(uid: str) -> str:

@@ -4,15 +4,15 @@ It takes the stream as the user has it and keys it itself, so the key contract
 (the state of a key only ever sees records of that identity) cannot be broken:
 
 - JSON records from :func:`onceflow.runtime.kafka_source.read_kafka_json` (or
-  anything of :func:`onceflow.streams.json_record_type`) identified by an id
-  field: the **JVM path** by default (:mod:`onceflow.operators.dedup.jvm`):
-  onceflow's Java scanner keys each record, Flink's own deduplication keeps the
-  first, and only the records the scanner refused cross into Python, for their
-  dead letters. With ``path="python"``, or a content fingerprint, the **Python
-  path**: one keyed Python call per record parses it and keeps the state (keyed
-  in the JVM by the same scanner, or in Python for a fingerprint). Both paths
-  write the same passed records and byte-identical dead letters (reason, source
-  position).
+  anything of :func:`onceflow.streams.json_record_type`): the **JVM path** by
+  default (:mod:`onceflow.operators.dedup.jvm`): Flink's own deduplication keeps
+  the first of each identity, computed by onceflow's Java scanner for an id field
+  (only the records it refused cross into Python, for their dead letters) or by
+  one Python call per record for a content fingerprint. With ``path="python"``
+  the **Python path**: one keyed Python call per record parses it and keeps the
+  state (keyed in the JVM by the same scanner, or in Python for a fingerprint).
+  Both paths write the same passed records and byte-identical dead letters
+  (reason, source position).
 - Rows of the user's declared type: keyed in the JVM by the ``id_field``
   column; the Python call only reads and writes the state.
 - Any other objects (dicts, ...), or with ``key=`` a function: keyed in Python
@@ -112,11 +112,10 @@ def dedup(
     :param uid: the operator's uid and name; keep it stable across deployments
         (savepoints map the state by it). The JVM path's operators are
         ``<uid>-jvm-...``: a savepoint of one path does not restore into the other.
-    :param path: ``auto`` (default): the JVM path for JSON records identified by an
-        id field, else the Python path; ``jvm`` insists (an error when the spec
-        needs Python: a fingerprint, a key function, a user's records);
-        ``python`` forces the Python path. The choice is logged and names the
-        operators in the plan.
+    :param path: ``auto`` (default): the JVM path for JSON records (by an id field or
+        a fingerprint), else the Python path; ``jvm`` insists (an error for a key
+        function or a user's records); ``python`` forces the Python path. The
+        choice is logged and names the operators in the plan.
     :raises OnceflowError: on settings that cannot work, with what to change.
     """
     from pyflink.datastream import OutputTag
@@ -135,7 +134,7 @@ def dedup(
                 "function needs the user's own records (map the JSON to them first)"
             )
         identity = _identity(id_field, fingerprint)
-        if _choose_path(path, uid, jvm_possible=not identity.fingerprint) == "jvm":
+        if _choose_path(path, uid, jvm_possible=True) == "jvm":
             from onceflow.operators.dedup.jvm import dedup_json_in_jvm
 
             passed, dead_letters = dedup_json_in_jvm(
@@ -161,8 +160,8 @@ def _choose_path(path: str, uid: str, *, jvm_possible: bool) -> str:
     """The path dedup ``uid`` takes (logged): jvm when possible, unless forced."""
     if path == "jvm" and not jvm_possible:
         raise OnceflowError(
-            f"dedup {uid!r}: path='jvm' needs JSON records identified by id_field; a "
-            "fingerprint, a key function or a user's own records run on the Python path "
+            f"dedup {uid!r}: path='jvm' needs JSON records (by id_field or fingerprint); a "
+            "key function or a user's own records run on the Python path "
             "(use path='auto' or 'python')"
         )
     chosen = "jvm" if jvm_possible and path != "python" else "python"

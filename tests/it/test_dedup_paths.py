@@ -2,12 +2,12 @@
 
 One bounded job on the mini-cluster (parallelism 1, so "first" is the same record
 for both) runs ``dedup(..., path="jvm")`` and ``dedup(..., path="python")`` over the
-same JSON records: the hostile corpus, duplicates of its valid records, and
-hypothesis-generated records (lone surrogates, duplicate members, huge numbers,
-escapes, nesting, random and mutated bytes). Both paths must pass the same
-records (key, bytes, source position) and write byte-identical dead letters (the
-reason included). Where the JVM's scanner and Python's parser disagree, the record
-is a dead letter on both paths, never a different answer.
+same JSON records, by id and by content fingerprint: the hostile corpus, duplicates
+of its valid records, and hypothesis-generated records (lone surrogates, duplicate
+members, huge numbers, escapes, nesting, random and mutated bytes). Both paths must
+pass the same records (key, bytes, source position) and write byte-identical dead
+letters (the reason included). Where the JVM's scanner and Python's parser
+disagree, the record is a dead letter on both paths, never a different answer.
 """
 
 from __future__ import annotations
@@ -25,8 +25,13 @@ from onceflow.operators.records import parse_dead_letter
 TOPIC = "paths"
 
 
-def _run_both_paths(raws: list[bytes | None]) -> dict[str, Counter[tuple[Any, ...]]]:
-    """``{"jvm-passed": ..., "python-dead": ...}``: each output of each path, as multisets."""
+def _run_both_paths(
+    raws: list[bytes | None], identity: dict[str, Any]
+) -> dict[str, Counter[tuple[Any, ...]]]:
+    """``{"jvm-passed": ..., "python-dead": ...}``: each output of each path, as multisets.
+
+    :param identity: ``dedup``'s identity arguments (``id_field=`` or ``fingerprint=``).
+    """
     from pyflink.common import Row, Types
 
     from onceflow.runtime.flinkenv import FlinkSettings, create_env
@@ -45,8 +50,8 @@ def _run_both_paths(raws: list[bytes | None]) -> dict[str, Counter[tuple[Any, ..
     tagged = Types.ROW([Types.STRING(), Types.STRING(), Types.PRIMITIVE_ARRAY(Types.BYTE())])
     outputs = []
     for path in ("jvm", "python"):
-        out = dedup(source, id_field="id", ttl_ms=None, max_record_bytes=MAX_RECORD_BYTES,
-                    uid=f"diff-{path}", path=path)  # fmt: skip
+        out = dedup(source, ttl_ms=None, max_record_bytes=MAX_RECORD_BYTES,
+                    uid=f"diff-{path}", path=path, **identity)  # fmt: skip
         for kind, stream in (("passed", out.passed), ("dead", out.dead_letters)):
             name = f"{path}-{kind}"
             if kind == "passed":
@@ -67,8 +72,8 @@ def _run_both_paths(raws: list[bytes | None]) -> dict[str, Counter[tuple[Any, ..
     return found
 
 
-def _assert_same_answers(raws: list[bytes | None]) -> None:
-    found = _run_both_paths(raws)
+def _assert_same_answers(raws: list[bytes | None], identity: dict[str, Any]) -> None:
+    found = _run_both_paths(raws, identity)
     for kind in ("passed", "dead"):
         jvm, python = found.get(f"jvm-{kind}", Counter()), found.get(f"python-{kind}", Counter())
         only_jvm, only_python = jvm - python, python - jvm
@@ -99,4 +104,22 @@ def test_jvm_and_python_paths_pass_and_dead_letter_the_same_records(
     valid = [raw for raw in [*corpus, *generated] if raw and raw.startswith(b'{"id"')]
     # Duplicates: a valid-looking record again, and the generated ones once more.
     raws = [*corpus, *generated, *valid[::3], *generated[::4]]
-    _assert_same_answers(raws)
+    _assert_same_answers(raws, {"id_field": "id"})
+
+
+@settings(
+    max_examples=1,
+    deadline=None,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(generated=records(300))
+def test_fingerprint_paths_pass_and_dead_letter_the_same_records(generated: list[bytes]) -> None:
+    """By content fingerprint the JVM path keys by one Python call per record (the
+    Python path's code) and keeps the state in Flink's deduplication."""
+    corpus = [raw for _, raw, _ in cases_for("dedup")]
+    valid = [raw for raw in [*corpus, *generated] if raw and raw.startswith(b"{")]
+    # Duplicates: byte-identical copies, and member order changed (the same content).
+    reordered = [b'{"b": 2, "a": 1}', b'{"a": 1, "b": 2}', b'{"a":1,"b":2}', b'{"a": 1.0, "b": 2}']
+    raws = [*corpus, *generated, *valid[::3], *generated[::4], *reordered]
+    _assert_same_answers(raws, {"fingerprint": True})
