@@ -89,6 +89,8 @@ class FlinkSettings:
             raise OnceflowError(
                 f"execution mode {self.execution_mode!r} is not 'thread' or 'process'"
             )
+        if self.restart_attempts is not None and self.restart_attempts < 0:
+            raise OnceflowError(f"restart attempts must be >= 0, got {self.restart_attempts}")
         if self.state_backend not in (None, "rocksdb", "hashmap"):
             raise OnceflowError(f"state backend {self.state_backend!r} is not rocksdb/hashmap")
 
@@ -102,7 +104,9 @@ class FlinkSettings:
             out["python.execution-mode"] = self.execution_mode
         if self.state_backend is not None:
             out["state.backend.type"] = self.state_backend
-        if self.restart_attempts is not None:
+        if self.restart_attempts == 0:
+            out["restart-strategy.type"] = "none"  # exponential-delay needs >= 1 attempt
+        elif self.restart_attempts is not None:
             out["restart-strategy.type"] = "exponential-delay"
             out["restart-strategy.exponential-delay.attempts-before-reset-backoff"] = str(
                 self.restart_attempts
