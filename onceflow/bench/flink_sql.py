@@ -29,6 +29,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from onceflow.bench.common import (
     BenchContext,
@@ -39,7 +40,19 @@ from onceflow.bench.common import (
 from onceflow.runtime.jobconfig import parse_properties
 from onceflow.testing.harness import JobProcess
 
-__all__ = ["CONTENDERS", "DEDUP_QUERY", "main", "sink_ddl", "source_ddl", "with_options"]
+__all__ = [
+    "CONTENDERS",
+    "DEDUP_QUERY",
+    "contender_table_env",
+    "exactly_once_options",
+    "main",
+    "parse_sql_job_args",
+    "sink_ddl",
+    "source_ddl",
+    "source_options",
+    "sql_job_parser",
+    "with_options",
+]
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +73,9 @@ def with_options(options: dict[str, str]) -> str:
     return ",\n  ".join(f"{_quote(k)} = {_quote(v)}" for k, v in options.items())
 
 
-def source_ddl(args: argparse.Namespace) -> str:
-    """``CREATE TABLE src``: the workload's JSON fields plus a processing-time column."""
+def source_options(args: argparse.Namespace, value_format: str) -> dict[str, str]:
+    """A SQL contender's Kafka source: read_committed, the group's offsets (earliest for
+    a new group), bounded at the offsets latest at start with ``--bounded``."""
     options = {
         "connector": "kafka",
         "topic": args.input_topic,
@@ -71,20 +85,36 @@ def source_ddl(args: argparse.Namespace) -> str:
         "properties.auto.offset.reset": "earliest",
         # Aborted records of an upstream transactional producer must never enter.
         "properties.isolation.level": "read_committed",
-        "format": "json",
+        "format": value_format,
     }
     if args.bounded:
         options["scan.bounded.mode"] = "latest-offset"
+    return options
+
+
+def exactly_once_options(prefix: str, transaction_timeout_ms: int = 600_000) -> dict[str, str]:
+    """A Kafka SQL sink's exactly-once settings (acks from every in-sync replica)."""
+    return {
+        "sink.delivery-guarantee": "exactly-once",
+        "sink.transactional-id-prefix": prefix,
+        # Must outlive checkpoint interval + restart, and stay under the broker's maximum.
+        "properties.transaction.timeout.ms": str(transaction_timeout_ms),
+        "properties.acks": "all",
+    }
+
+
+def source_ddl(args: argparse.Namespace) -> str:
+    """``CREATE TABLE src``: the workload's JSON fields plus a processing-time column."""
     return (
         "CREATE TEMPORARY TABLE src (\n"
         "  id STRING, seq BIGINT, ts BIGINT, payload STRING,\n"
         "  proctime AS PROCTIME()\n"
-        f") WITH (\n  {with_options(options)}\n)"
+        f") WITH (\n  {with_options(source_options(args, 'json'))}\n)"
     )
 
 
 def sink_ddl(args: argparse.Namespace) -> str:
-    """``CREATE TABLE sink``: keyed by id (raw), value JSON, exactly-once."""
+    """``CREATE TABLE sink``: keyed by id (raw), value JSON, ``--guarantee``."""
     options = {
         "connector": "kafka",
         "topic": args.output_topic,
@@ -93,14 +123,14 @@ def sink_ddl(args: argparse.Namespace) -> str:
         "key.fields": "id",
         "value.format": "json",
         "value.fields-include": "ALL",
-        "sink.delivery-guarantee": args.guarantee,
-        # Waits for every in-sync replica: a write acknowledged then lost would be a gap.
-        "properties.acks": "all",
     }
     if args.guarantee == "exactly-once":
-        options["sink.transactional-id-prefix"] = args.transactional_id_prefix
-        # Must outlive checkpoint interval + restart, and stay under the broker's maximum.
-        options["properties.transaction.timeout.ms"] = str(args.transaction_timeout_ms)
+        options.update(
+            exactly_once_options(args.transactional_id_prefix, args.transaction_timeout_ms)
+        )
+    else:
+        # Waits for every in-sync replica: a write acknowledged then lost would be a gap.
+        options.update({"sink.delivery-guarantee": args.guarantee, "properties.acks": "all"})
     return (
         "CREATE TEMPORARY TABLE sink (\n"
         "  id STRING, seq BIGINT, ts BIGINT, payload STRING\n"
@@ -108,27 +138,61 @@ def sink_ddl(args: argparse.Namespace) -> str:
     )
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="onceflow.bench.flink_sql", description=__doc__)
+def sql_job_parser(prog: str, description: str | None) -> argparse.ArgumentParser:
+    """The flags every SQL contender job takes (see :func:`parse_sql_job_args`)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--bootstrap", default="localhost:9092")
     parser.add_argument("--input-topic", required=True)
     parser.add_argument("--output-topic", required=True)
     parser.add_argument("--group-id", default=None, help="default: <prefix>-group")
     parser.add_argument("--transactional-id-prefix", required=True)
+    parser.add_argument("--checkpoint-dir", default=None)
+    parser.add_argument("--bounded", action="store_true")
+    parser.add_argument("--flink-option", action="append", default=[], metavar="KEY=VALUE")
+    return parser
+
+
+def parse_sql_job_args(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None
+) -> argparse.Namespace:
+    args = parser.parse_args(argv)
+    args.group_id = args.group_id or f"{args.transactional_id_prefix}-group"
+    return args
+
+
+def contender_table_env(args: argparse.Namespace, execution_mode: str = "thread") -> Any:
+    """A SQL contender's ``StreamTableEnvironment``: parallelism 1, checkpoints every 2 s
+    into ``--checkpoint-dir``, RocksDB, no restarts (a failure is a result), logging on."""
+    from pyflink.table import StreamTableEnvironment
+
+    from onceflow.runtime.flinkenv import FlinkSettings, create_env
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    env = create_env(
+        FlinkSettings(
+            parallelism=1,
+            checkpoint_interval_ms=2_000,
+            execution_mode=execution_mode,
+            state_backend="rocksdb",
+            restart_attempts=0,
+            checkpoint_dir=args.checkpoint_dir,
+            extra=parse_properties(args.flink_option),
+        )
+    )
+    return StreamTableEnvironment.create(env)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = sql_job_parser("onceflow.bench.flink_sql", __doc__)
     parser.add_argument(
         "--guarantee", choices=["exactly-once", "at-least-once"], default="exactly-once"
     )
     parser.add_argument("--parallelism", type=int, default=1)
     parser.add_argument("--checkpoint-interval-ms", type=int, default=2000)
     parser.add_argument("--state-backend", choices=["rocksdb", "hashmap"], default="rocksdb")
-    parser.add_argument("--checkpoint-dir", default=None)
     parser.add_argument("--ttl-ms", type=int, default=24 * 3600 * 1000)
     parser.add_argument("--transaction-timeout-ms", type=int, default=600_000)
-    parser.add_argument("--bounded", action="store_true")
-    parser.add_argument("--flink-option", action="append", default=[], metavar="KEY=VALUE")
-    args = parser.parse_args(argv)
-    args.group_id = args.group_id or f"{args.transactional_id_prefix}-group"
-    return args
+    return parse_sql_job_args(parser, argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

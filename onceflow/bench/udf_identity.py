@@ -44,14 +44,20 @@ from onceflow.bench.common import (
     flink_tasks_running,
     run_contender,
 )
-from onceflow.bench.flink_sql import with_options
+from onceflow.bench.flink_sql import (
+    contender_table_env,
+    exactly_once_options,
+    parse_sql_job_args,
+    source_options,
+    sql_job_parser,
+    with_options,
+)
 from onceflow.testing.harness import JobProcess
 
 __all__ = ["CONTENDERS", "fingerprint", "main"]
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_INTERVAL_MS = 2_000
 MAX_RECORD_BYTES = 1_000_000
 
 QUERY = """
@@ -80,74 +86,34 @@ def _fingerprints(values: Any) -> Any:
 
 
 def _ddl(args: argparse.Namespace) -> tuple[str, str]:
-    source = {
-        "connector": "kafka",
-        "topic": args.input_topic,
-        "properties.bootstrap.servers": args.bootstrap,
-        "properties.group.id": args.group_id,
-        "scan.startup.mode": "group-offsets",
-        "properties.auto.offset.reset": "earliest",
-        "properties.isolation.level": "read_committed",
-        "format": "raw",
-    }
-    if args.bounded:
-        source["scan.bounded.mode"] = "latest-offset"
     sink = {
         "connector": "kafka",
         "topic": args.output_topic,
         "properties.bootstrap.servers": args.bootstrap,
         "format": "raw",
-        "sink.delivery-guarantee": "exactly-once",
-        "sink.transactional-id-prefix": args.transactional_id_prefix,
-        "properties.transaction.timeout.ms": "600000",
-        "properties.acks": "all",
+        **exactly_once_options(args.transactional_id_prefix),
     }
     return (
         "CREATE TEMPORARY TABLE src (v BYTES, pt AS PROCTIME())\n"
-        f"WITH (\n  {with_options(source)}\n)",
+        f"WITH (\n  {with_options(source_options(args, 'raw'))}\n)",
         f"CREATE TEMPORARY TABLE sink (v BYTES) WITH (\n  {with_options(sink)}\n)",
     )
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="onceflow.bench.udf_identity", description=__doc__)
-    parser.add_argument("--bootstrap", default="localhost:9092")
-    parser.add_argument("--input-topic", required=True)
-    parser.add_argument("--output-topic", required=True)
-    parser.add_argument("--group-id", default=None, help="default: <prefix>-group")
-    parser.add_argument("--transactional-id-prefix", required=True)
-    parser.add_argument("--checkpoint-dir", default=None)
+    parser = sql_job_parser("onceflow.bench.udf_identity", __doc__)
     parser.add_argument("--pandas", action="store_true", help="Arrow batches (process mode)")
-    parser.add_argument("--bounded", action="store_true")
-    parser.add_argument("--flink-option", action="append", default=[], metavar="KEY=VALUE")
-    args = parser.parse_args(argv)
-    args.group_id = args.group_id or f"{args.transactional_id_prefix}-group"
-    return args
+    return parse_sql_job_args(parser, argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the UDF-identity dedup; returns when a bounded run has finished."""
-    from pyflink.table import DataTypes, StreamTableEnvironment
+    from pyflink.table import DataTypes
     from pyflink.table.udf import udf
 
-    from onceflow.runtime.flinkenv import FlinkSettings, create_env
-    from onceflow.runtime.jobconfig import parse_properties
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = parse_args(argv)
-    env = create_env(
-        FlinkSettings(
-            parallelism=1,
-            checkpoint_interval_ms=CHECKPOINT_INTERVAL_MS,
-            # Pandas UDFs run in process mode only.
-            execution_mode="process" if args.pandas else "thread",
-            state_backend="rocksdb",
-            restart_attempts=0,
-            checkpoint_dir=args.checkpoint_dir,
-            extra=parse_properties(args.flink_option),
-        )
-    )
-    tenv = StreamTableEnvironment.create(env)
+    # Pandas UDFs run in process mode only.
+    tenv = contender_table_env(args, "process" if args.pandas else "thread")
     if args.pandas:
         function = udf(_fingerprints, result_type=DataTypes.STRING(), func_type="pandas")
     else:

@@ -44,7 +44,14 @@ from onceflow.bench.common import (
     flink_tasks_running,
     run_contender,
 )
-from onceflow.bench.flink_sql import with_options
+from onceflow.bench.flink_sql import (
+    contender_table_env,
+    exactly_once_options,
+    parse_sql_job_args,
+    source_options,
+    sql_job_parser,
+    with_options,
+)
 from onceflow.testing.harness import JobProcess
 
 if TYPE_CHECKING:
@@ -54,7 +61,7 @@ __all__ = ["CONTENDERS", "TOP1_QUERY", "main"]
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_INTERVAL_MS = 2_000
+CHECKPOINT_INTERVAL_MS = 2_000  # the versioned job's; the SQL reference: contender_table_env
 
 TOP1_QUERY = """
 INSERT INTO sink
@@ -67,20 +74,9 @@ SELECT `key`, version, op, payload FROM (
 
 def source_ddl(args: argparse.Namespace) -> str:
     """``CREATE TABLE src``: the change events' fields (the payload as JSON text)."""
-    options = {
-        "connector": "kafka",
-        "topic": args.input_topic,
-        "properties.bootstrap.servers": args.bootstrap,
-        "properties.group.id": args.group_id,
-        "scan.startup.mode": "group-offsets",
-        "properties.auto.offset.reset": "earliest",
-        "properties.isolation.level": "read_committed",
-        "format": "json",
-        # Malformed records are skipped (or their bad fields nulled): no dead letters here.
-        "json.ignore-parse-errors": "true",
-    }
-    if args.bounded:
-        options["scan.bounded.mode"] = "latest-offset"
+    options = source_options(args, "json")
+    # Malformed records are skipped (or their bad fields nulled): no dead letters here.
+    options["json.ignore-parse-errors"] = "true"
     return (
         "CREATE TEMPORARY TABLE src (\n"
         "  `key` STRING, version BIGINT, op STRING, payload STRING\n"
@@ -96,10 +92,7 @@ def sink_ddl(args: argparse.Namespace) -> str:
         "properties.bootstrap.servers": args.bootstrap,
         "key.format": "raw",
         "value.format": "json",
-        "sink.delivery-guarantee": "exactly-once",
-        "sink.transactional-id-prefix": args.transactional_id_prefix,
-        "properties.transaction.timeout.ms": "600000",
-        "properties.acks": "all",
+        **exactly_once_options(args.transactional_id_prefix),
     }
     return (
         "CREATE TEMPORARY TABLE sink (\n"
@@ -110,40 +103,13 @@ def sink_ddl(args: argparse.Namespace) -> str:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="onceflow.bench.versioned", description=__doc__)
-    parser.add_argument("--bootstrap", default="localhost:9092")
-    parser.add_argument("--input-topic", required=True)
-    parser.add_argument("--output-topic", required=True)
-    parser.add_argument("--group-id", default=None, help="default: <prefix>-group")
-    parser.add_argument("--transactional-id-prefix", required=True)
-    parser.add_argument("--checkpoint-dir", default=None)
-    parser.add_argument("--bounded", action="store_true")
-    parser.add_argument("--flink-option", action="append", default=[], metavar="KEY=VALUE")
-    args = parser.parse_args(argv)
-    args.group_id = args.group_id or f"{args.transactional_id_prefix}-group"
-    return args
+    return parse_sql_job_args(sql_job_parser("onceflow.bench.versioned", __doc__), argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the SQL Top-1 reference; returns when a bounded run has finished."""
-    from pyflink.table import StreamTableEnvironment
-
-    from onceflow.runtime.flinkenv import FlinkSettings, create_env
-    from onceflow.runtime.jobconfig import parse_properties
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = parse_args(argv)
-    env = create_env(
-        FlinkSettings(
-            parallelism=1,
-            checkpoint_interval_ms=CHECKPOINT_INTERVAL_MS,
-            state_backend="rocksdb",
-            restart_attempts=0,
-            checkpoint_dir=args.checkpoint_dir,
-            extra=parse_properties(args.flink_option),
-        )
-    )
-    tenv = StreamTableEnvironment.create(env)
+    tenv = contender_table_env(args)
     tenv.execute_sql(source_ddl(args))
     tenv.execute_sql(sink_ddl(args))
     log.info("plan:\n%s", tenv.explain_sql(TOP1_QUERY.replace("INSERT INTO sink", "")))

@@ -643,7 +643,10 @@ def _inject(
     kind = fault.kind
     if kind == "tm-kill":
         # A TaskManager that runs the job's tasks: killing an idle one tests nothing.
-        pids = (probe.job_id and cluster.job_taskmanager_pids(probe.job_id)) or []
+        pids: list[int] = []
+        if probe.job_id is not None:
+            with contextlib.suppress(OSError, ValueError, KeyError):  # REST: any TM then
+                pids = cluster.job_taskmanager_pids(probe.job_id)
         pids = pids or cluster.taskmanager_pids()
         if not pids:
             raise OnceflowError("no TaskManager to kill")

@@ -61,12 +61,31 @@ def test_dedup_path_python_forces_the_keyed_python_operator() -> None:
     assert "onceflow_json_id" in env.get_execution_plan()  # keyed by the same scanner
 
 
-def test_fingerprint_mode_keys_in_python() -> None:
-    args = [*ARGS, "--fingerprint"]
+def _nodes(args: list[str]) -> list[tuple[str, str | None]]:
     env = create_env(parse_config(args).flink_settings())
     build_pipeline(env, parse_config(args))
-    names = [node["type"] for node in json.loads(env.get_execution_plan())["nodes"]]
-    assert any("_stream_key_by_map_operator" in n for n in names), names
+    graph = env._generate_stream_graph(clear_transformations=False)
+    return [
+        (n.getOperatorName(), n.getTransformationUID()) for n in graph.getStreamNodes().toArray()
+    ]
+
+
+def test_fingerprint_mode_takes_the_jvm_path_keyed_by_one_python_call() -> None:
+    nodes = _nodes([*ARGS, "--fingerprint"])
+    uids = [u for _, u in nodes if u is not None]
+    assert "dedup-jvm-stream-exec-deduplicate-deduplicate" in uids, nodes
+    # The identity's own translation: a Python calc, its result read by both queries.
+    identity = [n for n, u in nodes if u and u.startswith("dedup-jvm-identity-")]
+    assert any("PythonCalc" in n for n in identity), nodes
+    assert sum("PythonCalc" in n for n, _ in nodes) == 1, "the record crosses into Python twice"
+    assert not any("_stream_key_by_map_operator" in n for n, _ in nodes), nodes
+    assert len(uids) == len(set(uids)), "a uid is repeated: the job would not submit"
+
+
+def test_fingerprint_on_the_python_path_keys_in_python() -> None:
+    nodes = _nodes([*ARGS, "--fingerprint", "--dedup-path", "python"])
+    assert any("_stream_key_by_map_operator" in n for n, _ in nodes), nodes
+    assert dict(nodes).get("dedup") == "dedup", nodes
 
 
 def test_plan_has_two_phase_commit_sinks_for_output_and_dlq(compiled: Any) -> None:
