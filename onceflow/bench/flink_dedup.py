@@ -5,8 +5,8 @@ record; ``flink-py-avro``: the same workload in Avro, ``--format avro``;
 ``flink-py-fingerprint``: identified by a hash of the content, ``--fingerprint``);
 ``flink-jvm`` / ``flink-jvm-alo``: the JVM path (the job's default: Flink's own
 deduplication keyed by onceflow's Java scanner), exactly-once / at-least-once;
-``flink-jvm-fingerprint``: the same deduplication keyed by a fingerprint from one
-Python call per record.
+``flink-jvm-fingerprint`` / ``-alo``: the same deduplication keyed by a fingerprint
+from one Python call per record.
 
 A baseline -- exactly-once, thread mode, parallelism 1, RocksDB -- and one factor
 changed at a time: the delivery guarantee, the execution mode, the parallelism,
@@ -79,6 +79,9 @@ VARIANTS: dict[str, Variant] = {
     "flink-py-avro": Variant(value_format="avro"),
     "flink-py-fingerprint": Variant(fingerprint=True),
     "flink-jvm-fingerprint": Variant(dedup_path="jvm", fingerprint=True),
+    "flink-jvm-fingerprint-alo": Variant(
+        dedup_path="jvm", fingerprint=True, guarantee="at-least-once"
+    ),
     "flink-py-hashmap": Variant(state_backend="hashmap"),
     "flink-py-p2": Variant(parallelism=2),
     "flink-py-process": Variant(execution_mode="process"),

@@ -192,7 +192,10 @@ def schedule(
 
 
 def stall_after(
-    at_s: float, samples: list[dict[str, object]], committed: Iterable[tuple[int, int]]
+    at_s: float,
+    samples: list[dict[str, object]],
+    committed: Iterable[tuple[int, int]],
+    resumed_s: float | None = None,
 ) -> float | None:
     """Seconds from a fault at ``at_s`` to the moment a record *produced after it* was
     committed (visible to a ``read_committed`` reader).
@@ -208,6 +211,11 @@ def stall_after(
     measure, "the committed offsets grew", ended stalls on them: 0.4-1.0 s for a
     TaskManager kill, an operator exception or a savepoint resume).
 
+    ``resumed_s``: when a resubmitted job was started (a savepoint or cancel resume, a
+    rescale); the record must come after the first reading from then on. A stop with a
+    savepoint commits what the old job wrote while it stopped, after the fault began:
+    that is not the new job's output (it ended such stalls after ~1 s).
+
     :returns: the stall (resolution: the sampling interval), or None when no reading
         frames it or nothing produced after the fault was committed.
     """
@@ -217,9 +225,10 @@ def stall_after(
         if "t" in s and "hwm" in s and "lso" in s
     ]
     after = [r for r in readings if r[0] >= at_s]
-    if not after:
+    baseline = [r for r in after if r[0] >= (resumed_s or at_s)]
+    if not baseline:
         return None
-    watermarks = after[0][1]
+    watermarks = baseline[0][1]
     first_new: dict[int, int] = {}
     for partition, offset in committed:
         if offset >= watermarks.get(partition, offset + 1):

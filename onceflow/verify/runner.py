@@ -393,9 +393,12 @@ def verify(settings: VerifySettings, progress: bool = True) -> VerifyResult:
                 fault, broker, postgres, cluster, probe, target, args, job_log, result, at,
                 settings.parallelism,
             )  # fmt: skip
-            result.faults.append({"kind": fault.kind, "at_s": round(at, 2), "detail": detail})
-            log.info("fault %d/%d at %.1fs: %s (%s)", n, len(faults), at, fault.kind, detail)
+            record: dict[str, Any] = {"kind": fault.kind, "at_s": round(at, 2), "detail": detail}
             resubmitted = fault.kind.endswith("resume") or fault.kind == "rescale"
+            if resubmitted:  # the new job's output comes after this (see stall_after)
+                record["resumed_s"] = round(time.monotonic() - t0, 2)
+            result.faults.append(record)
+            log.info("fault %d/%d at %.1fs: %s (%s)", n, len(faults), at, fault.kind, detail)
             probe.wait_running_with_checkpoint(since=0 if resubmitted else -1)
             if fault.kind.startswith("postgres-") and target.pg_url:
                 # The sink notices a lost connection only when it next writes or prepares:
@@ -429,7 +432,13 @@ def verify(settings: VerifySettings, progress: bool = True) -> VerifyResult:
     positions = [(r.partition, r.offset) for r in committed]
     for record in result.faults:
         # Seconds until output produced after the fault was committed (issue 13, part 5).
-        record["stall_s"] = stall_after(float(record["at_s"]), result.samples, positions)
+        resumed = record.get("resumed_s")
+        record["stall_s"] = stall_after(
+            float(record["at_s"]),
+            result.samples,
+            positions,
+            None if resumed is None else float(str(resumed)),
+        )
     result.stalls = stalls_by_kind(result.faults)
     uncommitted = read_committed(
         bootstrap, topics[target.watch], quiet_ms=2000, progress=progress,

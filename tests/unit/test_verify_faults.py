@@ -134,6 +134,23 @@ def test_the_stall_ends_when_a_record_produced_after_the_fault_is_committed() ->
     assert stall_after(7.5, samples, committed) is None  # no reading after the fault
 
 
+def test_a_resumed_jobs_stall_ends_on_its_own_output_not_the_stopped_jobs() -> None:
+    from onceflow.verify.faults import stall_after
+
+    samples = [
+        _reading(1.0, {0: 100}, {0: 100}),
+        _reading(2.0, {0: 110}, {0: 100}),  # the stop begins at 1.5: the old job still writes
+        _reading(3.0, {0: 115}, {0: 115}),  # the savepoint commits the old job's last records
+        _reading(4.0, {0: 116}, {0: 116}),  # the new job submitted at 3.5: a marker only
+        _reading(5.0, {0: 130}, {0: 116}),
+        _reading(6.0, {0: 131}, {0: 131}),  # the new job's first commit
+    ]
+    committed = [(0, o) for o in range(100, 115)] + [(0, o) for o in range(116, 130)]
+    # From the fault's start alone, the stopped job's last records end the stall at once.
+    assert stall_after(1.5, samples, committed) == 1.5
+    assert stall_after(1.5, samples, committed, resumed_s=3.5) == 4.5  # 6.0 - 1.5
+
+
 def test_stalls_are_summarised_per_kind_by_median_and_max() -> None:
     from onceflow.verify.faults import stalls_by_kind
 
