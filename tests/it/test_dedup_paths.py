@@ -25,68 +25,67 @@ from onceflow.operators.records import parse_dead_letter
 TOPIC = "paths"
 
 
-def _run_both_paths(
-    raws: list[bytes | None], identity: dict[str, Any]
-) -> dict[str, Counter[tuple[Any, ...]]]:
-    """``{"jvm-passed": ..., "python-dead": ...}``: each output of each path, as multisets.
+IDENTITIES: dict[str, dict[str, Any]] = {"id": {"id_field": "id"}, "fp": {"fingerprint": True}}
+"""``dedup``'s identity arguments of each mode the paths are compared in."""
 
-    :param identity: ``dedup``'s identity arguments (``id_field=`` or ``fingerprint=``).
-    """
-    from pyflink.common import Row, Types
+
+def _run_both_paths(raws: list[bytes | None]) -> dict[str, Counter[tuple[Any, ...]]]:
+    """``{"id-jvm-passed": ..., "fp-python-dead": ...}``: each output of each path in
+    each identity mode (:data:`IDENTITIES`), as multisets; one job runs all four. The
+    outputs are tagged and united in SQL: no Python beyond the operators under test."""
+    from pyflink.common import Row
 
     from onceflow.runtime.flinkenv import FlinkSettings, create_env
-    from onceflow.streams import json_record_type
+    from onceflow.streams import json_record_type, table_env
 
-    # No Python operator chaining: it would fuse the test's tagging maps into the
-    # operators under test, copying their uids (a "hash collision" at submission).
-    settings = FlinkSettings(
-        parallelism=1,
-        checkpoint_interval_ms=0,
-        extra={"python.operator-chaining.enabled": "false"},
-    )
+    settings = FlinkSettings(parallelism=1, checkpoint_interval_ms=0)
     env = create_env(settings)
     rows = [Row(raw, TOPIC, 0, offset) for offset, raw in enumerate(raws)]
     source = env.from_collection(rows, type_info=json_record_type())
-    tagged = Types.ROW([Types.STRING(), Types.STRING(), Types.PRIMITIVE_ARRAY(Types.BYTE())])
-    outputs = []
-    for path in ("jvm", "python"):
-        out = dedup(source, ttl_ms=None, max_record_bytes=MAX_RECORD_BYTES,
-                    uid=f"diff-{path}", path=path, **identity)  # fmt: skip
-        for kind, stream in (("passed", out.passed), ("dead", out.dead_letters)):
-            name = f"{path}-{kind}"
-            if kind == "passed":
-                mapped = stream.map(
-                    lambda r, n=name: Row(n, f"{r[0]}|{r[2]}/{r[3]}/{r[4]}", r[1]),
-                    output_type=tagged,
+    tenv = table_env(env)
+    selects = []
+    for mode, identity in IDENTITIES.items():
+        for path in ("jvm", "python"):
+            out = dedup(source, ttl_ms=None, max_record_bytes=MAX_RECORD_BYTES,
+                        uid=f"diff-{mode}-{path}", path=path, **identity)  # fmt: skip
+            for kind, stream in (("passed", out.passed), ("dead", out.dead_letters)):
+                name = f"{mode}-{path}-{kind}"
+                view = name.replace("-", "_")
+                tenv.create_temporary_view(view, tenv.from_data_stream(stream))
+                # passed: key|topic/partition/offset and the bytes; dead: the DLQ record.
+                key = (
+                    "CONCAT(`key`, '|', `topic`, '/', CAST(`partition` AS STRING), '/', "
+                    "CAST(`offset` AS STRING))"
+                    if kind == "passed"
+                    else "`key`"
                 )
-            else:
-                mapped = stream.map(lambda r, n=name: Row(n, r[0], r[1]), output_type=tagged)
-            outputs.append(mapped)
-    union = outputs[0].union(*outputs[1:])
+                selects.append(f"SELECT '{name}' AS n, {key} AS k, `v` FROM `{view}`")
+    union = tenv.to_data_stream(tenv.sql_query(" UNION ALL ".join(selects)))
     found: dict[str, Counter[tuple[Any, ...]]] = {}
     with union.execute_and_collect() as results:
         for name, key, value in results:
-            # Collected BYTES come back as Java's signed bytes.
+            # Collected BYTES may come back as Java's signed bytes.
             raw = None if value is None else bytes(b & 0xFF for b in value)
             found.setdefault(name, Counter())[(key, raw)] += 1
     return found
 
 
-def _assert_same_answers(raws: list[bytes | None], identity: dict[str, Any]) -> None:
-    found = _run_both_paths(raws, identity)
+def _assert_same_answers(
+    raws: list[bytes | None], found: dict[str, Counter[Any]], mode: str
+) -> None:
+    def out(name: str) -> Counter[Any]:
+        return found.get(f"{mode}-{name}", Counter())
+
     for kind in ("passed", "dead"):
-        jvm, python = found.get(f"jvm-{kind}", Counter()), found.get(f"python-{kind}", Counter())
+        jvm, python = out(f"jvm-{kind}"), out(f"python-{kind}")
         only_jvm, only_python = jvm - python, python - jvm
         assert not only_jvm and not only_python, (
-            f"{kind}: the paths differ\n only jvm: {list(only_jvm)[:5]}\n"
+            f"{mode}, {kind}: the paths differ\n only jvm: {list(only_jvm)[:5]}\n"
             f" only python: {list(only_python)[:5]}"
         )
-    total = sum(found.get("jvm-passed", Counter()).values()) + sum(
-        found.get("jvm-dead", Counter()).values()
-    )
-    distinct_passed = len(found.get("jvm-passed", Counter()))
-    assert total <= len(raws) and distinct_passed > 0
-    for (_, letter), _count in found.get("jvm-dead", Counter()).items():
+    total = sum(out("jvm-passed").values()) + sum(out("jvm-dead").values())
+    assert total <= len(raws) and len(out("jvm-passed")) > 0
+    for (_, letter), _count in out("jvm-dead").items():
         assert parse_dead_letter(letter)["source"]["topic"] == TOPIC
 
 
@@ -100,26 +99,16 @@ def _assert_same_answers(raws: list[bytes | None], identity: dict[str, Any]) -> 
 def test_jvm_and_python_paths_pass_and_dead_letter_the_same_records(
     generated: list[bytes],
 ) -> None:
-    corpus = [raw for _, raw, _ in cases_for("dedup")]
-    valid = [raw for raw in [*corpus, *generated] if raw and raw.startswith(b'{"id"')]
-    # Duplicates: a valid-looking record again, and the generated ones once more.
-    raws = [*corpus, *generated, *valid[::3], *generated[::4]]
-    _assert_same_answers(raws, {"id_field": "id"})
-
-
-@settings(
-    max_examples=1,
-    deadline=None,
-    phases=[Phase.explicit, Phase.generate],
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-@given(generated=records(300))
-def test_fingerprint_paths_pass_and_dead_letter_the_same_records(generated: list[bytes]) -> None:
-    """By content fingerprint the JVM path keys by one Python call per record (the
-    Python path's code) and keeps the state in Flink's deduplication."""
+    """By id and by content fingerprint (the JVM path keys by one Python call per record,
+    the Python path's code, and keeps the state in Flink's deduplication)."""
     corpus = [raw for _, raw, _ in cases_for("dedup")]
     valid = [raw for raw in [*corpus, *generated] if raw and raw.startswith(b"{")]
-    # Duplicates: byte-identical copies, and member order changed (the same content).
+    # Duplicates: a valid-looking record again, the generated ones once more, and the
+    # same content with its members reordered (a fingerprint's duplicate).
     reordered = [b'{"b": 2, "a": 1}', b'{"a": 1, "b": 2}', b'{"a":1,"b":2}', b'{"a": 1.0, "b": 2}']
     raws = [*corpus, *generated, *valid[::3], *generated[::4], *reordered]
-    _assert_same_answers(raws, {"fingerprint": True})
+    found = _run_both_paths(raws)
+    for mode in IDENTITIES:
+        _assert_same_answers(raws, found, mode)
+    # The modes differ where they must: records without an id pass by fingerprint.
+    assert len(found["fp-jvm-passed"]) > len(found["id-jvm-passed"])
