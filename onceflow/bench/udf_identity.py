@@ -12,9 +12,10 @@ Arrow batching (a pandas UDF) help?
       FROM (SELECT v, fingerprint(v) AS k, pt FROM src)
     ) WHERE rn = 1
 
-``fingerprint`` is onceflow's own identity (:func:`onceflow.operators.records.parse_object`
-then :func:`onceflow.operators.dedup.identity.identity_of` with
-``IdentitySpec.by_fingerprint()``, the Python path's code), one crossing per record:
+``fingerprint`` is the function the dedup's JVM path calls for a fingerprint
+(:class:`onceflow.operators.dedup.flink.IdentityFunction` with
+``IdentitySpec.by_fingerprint()``: the Python path's identity code), one crossing per
+record:
 
 * ``udf-fingerprint``: a general Python scalar UDF in thread mode (PEMJA, one call
   per record);
@@ -54,7 +55,7 @@ from onceflow.bench.flink_sql import (
 )
 from onceflow.testing.harness import JobProcess
 
-__all__ = ["CONTENDERS", "fingerprint", "main"]
+__all__ = ["CONTENDERS", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -68,21 +69,12 @@ INSERT INTO sink SELECT v FROM (
 """
 
 
-def fingerprint(value: bytes | None) -> str | None:
-    """The record's fingerprint identity (``f:<32 hex>``), or None for a rejected record."""
-    from onceflow.operators.dedup.identity import IdentitySpec, identity_of
-    from onceflow.operators.records import Rejected, parse_object
+def _identity_function() -> Any:
+    """The dedup's own fingerprint function (pyflink is imported only in the job)."""
+    from onceflow.operators.dedup.flink import IdentityFunction
+    from onceflow.operators.dedup.identity import IdentitySpec
 
-    parsed = parse_object(value, MAX_RECORD_BYTES)
-    if isinstance(parsed, Rejected):
-        return None
-    identity = identity_of(parsed.value, IdentitySpec.by_fingerprint())
-    return None if isinstance(identity, Rejected) else identity
-
-
-def _fingerprints(values: Any) -> Any:
-    """:func:`fingerprint` over a ``pandas.Series`` of values (the pandas UDF)."""
-    return values.map(fingerprint)
+    return IdentityFunction(IdentitySpec.by_fingerprint(), MAX_RECORD_BYTES)
 
 
 def _ddl(args: argparse.Namespace) -> tuple[str, str]:
@@ -114,10 +106,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     # Pandas UDFs run in process mode only.
     tenv = contender_table_env(args, "process" if args.pandas else "thread")
+    identity = _identity_function()
     if args.pandas:
-        function = udf(_fingerprints, result_type=DataTypes.STRING(), func_type="pandas")
+
+        def fingerprints(values: Any) -> Any:
+            """The same function over a ``pandas.Series`` of values."""
+            return values.map(identity.eval)
+
+        function = udf(fingerprints, result_type=DataTypes.STRING(), func_type="pandas")
     else:
-        function = udf(fingerprint, result_type=DataTypes.STRING())
+        function = udf(identity, result_type=DataTypes.STRING())
     tenv.create_temporary_function("fingerprint", function)
     for ddl in _ddl(args):
         tenv.execute_sql(ddl)

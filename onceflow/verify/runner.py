@@ -432,12 +432,8 @@ def verify(settings: VerifySettings, progress: bool = True) -> VerifyResult:
     positions = [(r.partition, r.offset) for r in committed]
     for record in result.faults:
         # Seconds until output produced after the fault was committed (issue 13, part 5).
-        resumed = record.get("resumed_s")
         record["stall_s"] = stall_after(
-            float(record["at_s"]),
-            result.samples,
-            positions,
-            None if resumed is None else float(str(resumed)),
+            float(record["at_s"]), result.samples, positions, record.get("resumed_s")
         )
     result.stalls = stalls_by_kind(result.faults)
     uncommitted = read_committed(
