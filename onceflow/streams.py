@@ -48,6 +48,8 @@ __all__ = [
     "json_record_type",
     "kafka_record_type",
     "key_in_jvm",
+    "number_repeated_uids",
+    "sql_literal",
     "keyed_json_record_type",
     "side_output",
     "stable_uids",
@@ -292,3 +294,30 @@ def require_fields(stream: DataStream, wanted: Sequence[str], what: str) -> tupl
             "name the fields when you declare the stream's Row type"
         )
     return names
+
+
+def sql_literal(text: str) -> str:
+    """``text`` as a SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def number_repeated_uids(translated: DataStream, source: DataStream) -> None:
+    """Tell apart the uids one translation repeats (two ``Calc`` nodes are both
+    ``<uid>-stream-exec-calc-calc``): ``-2``, ``-3``... in the order the graph is
+    walked from the output back to ``source``, the same for the same query.
+    A uid repeated in a job graph fails its submission."""
+    stop = source._j_data_stream.getTransformation().getId()
+    seen: dict[str, int] = {}
+    pending = [translated._j_data_stream.getTransformation()]
+    visited: set[int] = set()
+    while pending:
+        node = pending.pop()
+        if node.getId() in visited or node.getId() == stop:
+            continue
+        visited.add(node.getId())
+        uid = node.getUid()
+        if uid is not None:
+            seen[uid] = seen.get(uid, 0) + 1
+            if seen[uid] > 1:
+                node.setUid(f"{uid}-{seen[uid]}")
+        pending.extend(node.getInputs().toArray())

@@ -51,6 +51,8 @@ from onceflow.streams import (
     json_record_type,
     kafka_record_type,
     keyed_json_record_type,
+    number_repeated_uids,
+    sql_literal,
     stable_uids,
     table_env,
     table_settings,
@@ -65,10 +67,6 @@ __all__ = ["dedup_json_in_jvm"]
 log = logging.getLogger(__name__)
 
 _views = itertools.count()
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def dedup_json_in_jvm(
@@ -117,7 +115,7 @@ def dedup_json_in_jvm(
         unkeyed = tenv.sql_query(f"SELECT {columns} FROM `{view}` WHERE {key} IS NULL")
         rejected = tenv.to_append_stream(unkeyed, json_record_type())
     for translated in (passed, rejected):
-        _number_repeated_uids(translated, upstream)
+        number_repeated_uids(translated, upstream)
     dead_letters = (
         rejected.flat_map(
             UnkeyedDeadLetters(identity, max_record_bytes, dead_letter_max_bytes),
@@ -127,28 +125,6 @@ def dedup_json_in_jvm(
         .uid(f"{uid}-jvm-dead-letters")
     )
     return passed, dead_letters
-
-
-def _number_repeated_uids(translated: DataStream, source: DataStream) -> None:
-    """Tell apart the uids one translation repeats (two ``Calc`` nodes are both
-    ``<uid>-stream-exec-calc-calc``): ``-2``, ``-3``... in the order the graph is
-    walked from the output back to ``source``, the same for the same query.
-    A uid repeated in a job graph fails its submission."""
-    stop = source._j_data_stream.getTransformation().getId()
-    seen: dict[str, int] = {}
-    pending = [translated._j_data_stream.getTransformation()]
-    visited: set[int] = set()
-    while pending:
-        node = pending.pop()
-        if node.getId() in visited or node.getId() == stop:
-            continue
-        visited.add(node.getId())
-        uid = node.getUid()
-        if uid is not None:
-            seen[uid] = seen.get(uid, 0) + 1
-            if seen[uid] > 1:
-                node.setUid(f"{uid}-{seen[uid]}")
-        pending.extend(node.getInputs().toArray())
 
 
 def _with_proctime(tenv: Any, stream: DataStream, names: tuple[str, ...]) -> Any:
@@ -193,7 +169,7 @@ def _identified_in_python(
             table,
             Types.ROW_NAMED(["k", *JSON_FIELDS], [Types.STRING(), *record.get_field_types()]),
         )
-    _number_repeated_uids(identified, stream)
+    number_repeated_uids(identified, stream)
     return identified
 
 
@@ -202,5 +178,5 @@ def _fault_condition(uid: str) -> str:
     faults = armed_faults(uid)
     if not faults.points or faults.marker_dir is None:
         return ""
-    armed = _literal("\n".join(sorted(faults.points)))
-    return f" AND {FAIL_ONCE}(SUBSTRING(`k` FROM 3), {armed}, {_literal(faults.marker_dir)})"
+    armed = sql_literal("\n".join(sorted(faults.points)))
+    return f" AND {FAIL_ONCE}(SUBSTRING(`k` FROM 3), {armed}, {sql_literal(faults.marker_dir)})"

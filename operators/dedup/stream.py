@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from onceflow.errors import OnceflowError
 from onceflow.operators.dedup.identity import IdentitySpec
+from onceflow.operators.paths import PATHS, choose_path
 from onceflow.operators.records import DEAD_LETTER_MAX_BYTES, stable_hash
 from onceflow.streams import (
     JSON_FIELDS,
@@ -49,10 +50,9 @@ __all__ = ["DAY_MS", "PATHS", "Deduped", "dedup"]
 
 log = logging.getLogger(__name__)
 
-PATHS: Final = ("auto", "jvm", "python")
-"""``dedup(path=...)``: auto (the JVM path when the spec allows), jvm, python."""
-
 DAY_MS: Final = 24 * 3600 * 1000
+
+_JVM_NEEDS: Final = "JSON records (by id_field or fingerprint)"
 
 
 @dataclass(frozen=True)
@@ -124,8 +124,6 @@ def dedup(
         raise OnceflowError("ttl_ms must be positive, or None to remember every id forever")
     if max_record_bytes <= 0:
         raise OnceflowError("max_record_bytes must be positive")
-    if path not in PATHS:
-        raise OnceflowError(f"path must be one of {', '.join(PATHS)}, not {path!r}")
     tag = OutputTag(f"{uid}-dead-letters", kafka_record_type())
     if is_json_stream(stream):
         if key is not None:
@@ -134,7 +132,7 @@ def dedup(
                 "function needs the user's own records (map the JSON to them first)"
             )
         identity = _identity(id_field, fingerprint)
-        if _choose_path(path, uid, jvm_possible=True) == "jvm":
+        if choose_path("dedup", path, uid, jvm_needs=_JVM_NEEDS, jvm_possible=True) == "jvm":
             from onceflow.operators.dedup.jvm import dedup_json_in_jvm
 
             passed, dead_letters = dedup_json_in_jvm(
@@ -147,30 +145,13 @@ def dedup(
         )  # fmt: skip
         out_type = keyed_json_record_type()
     else:
-        _choose_path(path, uid, jvm_possible=False)
+        choose_path("dedup", path, uid, jvm_needs=_JVM_NEEDS, jvm_possible=False)
         keyed, function = _dedup_records(
             stream, id_field, fingerprint, key, ttl_ms, tag, uid, dead_letter_max_bytes
         )
         out_type = stream.get_type()
     passed = keyed.process(function, out_type).name(uid).uid(uid)
     return Deduped(passed, side_output(passed, tag))
-
-
-def _choose_path(path: str, uid: str, *, jvm_possible: bool) -> str:
-    """The path dedup ``uid`` takes (logged): jvm when possible, unless forced."""
-    if path == "jvm" and not jvm_possible:
-        raise OnceflowError(
-            f"dedup {uid!r}: path='jvm' needs JSON records (by id_field or fingerprint); a "
-            "key function or a user's own records run on the Python path "
-            "(use path='auto' or 'python')"
-        )
-    chosen = "jvm" if jvm_possible and path != "python" else "python"
-    if path == chosen:
-        why = "forced"
-    else:
-        why = "the spec allows it" if chosen == "jvm" else "the spec needs Python"
-    log.info("dedup %r takes the %s path (%s)", uid, chosen, why)
-    return chosen
 
 
 def _identity(id_field: str | None, fingerprint: bool | Sequence[str]) -> IdentitySpec:

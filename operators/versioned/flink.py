@@ -57,6 +57,7 @@ from typing import Any, Final
 
 from pyflink.common import Row, Types
 from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
+from pyflink.table.udf import ScalarFunction
 
 from onceflow.operators.faults import armed_faults
 from onceflow.operators.records import (
@@ -85,15 +86,19 @@ from onceflow.operators.versioned.output import (
     CHANGE_COLUMNS,
     applied_value,
     change_row,
+    encoded_change,
     outcome_report,
 )
 from onceflow.schema import RecordSchema
 
 __all__ = [
     "CHANGES_SCHEMA",
+    "CHANGE_FIELDS",
+    "ChangeFunction",
     "RecordVersionedFunction",
     "VersionedOutputs",
     "VersionedUpdateFunction",
+    "parse_event",
     "sql_key_expression",
 ]
 
@@ -245,7 +250,7 @@ class VersionedUpdateFunction(_VersionedBase):
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Any:
         flink_key = value[0]
         raw, topic, partition, offset = value[-4:]
-        event = self._event(raw, flink_key)
+        event = parse_event(raw, flink_key, self.schema, self.max_record_bytes)
         if isinstance(event, Rejected):
             key, letter = dead_letter_record(
                 raw, event, topic, partition, offset, self.dead_letter_max_bytes
@@ -256,22 +261,81 @@ class VersionedUpdateFunction(_VersionedBase):
             event, Row(event.key, applied_value(event)), topic, partition, offset
         )
 
-    def _event(self, raw: bytes | None, flink_key: str) -> ChangeEvent | Rejected:
-        """The change in ``raw``, or why it is a dead letter. Never raises on input."""
-        parsed = parse_object(raw, self.max_record_bytes)
-        if isinstance(parsed, Rejected):
-            return parsed
-        event = parse_change(parsed.value, self.schema)
-        if isinstance(event, Rejected):
-            return event
-        if event.key != flink_key:
-            # The state of flink_key must only ever see this entity's changes.
-            return Rejected(
-                AMBIGUOUS_KEY,
-                f"field {self.schema.key!r} parsed as {event.key[:200]!r} but Flink keyed the "
-                f"record by {flink_key[:200]!r} (duplicate member names?)",
-            )
+
+def parse_event(
+    raw: bytes | None, flink_key: str, schema: ChangeSchema, max_record_bytes: int
+) -> ChangeEvent | Rejected:
+    """The change in ``raw``, or why it is a dead letter. Never raises on input.
+
+    ``flink_key`` is the key the JVM read (:func:`sql_key_expression`): a record
+    Python parses with another key (duplicate members, say) is
+    :data:`~onceflow.operators.records.AMBIGUOUS_KEY`.
+    """
+    parsed = parse_object(raw, max_record_bytes)
+    if isinstance(parsed, Rejected):
+        return parsed
+    event = parse_change(parsed.value, schema)
+    if isinstance(event, Rejected):
         return event
+    if event.key != flink_key:
+        # The state of flink_key must only ever see this entity's changes.
+        return Rejected(
+            AMBIGUOUS_KEY,
+            f"field {schema.key!r} parsed as {event.key[:200]!r} but Flink keyed the "
+            f"record by {flink_key[:200]!r} (duplicate member names?)",
+        )
+    return event
+
+
+CHANGE_FIELDS: Final = (
+    ("k", "STRING"),
+    ("version", "BIGINT"),
+    ("op", "STRING"),
+    ("payload", "STRING"),
+    ("content", "STRING"),
+    ("expected", "BIGINT"),
+    ("key_json", "STRING"),
+    ("dl_key", "STRING"),
+    ("dl", "BYTES"),
+)
+"""The fields of :class:`ChangeFunction`'s result, SQL types (all nullable)."""
+
+
+class ChangeFunction(ScalarFunction):
+    """A SQL function: a raw change event parsed, validated and encoded by the Python
+    path's own code, one call per record, for the JVM path's decision
+    (``dev.onceflow.udf.VersionedDecision``).
+
+    ``eval(v, flink_key, topic, partition, offset)`` returns a row of
+    :data:`CHANGE_FIELDS`: for a valid event its key, version, op and
+    :func:`~onceflow.operators.versioned.output.encoded_change`'s payload text,
+    content hash and key JSON; for a dead letter only ``dl_key`` and ``dl``, what
+    :class:`VersionedUpdateFunction` writes for it (``k`` NULL).
+    """
+
+    def __init__(self, schema: ChangeSchema, max_record_bytes: int, dead_letter_max_bytes: int):
+        self.schema = schema
+        self.max_record_bytes = max_record_bytes
+        self.dead_letter_max_bytes = dead_letter_max_bytes
+
+    def open(self, function_context: Any) -> None:
+        self.dlq = function_context.get_metric_group().counter("dlq_records")
+
+    def eval(
+        self, raw: bytes | None, flink_key: str, topic: str, partition: int, offset: int
+    ) -> Row:
+        event = parse_event(raw, flink_key, self.schema, self.max_record_bytes)
+        if isinstance(event, Rejected):
+            self.dlq.inc()
+            key, letter = dead_letter_record(
+                raw, event, topic, partition, offset, self.dead_letter_max_bytes
+            )
+            return Row(None, None, None, None, None, None, None, key, letter)
+        text, content, key_json = encoded_change(event)
+        return Row(
+            event.key, event.version, event.op, text, content, event.expected_version, key_json,
+            None, None,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ compacted topic's values stable and makes outputs comparable as multisets.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any, Final
 
@@ -20,6 +21,7 @@ __all__ = [
     "CHANGE_COLUMNS",
     "applied_value",
     "change_row",
+    "encoded_change",
     "event_document",
     "json_text",
     "outcome_report",
@@ -60,6 +62,33 @@ def applied_value(event: ChangeEvent) -> bytes | None:
     if event.op == DELETE:
         return None
     return json_text(event.payload).encode("utf-8")
+
+
+def encoded_change(event: ChangeEvent) -> tuple[str | None, str, str]:
+    """What the JVM path's decision needs of an event, encoded once in Python:
+    ``(payload_text, content_hash, key_json)``.
+
+    ``payload_text`` is :func:`json_text` of the payload (None without one),
+    ``content_hash`` is :attr:`ChangeEvent.content_hash`, both from one
+    serialisation; ``key_json`` is the key as JSON text escaped as
+    :func:`outcome_report` escapes it (ASCII escapes when the payload forces them:
+    a lone surrogate), so the JVM writes the same report bytes from these pieces.
+    """
+    if event.payload is None:
+        text, data, ascii_only = None, b"null", False
+    else:
+        text = json.dumps(event.payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        try:
+            data = text.encode("utf-8")
+            ascii_only = False
+        except UnicodeEncodeError:
+            data = text.encode("utf-8", "surrogatepass")
+            text = json.dumps(
+                event.payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True
+            )
+            ascii_only = True
+    content = event.content_hash if event.op == DELETE else hashlib.sha256(data).hexdigest()[:32]
+    return text, content, json.dumps(event.key, ensure_ascii=ascii_only)
 
 
 def event_document(event: ChangeEvent) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from onceflow.errors import OnceflowError
+from onceflow.operators.paths import choose_path
 from onceflow.operators.records import DEAD_LETTER_MAX_BYTES
 from onceflow.operators.versioned.core import MODES, NEWER_WINS, ChangeSchema
 from onceflow.streams import (
@@ -71,6 +72,7 @@ def versioned_update(
     max_record_bytes: int = 512 * 1024,
     dead_letter_max_bytes: int = DEAD_LETTER_MAX_BYTES,
     uid: str = "versioned-update",
+    path: str = "auto",
 ) -> Versioned:
     """Apply each entity's changes once, in version order, exactly-once.
 
@@ -89,6 +91,12 @@ def versioned_update(
     :param max_record_bytes: larger JSON values are dead letters (``oversize``).
     :param dead_letter_max_bytes: the largest dead letter.
     :param uid: the operator's uid and name; keep it stable across deployments.
+        The JVM path's operators are ``<uid>-jvm-...``: a savepoint of one path does
+        not restore into the other.
+    :param path: ``auto`` (default): the JVM path for JSON change events (one Python
+        call per record parses them, the state and the decision are Java's), else
+        the Python path; ``jvm`` insists (an error for a user's records);
+        ``python`` forces the Python path (one keyed Python call per record).
     :raises OnceflowError: on settings that cannot work, with what to change.
     """
     from onceflow.operators.versioned.flink import VersionedOutputs
@@ -99,8 +107,27 @@ def versioned_update(
         raise OnceflowError("ttl_ms must be positive, or None to keep every key forever")
     if max_record_bytes <= 0:
         raise OnceflowError("max_record_bytes must be positive")
+    json_input = is_json_stream(stream)
+    chosen = choose_path(
+        "versioned_update", path, uid, jvm_possible=json_input, jvm_needs="JSON change events"
+    )
+    if chosen == "jvm":
+        from onceflow.operators.versioned.jvm import versioned_json_in_jvm
+
+        schema = _schema(key_field, version_field, op_field, payload_field, expected_version_field)
+        return Versioned(
+            *versioned_json_in_jvm(
+                stream,
+                schema,
+                mode=mode,
+                ttl_ms=ttl_ms,
+                max_record_bytes=max_record_bytes,
+                dead_letter_max_bytes=dead_letter_max_bytes,
+                uid=uid,
+            )  # fmt: skip
+        )
     outputs = VersionedOutputs(uid)
-    if is_json_stream(stream):
+    if json_input:
         schema = _schema(key_field, version_field, op_field, payload_field, expected_version_field)
         keyed, function = _json_plan(
             stream, schema, mode, ttl_ms, outputs, max_record_bytes, uid, dead_letter_max_bytes
