@@ -46,8 +46,9 @@ from urllib.parse import urlsplit, urlunsplit
 from onceflow.avro.subjects import SUBJECT_STRATEGIES, TOPIC
 from onceflow.errors import OnceflowError
 from onceflow.operators.dedup.identity import IdentitySpec
-from onceflow.operators.dedup.stream import PATHS, dedup
+from onceflow.operators.dedup.stream import dedup
 from onceflow.operators.faults import arm_faults
+from onceflow.operators.paths import PATHS
 from onceflow.runtime.jobconfig import (
     RuntimeConfig,
     add_runtime_arguments,

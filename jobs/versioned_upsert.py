@@ -6,13 +6,18 @@ Input records are JSON change events
 Pipeline (every stateful operator and sink has a stable uid):
 
 1. ``KafkaSource`` (read_committed, offsets in checkpoints, committed on checkpoint);
-2. keyed by entity key in the JVM (``JSON_VALUE`` of the key field in the
-   source query), so one Python operator runs per record;
-3. ``versioned-update``: parse and validate (malformed records: bad JSON,
-   missing key/version, non-integer version, unknown op, ... become dead letters
-   with the reason and source topic/partition/offset), then
-   :class:`VersionedUpdateCore` decides applied / stale / conflict / repeat
-   (``--mode newer_wins`` or ``compare_and_set``, optional ``--ttl-ms``);
+2. ``versioned-update`` (``--versioned-path``, default ``auto``): the JVM path:
+   one Python call per record parses and validates it (malformed records: bad
+   JSON, missing key/version, non-integer version, unknown op, ... become dead
+   letters with the reason and source topic/partition/offset) and encodes what
+   the decision needs; a Java process table function keyed by entity key holds
+   the version state and decides applied / stale / conflict / repeat
+   (``--mode newer_wins`` or ``compare_and_set``, optional ``--ttl-ms``) exactly
+   as :class:`VersionedUpdateCore` does, and writes the reports.
+   ``--versioned-path python``: keyed by entity key in the JVM (``JSON_VALUE`` of
+   the key field), one keyed Python operator parses and runs the core. Both
+   paths write the same records; their state is not interchangeable (a
+   savepoint of one path does not restore into the other);
 4. outputs, all committed on the same checkpoints:
 
    - ``--applied-topic``: one record per applied change, key = entity key,
@@ -68,6 +73,7 @@ from typing import TYPE_CHECKING, Any
 from onceflow.avro.subjects import SUBJECT_STRATEGIES, TOPIC
 from onceflow.errors import OnceflowError
 from onceflow.operators.faults import arm_faults
+from onceflow.operators.paths import PATHS
 from onceflow.operators.versioned.core import MODES, NEWER_WINS
 from onceflow.operators.versioned.output import CHANGE_COLUMNS
 from onceflow.operators.versioned.stream import versioned_update
@@ -204,6 +210,8 @@ class VersionedUpsertConfig(RuntimeConfig):
     :param reader_schema: the Avro reader schema's text (None: the latest schema of the
         input's subject).
     :param subject_strategy: ``topic`` (default), ``record`` or ``topic-record``.
+    :param versioned_path: ``auto`` (the JVM path for JSON), ``jvm`` or ``python``
+        (see :func:`onceflow.operators.versioned.stream.versioned_update`).
     """
 
     input_topic: str = ""
@@ -231,10 +239,18 @@ class VersionedUpsertConfig(RuntimeConfig):
     registry_url: str | None = None
     reader_schema: str | None = None
     subject_strategy: str = TOPIC
+    versioned_path: str = "auto"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self._check_format()
+        if self.versioned_path not in PATHS:
+            raise OnceflowError(f"--versioned-path must be one of {', '.join(PATHS)}")
+        if self.versioned_path == "jvm" and self.value_format == "avro":
+            raise OnceflowError(
+                "--versioned-path jvm needs JSON change events; --format avro runs on the "
+                "Python path"
+            )
         require_flags(
             ("--input-topic", self.input_topic),
             ("--applied-topic", self.applied_topic),
@@ -355,6 +371,7 @@ def build_pipeline(env: StreamExecutionEnvironment, cfg: VersionedUpsertConfig) 
         max_record_bytes=cfg.max_record_bytes,
         dead_letter_max_bytes=cfg.dead_letter_max_bytes,
         uid="versioned-update",
+        path=cfg.versioned_path,
     )
     outputs = {
         "applied": updated.applied,
@@ -491,6 +508,10 @@ def parse_config(argv: Sequence[str] | None = None) -> VersionedUpsertConfig:
         metavar="KEY@VERSION",
         help="inject one failure when this change arrives (repeatable; tests, verifier)",
     )
+    g.add_argument(
+        "--versioned-path", choices=PATHS,
+        help="auto (default: parse in Python once, decide in the JVM), jvm or python",
+    )  # fmt: skip
     g.add_argument("--fail-marker-dir", help="folder recording injected failures that fired")
     g.add_argument("--job-name", help="Flink job name (onceflow-versioned-upsert)")
     g.add_argument(

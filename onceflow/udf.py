@@ -12,11 +12,12 @@ and no prebuilt jar: only a JDK, which Flink needs anyway.
 - ``onceflow_json_id(v, path, max_bytes, max_depth)``
   (:class:`dev.onceflow.udf.JsonIdScanner`): the dedup identity of a raw JSON value,
   or NULL when Python might not accept the record (see the class's javadoc).
-- ``onceflow_versioned_decision(input => TABLE t PARTITION BY k, mode, ttl_ms)``
-  (:class:`dev.onceflow.udf.VersionedDecision`): the versioned update's decision per
-  entity key, a process table function (the JVM path of ``versioned_update``).
 - ``onceflow_fail_once(id, armed, marker_dir)`` (:class:`dev.onceflow.udf.FailOnce`):
   the failure injection of recovery tests, in a query only when faults are armed.
+
+Beside them, in the same jar, :class:`dev.onceflow.udf.VersionedDecision`: the
+versioned update's keyed decision (a DataStream function, the JVM path of
+``versioned_update``).
 """
 
 from __future__ import annotations
@@ -42,7 +43,6 @@ __all__ = [
     "FAIL_ONCE",
     "FUNCTIONS",
     "JSON_ID",
-    "VERSIONED_DECISION",
     "attach_udf_jar",
     "register_udfs",
     "udf_jar",
@@ -52,11 +52,9 @@ log = logging.getLogger(__name__)
 
 JSON_ID: Final = "onceflow_json_id"
 FAIL_ONCE: Final = "onceflow_fail_once"
-VERSIONED_DECISION: Final = "onceflow_versioned_decision"
 FUNCTIONS: Final = {
     JSON_ID: "dev.onceflow.udf.JsonIdScanner",
     FAIL_ONCE: "dev.onceflow.udf.FailOnce",
-    VERSIONED_DECISION: "dev.onceflow.udf.VersionedDecision",
 }
 """SQL name -> Java class of every function :func:`register_udfs` registers."""
 

@@ -13,10 +13,14 @@ Contenders:
   It is what Flink SQL says of "newer wins": no stale, conflict or dead-letter
   output, no Parquet log, a delete is a row like any other. Its figure is the
   engine's ceiling for the versioned job, not the same work.
-* ``versioned-py`` / ``versioned-py-alo``: ``onceflow.jobs.versioned_upsert``
-  (``newer_wins``) with every output of the job: the compacted applied topic,
-  stale, conflict, DLQ and the Parquet log, exactly-once / at-least-once on the
-  Kafka outputs (the Parquet log is committed on checkpoints either way).
+* ``versioned-jvm`` / ``versioned-jvm-alo``: ``onceflow.jobs.versioned_upsert``
+  (``newer_wins``) on its JVM path (one Python call per record parses, the
+  decision and the state in Java) with every output of the job: the compacted
+  applied topic, stale, conflict, DLQ and the Parquet log, exactly-once /
+  at-least-once on the Kafka outputs (the Parquet log is committed on
+  checkpoints either way);
+* ``versioned-py`` / ``versioned-py-alo``: the same job on its Python path
+  (``--versioned-path python``: one keyed Python operator per record).
 
 Throughput is measured as for every contender (:mod:`onceflow.bench.common`), on
 the applied topic (the reference: its upsert topic). Exactness: the job's outputs
@@ -194,7 +198,7 @@ def _latest_versions_match(ctx: BenchContext, topic: str, oracle: ChangeOracle) 
     return not wrong
 
 
-def run_job(ctx: BenchContext, name: str, guarantee: str) -> ContenderResult:
+def run_job(ctx: BenchContext, name: str, guarantee: str, path: str) -> ContenderResult:
     from onceflow.testing.changes_check import compare_outputs, read_outputs
 
     source = change_input(ctx)
@@ -218,11 +222,12 @@ def run_job(ctx: BenchContext, name: str, guarantee: str) -> ContenderResult:
         "--guarantee", guarantee, "--parallelism", "1", "--state-backend", "rocksdb",
         "--checkpoint-interval-ms", str(CHECKPOINT_INTERVAL_MS), "--restart-attempts", "0",
         "--checkpoint-dir", str(ctx.work_dir / "checkpoints" / name), "--bounded",
+        "--versioned-path", path,
     ]  # fmt: skip
     short = "EOS" if guarantee == "exactly-once" else "ALO"
     result = ContenderResult(
         name, "versioned", f"newer_wins, every output (applied, stale, conflict, DLQ, Parquet), "
-        f"{short}/thread/p1/rocksdb",
+        f"{path} path, {short}/thread/p1/rocksdb",
     )  # fmt: skip
     job = JobProcess("onceflow.jobs.versioned_upsert", args, ctx.work_dir / f"{name}.log")
     run_contender(
@@ -244,15 +249,17 @@ def run_job(ctx: BenchContext, name: str, guarantee: str) -> ContenderResult:
     return result
 
 
-def _job_runner(name: str, guarantee: str) -> Callable[[BenchContext], ContenderResult]:
-    return lambda ctx: run_job(ctx, name, guarantee)
+def _job_runner(name: str, guarantee: str, path: str) -> Callable[[BenchContext], ContenderResult]:
+    return lambda ctx: run_job(ctx, name, guarantee, path)
 
 
 #: name -> runner, in run order.
 CONTENDERS: dict[str, Callable[[BenchContext], ContenderResult]] = {
     "versioned-sql": run_sql,
-    "versioned-py": _job_runner("versioned-py", "exactly-once"),
-    "versioned-py-alo": _job_runner("versioned-py-alo", "at-least-once"),
+    "versioned-jvm": _job_runner("versioned-jvm", "exactly-once", "jvm"),
+    "versioned-jvm-alo": _job_runner("versioned-jvm-alo", "at-least-once", "jvm"),
+    "versioned-py": _job_runner("versioned-py", "exactly-once", "python"),
+    "versioned-py-alo": _job_runner("versioned-py-alo", "at-least-once", "python"),
 }
 
 

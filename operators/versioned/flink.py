@@ -310,13 +310,22 @@ class ChangeFunction(ScalarFunction):
     :data:`CHANGE_FIELDS`: for a valid event its key, version, op and
     :func:`~onceflow.operators.versioned.output.encoded_change`'s payload text,
     content hash and key JSON; for a dead letter only ``dl_key`` and ``dl``, what
-    :class:`VersionedUpdateFunction` writes for it (``k`` NULL).
+    :class:`VersionedUpdateFunction` writes for it (``k`` NULL). Fault points armed
+    for ``uid`` fail here (a test hook, see :func:`~onceflow.operators.faults.arm_faults`).
     """
 
-    def __init__(self, schema: ChangeSchema, max_record_bytes: int, dead_letter_max_bytes: int):
+    def __init__(
+        self,
+        schema: ChangeSchema,
+        max_record_bytes: int,
+        dead_letter_max_bytes: int,
+        *,
+        uid: str = "versioned-update",
+    ) -> None:
         self.schema = schema
         self.max_record_bytes = max_record_bytes
         self.dead_letter_max_bytes = dead_letter_max_bytes
+        self.faults = armed_faults(uid)
 
     def open(self, function_context: Any) -> None:
         self.dlq = function_context.get_metric_group().counter("dlq_records")
@@ -331,6 +340,8 @@ class ChangeFunction(ScalarFunction):
                 raw, event, topic, partition, offset, self.dead_letter_max_bytes
             )
             return Row(None, None, None, None, None, None, None, key, letter)
+        if self.faults.points:  # a test hook: fail once at KEY@VERSION, as the Python path
+            self.faults.maybe_fail(f"{event.key}@{event.version}")
         text, content, key_json = encoded_change(event)
         return Row(
             event.key, event.version, event.op, text, content, event.expected_version, key_json,
