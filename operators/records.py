@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -256,6 +257,12 @@ def split_path(path: str) -> tuple[str, ...]:
     """
     if not isinstance(path, str) or not path:
         raise ValueError(f"field path must be a non-empty string, got {path!r}")
+    return _segments(path)
+
+
+@functools.lru_cache(maxsize=1024)
+def _segments(path: str) -> tuple[str, ...]:
+    # Cached: the operators read the same few paths of every record.
     parts = tuple(path.split("."))
     if any(not p for p in parts):
         raise ValueError(
