@@ -1,6 +1,7 @@
 """Hypothesis strategies of raw JSON record values for the dedup paths' differential tests.
 
-Records identified by ``id``: lone surrogates and every other code point (escaped
+Records identified by ``id`` (and change events for the versioned paths:
+:func:`change_events`): lone surrogates and every other code point (escaped
 or raw), duplicate ``id`` members, ids of every type, integers far past a long,
 floats with exponents, deep nesting, escapes in member names, plain valid records,
 and random or mutated bytes (flipped, cut, a BOM, trailing garbage).
@@ -11,9 +12,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
-__all__ = ["mutated", "record", "records", "valid_record"]
+__all__ = ["change_events", "drawn", "mutated", "record", "records", "valid_record"]
 
 # Text with every kind of code point, lone surrogates included (json.dumps escapes them).
 _text = st.text(st.characters(codec=None, exclude_categories=()), max_size=8)
@@ -126,3 +128,85 @@ def records(draw: st.DrawFn, size: int) -> list[bytes]:
         st.lists(st.binary(max_size=24), min_size=rest - rest // 2, max_size=rest - rest // 2)
     )
     return out
+
+
+# Change events: few keys and small versions, so that stale, conflicting and repeated
+# changes are common; every field also of the wrong type, absent, null or repeated.
+_keys = st.one_of(
+    st.text(st.characters(codec=None, exclude_categories=()), max_size=6),
+    st.integers(min_value=-(10**20), max_value=10**20),
+)
+_versions = st.one_of(
+    st.integers(min_value=0, max_value=6),
+    st.sampled_from([-1, 2**63 - 1, 2**63, True, "3", None]),
+    _json,
+)
+_ops = st.sampled_from(["upsert", "upsert", "delete", None, "UPSERT", 1, "merge"])
+_payloads = st.one_of(
+    st.dictionaries(_names, _json, max_size=3),
+    st.dictionaries(_names, _json, max_size=3),
+    _json,
+)
+
+
+@st.composite
+def change_event(draw: st.DrawFn, keys: list[Any]) -> bytes:
+    """A versioned change event as text: ``key`` (mostly one of ``keys``), ``version``,
+    ``op``, ``payload``, ``expected_version``, each possibly absent, of another type,
+    or repeated (duplicate members)."""
+    known = st.sampled_from(keys)
+    members: list[tuple[str, Any]] = []
+    if draw(st.integers(0, 9)):
+        members.append(("key", draw(st.one_of(known, known, known, _keys, _json))))
+    if draw(st.integers(0, 9)):
+        members.append(("version", draw(_versions)))
+    if draw(st.booleans()):
+        members.append(("op", draw(_ops)))
+    if draw(st.integers(0, 9)):
+        members.append(("payload", draw(_payloads)))
+    if draw(st.booleans()):
+        members.append(("expected_version", draw(st.one_of(st.integers(0, 6), st.none(), _json))))
+    if not draw(st.integers(0, 14)):
+        at = draw(st.integers(0, len(members)))
+        members.insert(at, (draw(st.sampled_from(["key", "version"])), draw(_keys)))
+    ascii_only = draw(st.booleans())
+    text = (
+        "{"
+        + ",".join(
+            f"{json.dumps(k, ensure_ascii=ascii_only)}:{_dump(v, ascii_only)}" for k, v in members
+        )
+        + "}"
+    )
+    return text.encode("utf-8", "surrogatepass")
+
+
+@st.composite
+def change_events(draw: st.DrawFn, size: int) -> list[bytes]:
+    """``size`` change events over a handful of keys, then a third of them again
+    (re-deliveries: repeats, or stale once a newer version applied)."""
+    keys = draw(st.lists(_keys, min_size=2, max_size=5))
+    events = draw(st.lists(change_event(keys), min_size=size, max_size=size))
+    return events + events[::3]
+
+
+def drawn(strategy: st.SearchStrategy[Any], examples: int, at: int) -> list[Any]:
+    """``examples`` values of ``strategy``, drawn with the seed ``at``.
+
+    For tests where one example is one Flink job: Hypothesis's first example is its
+    simplest (``{"key": ""}`` over and over), so a test with ``max_examples=1`` checks
+    almost nothing. Draw many examples here, cheaply, and run one job over them all;
+    a failure names ``at``, which draws the same values again.
+    """
+    found: list[Any] = []
+
+    @seed(at)
+    @settings(
+        max_examples=examples, database=None, deadline=None, phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )  # fmt: skip
+    @given(strategy)
+    def collect(value: Any) -> None:
+        found.append(value)
+
+    collect()
+    return found

@@ -140,6 +140,7 @@ def _recovery(
     unique_name: Callable[[str], str],
     tmp_path: Path,
     bucketing: str = "file-sink",
+    path: str = "auto",
 ) -> tuple[dict[str, CheckReport], list[str], ScenarioLog, ChangeOracle]:
     topics = _topics(topic_factory)
     changes = tmp_path / "changes"
@@ -179,6 +180,8 @@ def _recovery(
         f"{poison_item.entity}@{poison_item.version}",
         "--fail-marker-dir",
         str(tmp_path / "faults"),
+        "--versioned-path",
+        path,
     ]
     job = JobProcess("onceflow.jobs.versioned_upsert", args, tmp_path / "job.log")
     story = run_kill_and_recover(job, bootstrap, topics["in"], topics["applied"], phases)
@@ -202,21 +205,22 @@ def _replayed_recovery(
     unique_name: Callable[[str], str],
     tmp_path: Path,
     bucketing: str = "file-sink",
+    path: str = "auto",
 ) -> tuple[dict[str, CheckReport], list[str], ScenarioLog, ChangeOracle]:
     """The scenario, retried until the restart really replayed phase B."""
     return retry_until_replayed(
         lambda n: _recovery(
-            guarantee, bootstrap, topic_factory, unique_name, tmp_path / f"{n}", bucketing
+            guarantee, bootstrap, topic_factory, unique_name, tmp_path / f"{n}", bucketing, path
         ),
         story_of=lambda outcome: outcome[2],
     )
 
 
 @pytest.mark.parametrize(
-    "bucketing",
+    ("bucketing", "path"),
     # Field buckets under recovery: make test-slow (their bounded run below is in make test).
-    [pytest.param(b, marks=pytest.mark.slow) if b == "field-buckets" else b
-     for b in sorted(BUCKETINGS)],
+    [pytest.param(b, "auto", marks=pytest.mark.slow) if b == "field-buckets" else (b, "auto")
+     for b in sorted(BUCKETINGS)] + [("file-sink", "python")],
 )  # fmt: skip
 def test_versioned_upsert_recovers_exactly_once_after_injected_failure(
     kafka_bootstrap: str,
@@ -224,9 +228,11 @@ def test_versioned_upsert_recovers_exactly_once_after_injected_failure(
     unique_name: Callable[[str], str],
     tmp_path: Path,
     bucketing: str,
+    path: str,
 ) -> None:
+    """On the JVM path (``auto``: the default) and on the Python path."""
     reports, hidden, story, oracle = _replayed_recovery(
-        "exactly-once", kafka_bootstrap, topic_factory, unique_name, tmp_path, bucketing
+        "exactly-once", kafka_bootstrap, topic_factory, unique_name, tmp_path, bucketing, path
     )
     assert len(oracle.stale) and len(oracle.conflicts) and oracle.repeats
     assert None in oracle.final.values(), "the workload should end with deleted keys"

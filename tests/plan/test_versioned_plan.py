@@ -61,7 +61,7 @@ def test_plan_has_two_phase_commit_sinks_for_every_output(compiled: Any) -> None
 def test_stateful_operators_and_sinks_have_stable_uids(compiled: Any) -> None:
     _, nodes = compiled
     uids = dict(nodes)
-    assert uids.get("versioned-update") == "versioned-update"
+    assert uids.get("versioned-update") == "versioned-update-jvm"  # the default path
     assert uids.get(f"{CHANGES_SINK_UID}: Writer") == CHANGES_SINK_UID
     assert uids.get(f"{CHANGES_SINK_UID}: Committer") == f"Sink Committer: {CHANGES_SINK_UID}"
     sink_nodes = [
@@ -72,6 +72,39 @@ def test_stateful_operators_and_sinks_have_stable_uids(compiled: Any) -> None:
         table = sink.replace("-", "_")
         writer = [u for n, u in sink_nodes if n.startswith(table) and "Writer" in n]
         assert writer == [f"{sink}-stream-exec-sink-sink"], sink_nodes
+
+
+def _operators(args: list[str]) -> list[tuple[str, str | None, str]]:
+    """``(name, uid, class)`` of every operator of the job built with ``args``: the
+    operator's class, or its user function's for a DataStream function."""
+    env = create_env(parse_config(args).flink_settings())
+    build_pipeline(env, parse_config(args))
+    graph = env._generate_stream_graph(clear_transformations=False)
+    found = []
+    for node in graph.getStreamNodes().toArray():
+        factory = node.getOperatorFactory()
+        kind = factory.getClass().getName()
+        if kind.endswith("SimpleUdfStreamOperatorFactory"):
+            kind = factory.getUserFunctionClassName()
+        elif kind.endswith("SimpleOperatorFactory"):
+            kind = factory.getOperator().getClass().getName()
+        found.append((node.getOperatorName(), node.getTransformationUID(), kind))
+    return found
+
+
+def test_jvm_path_crosses_into_python_once_and_decides_in_java(tmp_path: Path) -> None:
+    operators = _operators(_args(tmp_path))
+    python = [(n, k) for n, _, k in operators if ".python." in k]
+    # One Python SQL call per record (the parse), no Python DataStream operator.
+    assert [k.rsplit(".", 1)[-1] for _, k in python] == ["EmbeddedPythonScalarFunctionOperator"]
+    decision = [(u, k) for n, u, k in operators if n == "versioned-update"]
+    assert decision == [("versioned-update-jvm", "dev.onceflow.udf.VersionedDecision")]
+
+
+def test_python_path_is_one_keyed_python_operator(tmp_path: Path) -> None:
+    operators = _operators([*_args(tmp_path), "--versioned-path", "python"])
+    python = [(u, k.rsplit(".", 1)[-1]) for _, u, k in operators if ".python." in k]
+    assert python == [("versioned-update", "EmbeddedPythonKeyedProcessOperator")]
 
 
 def test_file_sink_refuses_a_stream_of_another_shape(tmp_path: Path) -> None:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from onceflow.operators.versioned.core import (
     COMPARE_AND_SET,
@@ -21,6 +24,8 @@ from onceflow.operators.versioned.output import (
     CHANGE_COLUMNS,
     applied_value,
     change_row,
+    encoded_change,
+    event_document,
     json_text,
     outcome_report,
 )
@@ -73,6 +78,37 @@ def test_outcome_report_carries_event_stored_version_reason_and_source() -> None
     }
     assert report == outcome_report(Outcome(STALE, event, 5, doc["reason"]), "t", 0, 9)
     assert report_identity(report) == ("stale", "k", 2, "upsert", '{"a":1}', 1, 5)
+
+
+_text = st.text(st.characters(codec=None, exclude_categories=()), max_size=6)
+_payloads = st.recursive(
+    st.one_of(_text, st.integers(), st.floats(allow_nan=False, allow_infinity=False),
+              st.booleans(), st.none()),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(_text, inner, max_size=3)),
+    max_leaves=6,
+)  # fmt: skip
+
+
+@given(
+    key=st.text(st.characters(codec="utf-8"), min_size=1, max_size=8),
+    op=st.sampled_from([UPSERT, DELETE]),
+    payload=st.one_of(st.none(), st.dictionaries(_text, _payloads, max_size=3)),
+)
+def test_encoded_change_is_the_payload_text_hash_and_report_key_of_the_python_path(
+    key: str, op: str, payload: dict[str, Any] | None
+) -> None:
+    """What the JVM path's decision is given equals what the Python path computes: the
+    applied value's text, the content hash, and the key as the report spells it."""
+    if op == UPSERT and payload is None:
+        payload = {}
+    event = ChangeEvent(key=key, version=1, op=op, payload=payload)
+    text, content, key_json = encoded_change(event)
+    assert text == (None if payload is None else json_text(payload))
+    assert content == event.content_hash
+    document = json_text(event_document(event))
+    assert f'"key":{key_json},' in document
+    payload_text = "null" if text is None else text
+    assert document.endswith(f'"payload":{payload_text},"version":1}}')
 
 
 def test_change_row_follows_the_declared_columns() -> None:
