@@ -94,7 +94,7 @@ def _operators(args: list[str]) -> list[tuple[str, str | None, str]]:
 
 def test_jvm_path_crosses_into_python_once_and_decides_in_java(tmp_path: Path) -> None:
     operators = _operators(_args(tmp_path))
-    python = [(n, k) for n, _, k in operators if ".python." in k]
+    python = [(n, k) for n, _, k in operators if ".operators.python." in k]
     # One Python SQL call per record (the parse), no Python DataStream operator.
     assert [k.rsplit(".", 1)[-1] for _, k in python] == ["EmbeddedPythonScalarFunctionOperator"]
     decision = [(u, k) for n, u, k in operators if n == "versioned-update"]
@@ -103,7 +103,7 @@ def test_jvm_path_crosses_into_python_once_and_decides_in_java(tmp_path: Path) -
 
 def test_python_path_is_one_keyed_python_operator(tmp_path: Path) -> None:
     operators = _operators([*_args(tmp_path), "--versioned-path", "python"])
-    python = [(u, k.rsplit(".", 1)[-1]) for _, u, k in operators if ".python." in k]
+    python = [(u, k.rsplit(".", 1)[-1]) for _, u, k in operators if ".operators.python." in k]
     assert python == [("versioned-update", "EmbeddedPythonKeyedProcessOperator")]
 
 
@@ -200,15 +200,13 @@ def test_jvm_key_is_the_text_the_core_parses_as_entity_key() -> None:
 def test_record_keyed_by_another_value_than_its_parsed_key_is_a_dead_letter() -> None:
     """The guard behind the JVM keying: a key's state only ever sees its own entity."""
     from onceflow.operators.records import AMBIGUOUS_KEY, Rejected
-    from onceflow.operators.versioned.core import ChangeEvent
-    from onceflow.operators.versioned.flink import VersionedOutputs, VersionedUpdateFunction
+    from onceflow.operators.versioned.core import ChangeEvent, ChangeSchema
+    from onceflow.operators.versioned.flink import parse_event
 
-    outputs = VersionedOutputs("versioned-update")
-    update = VersionedUpdateFunction("newer_wins", None, outputs, max_record_bytes=1 << 20)
     raw = b'{"key": "b", "version": 3, "payload": {"x": 1}}'
-    event = update._event(raw, flink_key="b")
+    event = parse_event(raw, "b", ChangeSchema(), 1 << 20)
     assert isinstance(event, ChangeEvent) and (event.key, event.version) == ("b", 3)
-    rejected = update._event(raw, flink_key="a")
+    rejected = parse_event(raw, "a", ChangeSchema(), 1 << 20)
     assert isinstance(rejected, Rejected) and rejected.reason == AMBIGUOUS_KEY, rejected
 
 
