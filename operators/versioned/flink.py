@@ -1,4 +1,12 @@
-"""PyFlink adapter of the versioned-update core: one keyed Python operator per record.
+"""PyFlink adapters of the versioned-update core.
+
+The Python path (``versioned_update(..., path="python")``, and the only path of a
+user's Rows or objects): one keyed Python operator per record, below. The JVM
+path's Python part is :class:`ChangeFunction`, the same parse and validation as
+a SQL function, one call per record; the decision is then Java's
+(:mod:`onceflow.operators.versioned.jvm`).
+
+On the Python path:
 
 The stream arrives keyed by entity key, computed in the JVM by the source query
 (:func:`sql_key_expression`: ``JSON_VALUE`` of the key field, so ``42`` and

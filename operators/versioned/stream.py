@@ -6,8 +6,12 @@ streams, never silently dropped. The operator keys the stream itself:
 
 - JSON change events (:func:`onceflow.runtime.kafka_source.read_kafka_json`,
   or records dedup passed): ``{"key", "version", "op", "payload",
-  "expected_version"}`` (paths configurable), keyed in the JVM by ``JSON_VALUE``
-  of the key; malformed events are dead letters with their source position.
+  "expected_version"}`` (paths configurable); malformed events are dead letters
+  with their source position. The JVM path (the default): parsed by one Python
+  call per record, keyed by entity key and decided by a Java keyed function
+  (:mod:`onceflow.operators.versioned.jvm`); the Python path (``path="python"``):
+  keyed in the JVM by ``JSON_VALUE`` of the key, parsed and decided by one keyed
+  Python operator. Both write the same outputs (``tests/it/test_versioned_paths.py``).
 - Rows of the user's declared type: keyed in the JVM by the ``key_field``
   column; the whole row is the payload.
 - Any other objects (dicts, ...): keyed in Python by the ``key_field`` item.
