@@ -46,12 +46,14 @@ def _dump(value: Any, ascii_only: bool) -> str:
     if isinstance(value, list):
         return "[" + ",".join(_dump(v, ascii_only) for v in value) + "]"
     if isinstance(value, dict):
-        items = (
-            f"{json.dumps(k, ensure_ascii=ascii_only)}:{_dump(v, ascii_only)}"
-            for k, v in value.items()
-        )
-        return "{" + ",".join(items) + "}"
+        return _object(list(value.items()), ascii_only)
     return json.dumps(value, ensure_ascii=ascii_only)
+
+
+def _object(members: list[tuple[str, Any]], ascii_only: bool) -> str:
+    """A JSON object's text with ``members`` in order, repeated names kept."""
+    items = (f"{json.dumps(k, ensure_ascii=ascii_only)}:{_dump(v, ascii_only)}" for k, v in members)
+    return "{" + ",".join(items) + "}"
 
 
 _json = st.recursive(
@@ -73,13 +75,7 @@ def record(draw: st.DrawFn) -> bytes:
         depth = draw(st.integers(95, 102))
         members.append(("deep", _Raw("[" * depth + "]" * depth)))
     ascii_only = draw(st.booleans())
-    text = (
-        "{"
-        + ",".join(
-            f"{json.dumps(k, ensure_ascii=ascii_only)}:{_dump(v, ascii_only)}" for k, v in members
-        )
-        + "}"
-    )
+    text = _object(members, ascii_only)
     if draw(st.booleans()):
         text = text.replace('"id"', '"\\u0069d"', 1)  # an escaped member name
     return text.encode("utf-8", "surrogatepass")
@@ -170,13 +166,7 @@ def change_event(draw: st.DrawFn, keys: list[Any]) -> bytes:
         at = draw(st.integers(0, len(members)))
         members.insert(at, (draw(st.sampled_from(["key", "version"])), draw(_keys)))
     ascii_only = draw(st.booleans())
-    text = (
-        "{"
-        + ",".join(
-            f"{json.dumps(k, ensure_ascii=ascii_only)}:{_dump(v, ascii_only)}" for k, v in members
-        )
-        + "}"
-    )
+    text = _object(members, ascii_only)
     return text.encode("utf-8", "surrogatepass")
 
 
