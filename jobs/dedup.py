@@ -49,6 +49,7 @@ from onceflow.operators.dedup.identity import IdentitySpec
 from onceflow.operators.dedup.stream import dedup
 from onceflow.operators.faults import arm_faults
 from onceflow.operators.paths import PATHS
+from onceflow.runtime.flinkenv import reuse_objects
 from onceflow.runtime.jobconfig import (
     RuntimeConfig,
     add_runtime_arguments,
@@ -225,6 +226,7 @@ def _redacted(url: str) -> str:
 
 def build_pipeline(env: StreamExecutionEnvironment, cfg: DedupConfig) -> None:
     """The recipe: JSON records from Kafka -> dedup -> first occurrences and dead letters."""
+    reuse_objects(env)  # no operator of this job keeps a record it was handed
     if cfg.fail_on_ids:  # a test hook: fail once when each of these ids arrives
         arm_faults("dedup", cfg.fail_on_ids, cfg.failure_markers() or "")
     if cfg.value_format == "avro":

@@ -56,3 +56,13 @@ def test_avro_flags_need_avro_a_registry_and_a_change_schema(tmp_path: Path) -> 
     cfg = parse_config([*avro, "--reader-schema", str(good), "--subject-strategy", "record"])
     assert json.loads(cfg.reader_schema or "") == GOOD and cfg.subject_strategy == "record"
     assert "s3cret" not in repr(cfg)
+
+
+def test_the_path_flag_is_auto_by_default_and_jvm_refuses_avro() -> None:
+    assert parse_config(REQUIRED).versioned_path == "auto"
+    assert parse_config([*REQUIRED, "--versioned-path", "python"]).versioned_path == "python"
+    avro = [*REQUIRED, "--format", "avro", "--registry-url", REGISTRY]
+    with pytest.raises(OnceflowError, match="--versioned-path jvm needs JSON change events"):
+        parse_config([*avro, "--versioned-path", "jvm"])
+    with pytest.raises(SystemExit):  # argparse: not one of the choices
+        parse_config([*REQUIRED, "--versioned-path", "java"])
