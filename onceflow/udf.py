@@ -15,9 +15,11 @@ and no prebuilt jar: only a JDK, which Flink needs anyway.
 - ``onceflow_fail_once(id, armed, marker_dir)`` (:class:`dev.onceflow.udf.FailOnce`):
   the failure injection of recovery tests, in a query only when faults are armed.
 
-Beside them, in the same jar, :class:`dev.onceflow.udf.VersionedDecision`: the
-versioned update's keyed decision (a DataStream function, the JVM path of
-``versioned_update``).
+Beside them, in the same jar, two DataStream functions (PyFlink wraps no Java
+DataStream function: :func:`java_function` builds them through the gateway):
+:class:`dev.onceflow.udf.VersionedDecision`, the versioned update's keyed decision
+(the JVM path of ``versioned_update``), and :class:`dev.onceflow.udf.SplitUnkeyed`,
+which sends records without a dedup identity to a side output.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import subprocess
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from onceflow.errors import OnceflowError
 from onceflow.runtime.paths import data_path, flink_home, jars_dir
@@ -44,6 +46,8 @@ __all__ = [
     "FUNCTIONS",
     "JSON_ID",
     "attach_udf_jar",
+    "java_function",
+    "output_tag",
     "register_udfs",
     "udf_jar",
 ]
@@ -58,7 +62,12 @@ FUNCTIONS: Final = {
 }
 """SQL name -> Java class of every function :func:`register_udfs` registers."""
 
-_SOURCES: Final = ("JsonIdScanner.java", "FailOnce.java", "VersionedDecision.java")
+_SOURCES: Final = (
+    "JsonIdScanner.java",
+    "FailOnce.java",
+    "VersionedDecision.java",
+    "SplitUnkeyed.java",
+)
 
 
 def _javac() -> str:
@@ -123,3 +132,21 @@ def register_udfs(tenv: StreamTableEnvironment) -> None:
     (whose environment has the jar: :func:`attach_udf_jar`)."""
     for name, cls in FUNCTIONS.items():
         tenv.create_java_temporary_system_function(name, cls)
+
+
+def java_function(name: str, *args: Any) -> Any:
+    """A new ``dev.onceflow.udf.<name>(*args)`` in the gateway's JVM (``name`` may be a
+    nested class, ``Outer.Inner``; the jar must be attached: :func:`attach_udf_jar`)."""
+    from pyflink.java_gateway import get_gateway
+
+    found = get_gateway().jvm.dev.onceflow.udf
+    for part in name.split("."):
+        found = getattr(found, part)
+    return found(*args)
+
+
+def output_tag(name: str, type_info: Any) -> Any:
+    """A Java ``OutputTag`` of the PyFlink ``type_info``, for a Java function's side output."""
+    from pyflink.java_gateway import get_gateway
+
+    return get_gateway().jvm.org.apache.flink.util.OutputTag(name, type_info.get_java_type_info())

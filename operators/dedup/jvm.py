@@ -15,8 +15,9 @@ state and the deduplication are Flink's:
    BY key ORDER BY proctime) = 1``, keep-first, its state TTL scoped to this
    query by ``table.exec.state.ttl``) and come out as the Python path's passed
    records: ``Row(key, v, topic, partition, offset)``, the original bytes unchanged;
-3. records without a key (only those) cross into Python once, where the Python
-   path's own code (:class:`~onceflow.operators.dedup.flink.UnkeyedDeadLetters`)
+3. records without a key (only those; by fingerprint split off in one pass by
+   ``dev.onceflow.udf.SplitUnkeyed``, by id by a query of their own) cross into
+   Python once, where the Python path's own code (:class:`~onceflow.operators.dedup.flink.UnkeyedDeadLetters`)
    names the reason and writes the dead letter: byte-identical by construction.
    A record Python would accept but the scanner refused is ``ambiguous_key``, on
    both paths (the Python path keys by the same scanner). A fingerprint's dead
@@ -57,7 +58,7 @@ from onceflow.streams import (
     table_env,
     table_settings,
 )
-from onceflow.udf import FAIL_ONCE, attach_udf_jar, register_udfs
+from onceflow.udf import FAIL_ONCE, attach_udf_jar, java_function, output_tag, register_udfs
 
 if TYPE_CHECKING:
     from pyflink.datastream import DataStream
@@ -96,12 +97,14 @@ def dedup_json_in_jvm(
     columns = ", ".join(f"`{name}`" for name in JSON_FIELDS)
     ttl = f"{ttl_ms or 0} ms"  # 0: no TTL
     upstream = stream
+    rejected = None
     if identity.id_field is not None:
         key = sql_key_expression(identity.id_field, max_record_bytes, empty=False)
         tenv.create_temporary_view(view, _with_proctime(tenv, stream, JSON_FIELDS))
     else:
         key = "`k`"
         upstream = _identified_in_python(tenv, stream, identity, max_record_bytes, uid, view)
+        upstream, rejected = _split_unkeyed(upstream, uid)
         tenv.create_temporary_view(view, _with_proctime(tenv, upstream, ("k", *JSON_FIELDS)))
     with stable_uids(tenv, f"{uid}-jvm"), table_settings(tenv, {"table.exec.state.ttl": ttl}):
         firsts = tenv.sql_query(
@@ -111,11 +114,12 @@ def dedup_json_in_jvm(
             f") WHERE `rn` = 1{_fault_condition(uid)}"
         )
         passed = tenv.to_append_stream(firsts, keyed_json_record_type())
-    with stable_uids(tenv, f"{uid}-jvm-unkeyed"):
-        unkeyed = tenv.sql_query(f"SELECT {columns} FROM `{view}` WHERE {key} IS NULL")
-        rejected = tenv.to_append_stream(unkeyed, json_record_type())
-    for translated in (passed, rejected):
-        number_repeated_uids(translated, upstream)
+    number_repeated_uids(passed, upstream)
+    if rejected is None:  # by id: the scanner is SQL, its NULLs a query of their own
+        with stable_uids(tenv, f"{uid}-jvm-unkeyed"):
+            unkeyed = tenv.sql_query(f"SELECT {columns} FROM `{view}` WHERE {key} IS NULL")
+            rejected = tenv.to_append_stream(unkeyed, json_record_type())
+        number_repeated_uids(rejected, upstream)
     dead_letters = (
         rejected.flat_map(
             UnkeyedDeadLetters(identity, max_record_bytes, dead_letter_max_bytes),
@@ -171,6 +175,23 @@ def _identified_in_python(
         )
     number_repeated_uids(identified, stream)
     return identified
+
+
+def _split_unkeyed(identified: DataStream, uid: str) -> tuple[DataStream, DataStream]:
+    """``(keyed, unkeyed)``: the identified records with an identity, and ``Row(v, topic,
+    partition, offset)`` of those without, split in one pass by
+    ``dev.onceflow.udf.SplitUnkeyed`` (a second query would convert every record again)."""
+    from pyflink.datastream.data_stream import DataStream as PyDataStream
+
+    tag = output_tag(f"{uid}-jvm-unkeyed", json_record_type())
+    split = (
+        identified._j_data_stream.process(
+            java_function("SplitUnkeyed", tag), identified._j_data_stream.getType()
+        )
+        .uid(f"{uid}-jvm-split")
+        .name(f"{uid}-jvm-split")
+    )
+    return PyDataStream(split), PyDataStream(split.getSideOutput(tag))
 
 
 def _fault_condition(uid: str) -> str:

@@ -31,7 +31,7 @@ import itertools
 from typing import TYPE_CHECKING, Any
 
 from onceflow.streams import kafka_record_type, number_repeated_uids, stable_uids, table_env
-from onceflow.udf import attach_udf_jar
+from onceflow.udf import attach_udf_jar, java_function, output_tag
 
 if TYPE_CHECKING:
     from pyflink.datastream import DataStream
@@ -115,25 +115,19 @@ def _decided_in_java(
     Java function): ``(applied, stale, conflicts, dead_letters, changes)``."""
     from pyflink.common import Types
     from pyflink.datastream.data_stream import DataStream as PyDataStream
-    from pyflink.java_gateway import get_gateway
 
     from onceflow.operators.versioned.flink import CHANGES_SCHEMA
 
-    jvm = get_gateway().jvm
     record = kafka_record_type()
-
-    def tag(name: str, type_info: Any) -> Any:
-        return jvm.org.apache.flink.util.OutputTag(
-            f"{uid}-jvm-{name}", type_info.get_java_type_info()
-        )
-
-    tags = {name: tag(name, record) for name in ("stale", "conflicts", "dead-letters")}
-    tags["changes"] = tag("changes", CHANGES_SCHEMA.type_info())
-    decision = jvm.dev.onceflow.udf.VersionedDecision(
-        mode, ttl_ms or 0, tags["stale"], tags["conflicts"], tags["dead-letters"], tags["changes"]
-    )
+    kinds = {"stale": record, "conflicts": record, "dead-letters": record,
+             "changes": CHANGES_SCHEMA.type_info()}  # fmt: skip
+    tags = {name: output_tag(f"{uid}-jvm-{name}", kind) for name, kind in kinds.items()}
+    decision = java_function(
+        "VersionedDecision",
+        mode, ttl_ms or 0, tags["stale"], tags["conflicts"], tags["dead-letters"], tags["changes"],
+    )  # fmt: skip
     keyed = parsed._j_data_stream.keyBy(
-        jvm.dev.onceflow.udf.VersionedDecision.EntityKey(), Types.STRING().get_java_type_info()
+        java_function("VersionedDecision.EntityKey"), Types.STRING().get_java_type_info()
     )
     applied = keyed.process(decision, record.get_java_type_info()).uid(f"{uid}-jvm").name(uid)
     return (

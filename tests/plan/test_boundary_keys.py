@@ -28,8 +28,8 @@ from onceflow.operators.dedup.flink import DedupFunction
 from onceflow.operators.dedup.flink import sql_key_expression as dedup_key_sql
 from onceflow.operators.dedup.identity import IdentitySpec
 from onceflow.operators.records import Rejected, is_unicode
-from onceflow.operators.versioned.core import ChangeEvent
-from onceflow.operators.versioned.flink import VersionedOutputs, VersionedUpdateFunction
+from onceflow.operators.versioned.core import ChangeEvent, ChangeSchema
+from onceflow.operators.versioned.flink import parse_event
 from onceflow.operators.versioned.flink import sql_key_expression as versioned_key_sql
 from onceflow.streams import kafka_record_type
 
@@ -131,12 +131,11 @@ def _dead_letters() -> Any:
 
 def _check(records: list[bytes], keys: list[tuple[str, str]], *, all_valid: bool) -> None:
     dedup = DedupFunction(IdentitySpec.by_id("id"), MAX_BYTES, None, _dead_letters())
-    versioned = VersionedUpdateFunction("newer_wins", None, VersionedOutputs("v"), MAX_BYTES)
     seen: dict[str, set[str]] = defaultdict(set)
     for raw, (dedup_key, versioned_key) in zip(records, keys, strict=True):
         assert is_unicode(dedup_key) and is_unicode(versioned_key), raw
         ident = dedup.identify(raw, dedup_key)
-        event = versioned._event(raw, versioned_key)
+        event = parse_event(raw, versioned_key, ChangeSchema(), MAX_BYTES)
         if all_valid:
             assert isinstance(ident, str), (raw, dedup_key, ident)
             assert isinstance(event, ChangeEvent), (raw, versioned_key, event)
