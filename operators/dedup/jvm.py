@@ -17,9 +17,10 @@ state and the deduplication are Flink's:
    records: ``Row(key, v, topic, partition, offset)``, the original bytes unchanged;
 3. records without a key (only those; by fingerprint split off in one pass by
    ``dev.onceflow.udf.SplitUnkeyed``, by id by a query of their own) cross into
-   Python once, where the Python path's own code (:class:`~onceflow.operators.dedup.flink.UnkeyedDeadLetters`)
-   names the reason and writes the dead letter: byte-identical by construction.
-   A record Python would accept but the scanner refused is ``ambiguous_key``, on
+   Python once, where the Python path's own code
+   (:class:`~onceflow.operators.dedup.flink.UnkeyedDeadLetters`) names the reason
+   and writes the dead letter: byte-identical by construction. A record Python
+   would accept but the scanner refused is ``ambiguous_key``, on
    both paths (the Python path keys by the same scanner). A fingerprint's dead
    letters cross twice (the identity call, then this one): they are rare.
 
