@@ -69,6 +69,7 @@ __all__ = [
     "split_path",
     "sql_json_path",
     "sql_unicode_safe",
+    "hash_of_canonical",
     "stable_hash",
 ]
 
@@ -384,7 +385,13 @@ def stable_hash(value: object) -> str:
     :param value: a JSON-compatible value.
     :return: 32 lowercase hex characters.
     """
-    return hashlib.sha256(canonical_json(value)).hexdigest()[:32]
+    return hash_of_canonical(canonical_json(value))
+
+
+def hash_of_canonical(canonical: bytes) -> str:
+    """:func:`stable_hash` of a value whose :func:`canonical_json` is ``canonical``
+    (for a caller that already holds those bytes)."""
+    return hashlib.sha256(canonical).hexdigest()[:32]
 
 
 class _Source(TypedDict):

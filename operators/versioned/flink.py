@@ -295,7 +295,7 @@ def parse_event(
     return event
 
 
-CHANGE_FIELDS: Final = (
+CHANGE_FIELDS: Final = RecordSchema.of(
     ("k", "STRING"),
     ("version", "BIGINT"),
     ("op", "STRING"),
@@ -306,7 +306,7 @@ CHANGE_FIELDS: Final = (
     ("dl_key", "STRING"),
     ("dl", "BYTES"),
 )
-"""The fields of :class:`ChangeFunction`'s result, SQL types (all nullable)."""
+"""The columns of :class:`ChangeFunction`'s result (all nullable)."""
 
 
 class ChangeFunction(ScalarFunction):

@@ -43,18 +43,6 @@ __all__ = ["versioned_json_in_jvm"]
 _views = itertools.count()
 
 
-def _row_type(fields: tuple[tuple[str, str], ...]) -> Any:
-    from pyflink.common import Types
-
-    kinds = {
-        "STRING": Types.STRING(),
-        "BIGINT": Types.LONG(),
-        "INT": Types.INT(),
-        "BYTES": Types.PRIMITIVE_ARRAY(Types.BYTE()),
-    }
-    return Types.ROW_NAMED([name for name, _ in fields], [kinds[kind] for _, kind in fields])
-
-
 def versioned_json_in_jvm(
     stream: DataStream,
     schema: ChangeSchema,
@@ -71,7 +59,6 @@ def versioned_json_in_jvm(
     :param stream: JSON records (:func:`onceflow.streams.json_record_type`, or keyed).
     :param uid: the prefix of every operator's uid: ``<uid>-jvm-...``.
     """
-    from pyflink.table import DataTypes
     from pyflink.table.udf import udf
 
     from onceflow.operators.versioned.flink import (
@@ -84,15 +71,12 @@ def versioned_json_in_jvm(
     attach_udf_jar(env)
     tenv = table_env(env)
     view = f"onceflow_versioned_{next(_views)}"
-    sql_types = {"STRING": DataTypes.STRING(), "BIGINT": DataTypes.BIGINT(),
-                 "BYTES": DataTypes.BYTES()}  # fmt: skip
-    result = DataTypes.ROW([DataTypes.FIELD(n, sql_types[t]) for n, t in CHANGE_FIELDS])
     function = f"{view}_change"
     tenv.create_temporary_function(
         function,
         udf(
             ChangeFunction(schema, max_record_bytes, dead_letter_max_bytes, uid=uid),
-            result_type=result,
+            result_type=CHANGE_FIELDS.row_type(),
         ),
     )
     raw = f"{view}_raw"
@@ -102,7 +86,7 @@ def versioned_json_in_jvm(
             f"SELECT {function}(`v`, {sql_key_expression(schema)}, `topic`, `partition`, "
             f"`offset`) AS `c`, `topic`, `partition`, `offset` FROM `{raw}`"
         )
-        parsed = tenv.to_append_stream(table, _parsed_type(CHANGE_FIELDS))
+        parsed = tenv.to_append_stream(table, _parsed_type(CHANGE_FIELDS.type_info()))
     number_repeated_uids(parsed, stream)
     return _decided_in_java(parsed, mode, ttl_ms, uid)
 
@@ -139,12 +123,11 @@ def _decided_in_java(
     )
 
 
-def _parsed_type(change_fields: tuple[tuple[str, str], ...]) -> Any:
-    """``Row(c Row(<change_fields>), topic, partition, offset)``: the Python call's result
-    and the record's source position."""
+def _parsed_type(change: Any) -> Any:
+    """``Row(c <change>, topic, partition, offset)``: the Python call's result and the
+    record's source position."""
     from pyflink.common import Types
 
     return Types.ROW_NAMED(
-        ["c", "topic", "partition", "offset"],
-        [_row_type(change_fields), Types.STRING(), Types.INT(), Types.LONG()],
+        ["c", "topic", "partition", "offset"], [change, Types.STRING(), Types.INT(), Types.LONG()]
     )

@@ -11,10 +11,10 @@ compacted topic's values stable and makes outputs comparable as multisets.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any, Final
 
+from onceflow.operators.records import hash_of_canonical
 from onceflow.operators.versioned.core import DELETE, ChangeEvent, Outcome
 
 __all__ = [
@@ -49,12 +49,18 @@ def json_text(value: Any) -> str:
     in JSON input) cannot be UTF-8, so such a value is written with ASCII escapes
     instead, still deterministically.
     """
+    return _json_text_and_bytes(value)[0]
+
+
+def _json_text_and_bytes(value: Any) -> tuple[str, bytes | None]:
+    """:func:`json_text` and its UTF-8 bytes, which are also the value's
+    :func:`~onceflow.operators.records.canonical_json`; None for the bytes when the
+    text had to fall back to ASCII escapes (then they differ)."""
     text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     try:
-        text.encode("utf-8")
+        return text, text.encode("utf-8")
     except UnicodeEncodeError:
-        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return text
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True), None
 
 
 def applied_value(event: ChangeEvent) -> bytes | None:
@@ -74,21 +80,14 @@ def encoded_change(event: ChangeEvent) -> tuple[str | None, str, str]:
     :func:`outcome_report` escapes it (ASCII escapes when the payload forces them:
     a lone surrogate), so the JVM writes the same report bytes from these pieces.
     """
-    if event.payload is None:
-        text, data, ascii_only = None, b"null", False
+    if event.payload is None:  # a delete without a payload
+        return None, event.content_hash, json.dumps(event.key, ensure_ascii=False)
+    text, canonical = _json_text_and_bytes(event.payload)
+    if event.op == DELETE or canonical is None:
+        content = event.content_hash  # a tombstone, or (rare) hashed from scratch
     else:
-        text = json.dumps(event.payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        try:
-            data = text.encode("utf-8")
-            ascii_only = False
-        except UnicodeEncodeError:
-            data = text.encode("utf-8", "surrogatepass")
-            text = json.dumps(
-                event.payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True
-            )
-            ascii_only = True
-    content = event.content_hash if event.op == DELETE else hashlib.sha256(data).hexdigest()[:32]
-    return text, content, json.dumps(event.key, ensure_ascii=ascii_only)
+        content = hash_of_canonical(canonical)
+    return text, content, json.dumps(event.key, ensure_ascii=canonical is None)
 
 
 def event_document(event: ChangeEvent) -> dict[str, Any]:
