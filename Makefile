@@ -131,7 +131,7 @@ lint: venv ## ruff and mypy
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy onceflow
 
-bench: up ## benchmarks (600,000 records), ~30 min, not in make test -> bench/results/ (ARGS="--only flink,sql")
+bench: up ## benchmarks (600,000 records; compared rows 3x, their median), ~1 h, not in make test -> bench/results/ (ARGS="--only flink,sql")
 	$(PY) -m onceflow.bench $(ARGS)
 
 bench-smoke: up ## the benchmark harness on a tiny workload (~30 s; also part of make test)

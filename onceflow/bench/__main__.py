@@ -5,7 +5,10 @@ Protocol:
 1. Check that the broker commits transactions.
 2. Produce the workload once to a fresh input topic (``--partitions`` partitions).
 3. Run the throughput contenders one after the other (never two heavy things at
-   once: the machine has two cores), each against the same input topic.
+   once: the machine has two cores), each against the same input topic. The rows
+   a goal or a ratio compares (``report.compared``) run ``--repeat`` times, in
+   rounds after the first (every other round in reverse order), and each row is
+   its median run (``repeats``).
 4. Profile the Python operator's logic on the same records.
 5. Measure latency at checkpoint intervals of 1 s and 5 s.
 6. Measure recovery after a TaskManager SIGKILL (last: it needs a cluster).
@@ -46,9 +49,11 @@ from onceflow.bench.common import (
     machine_info,
     wait_for_broker,
 )
+from onceflow.bench.repeats import add_run
+from onceflow.bench.report import compared
 from onceflow.errors import OnceflowError
 
-__all__ = ["ALL", "main", "select"]
+__all__ = ["ALL", "main", "rounds", "select"]
 
 log = logging.getLogger("onceflow.bench")
 
@@ -108,6 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
     # 4-6 s, two or three checkpoint commits, and a commit moved a ratio by a third.
     p.add_argument("--records", type=int, default=600_000, help="workload size (%(default)s)")
     p.add_argument("--only", default=None, help="comma-separated contenders/families/globs")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        metavar="N",
+        help="runs of each row a goal or a ratio compares (references, exactly-once rows and "
+        "their at-least-once rows), reported by the median run (%(default)s)",
+    )
     p.add_argument(
         "--out",
         type=str,
@@ -170,16 +183,37 @@ def _run(
     needs_input = any(n in THROUGHPUT and THROUGHPUT[n][0] not in OWN_INPUT for n in chosen)
     if needs_input:
         _produce(ctx, doc)
-    total = len(chosen)
-    for i, name in enumerate(chosen, 1):
-        log.info("[%d/%d] %s", i, total, name)
-        started = time.monotonic()
-        try:
-            _one(doc, ctx, name, args)
-        except Exception as exc:  # noqa: BLE001 - one contender's failure is a result
-            log.exception("%s failed", name)
-            doc["errors"].append({"name": name, "status": "failed", "error": repr(exc)[-1500:]})
-        log.info("[%d/%d] %s done in %.0f s", i, total, name, time.monotonic() - started)
+    plan = rounds(chosen, args.repeat)
+    total = sum(len(names) for names in plan)
+    i = 0
+    for number, names in enumerate(plan, 1):
+        ctx.suffix = "" if number == 1 else f"-r{number}"
+        for name in names:
+            i += 1
+            label = name if number == 1 else f"{name} (round {number} of {len(plan)})"
+            log.info("[%d/%d] %s", i, total, label)
+            started = time.monotonic()
+            try:
+                _one(doc, ctx, name, args)
+            except Exception as exc:  # noqa: BLE001 - one contender's failure is a result
+                log.exception("%s failed", label)
+                doc["errors"].append(
+                    {"name": label, "status": "failed", "error": repr(exc)[-1500:]}
+                )
+            log.info("[%d/%d] %s done in %.0f s", i, total, label, time.monotonic() - started)
+    ctx.suffix = ""
+
+
+def rounds(chosen: list[str], repeat: int) -> list[list[str]]:
+    """The run order: every chosen contender, then ``repeat - 1`` rounds of the chosen
+    throughput rows that a goal or a ratio compares, every other round reversed (so
+    that neither row of an exactly-once/at-least-once pair always runs first)."""
+    again = [name for name in chosen if name in THROUGHPUT and name in compared()]
+    plan = [chosen]
+    for number in range(2, repeat + 1):
+        if again:
+            plan.append(again[::-1] if number % 2 == 0 else list(again))
+    return plan
 
 
 def _check_broker(ctx: BenchContext) -> None:
@@ -200,6 +234,7 @@ def _guarded(ctx: BenchContext, name: str, run: Callable[[], T]) -> tuple[T, boo
 
     :returns: the result and whether the broker restarted during the (last) run.
     """
+    base = ctx.suffix
     try:
         for attempt in (1, 2):
             before = broker_pid(ctx.bootstrap)
@@ -216,10 +251,10 @@ def _guarded(ctx: BenchContext, name: str, run: Callable[[], T]) -> tuple[T, boo
                 "running it again" if attempt == 1 else "reported as it is",
             )
             wait_for_broker(ctx.bootstrap)
-            ctx.retry_suffix = "-retry"
+            ctx.suffix = f"{base}-retry"
         return result, True
     finally:
-        ctx.retry_suffix = ""
+        ctx.suffix = base
 
 
 def _one(doc: dict[str, Any], ctx: BenchContext, name: str, args: argparse.Namespace) -> None:
@@ -238,7 +273,7 @@ def _throughput(doc: dict[str, Any], ctx: BenchContext, name: str) -> None:
     result, restarted = _guarded(ctx, name, lambda: THROUGHPUT[name][1](ctx))
     row = result.to_dict()
     row["broker_restarted"] = restarted
-    doc["contenders"].append(row)
+    add_run(doc["contenders"], row)
     if result.status == "ok":
         log.info(
             "%s: %s records/s (%s records in %.1f s)%s",
@@ -305,6 +340,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("py4j").setLevel(logging.WARNING)
     try:
         chosen = select(args.only)
+        if args.repeat < 1:
+            raise OnceflowError(f"--repeat {args.repeat}: give 1 or more runs per contender")
     except OnceflowError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -323,7 +360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         time_box_s=args.time_box,
         out_dir=Path(args.out),
     )
-    doc = _new_doc(ctx, now, chosen, argv)
+    doc = _new_doc(ctx, now, chosen, argv, args.repeat)
     log.info("onceflow bench %s: %s", ctx.run_id, ", ".join(chosen))
     started = time.monotonic()
     code = 0
@@ -350,7 +387,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _new_doc(
-    ctx: BenchContext, now: datetime, chosen: list[str], argv: Sequence[str] | None
+    ctx: BenchContext,
+    now: datetime,
+    chosen: list[str],
+    argv: Sequence[str] | None,
+    repeat: int,
 ) -> dict[str, Any]:
     """The results document, before any contender has run."""
     spec = ctx.spec()
@@ -367,6 +408,7 @@ def _new_doc(
             "produce_s": 0.0,
         },
         "time_box_s": ctx.time_box_s,
+        "repeat": repeat,
         "contenders": [],
         "latency": [],
         "recovery": None,
@@ -378,7 +420,7 @@ def _new_doc(
 
 def _any_failed(doc: dict[str, Any]) -> bool:
     """Whether a contender did not succeed, or the run itself recorded an error."""
-    failed = [r for r in doc["contenders"] if r["status"] != "ok"]
+    failed = [run for r in doc["contenders"] for run in r["runs"] if run["status"] != "ok"]
     failed += [r for r in doc["latency"] if r["status"] != "ok"]
     if doc["recovery"] and doc["recovery"]["status"] != "ok":
         failed.append(doc["recovery"])

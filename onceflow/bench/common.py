@@ -145,8 +145,9 @@ class BenchContext:
     input_topic: str = ""
     expectation: Expectation | None = None
     created_topics: list[str] = field(default_factory=list)
-    #: Appended to names when a contender runs again (fresh topics, group, prefix).
-    retry_suffix: str = ""
+    #: Appended to the names and files of a contender that runs again (a repeat round
+    #: ``-r2``, a retry ``-retry``): fresh topics, group, transactional prefix, logs.
+    suffix: str = ""
     #: What a family's contenders share in one run (an input of their own, ...).
     shared: dict[str, Any] = field(default_factory=dict)
 
@@ -171,7 +172,15 @@ class BenchContext:
 
     def name(self, hint: str) -> str:
         """A run-unique name for a topic, group or transactional id prefix."""
-        return f"bench-{self.run_id}-{hint}{self.retry_suffix}"
+        return f"bench-{self.run_id}-{hint}{self.suffix}"
+
+    def file(self, hint: str, ext: str = "") -> Path:
+        """A contender's file or folder under :attr:`work_dir` (its log, its output files)."""
+        return self.work_dir / f"{hint}{self.suffix}{ext}"
+
+    def checkpoints(self, hint: str) -> Path:
+        """A contender's checkpoint folder."""
+        return self.work_dir / "checkpoints" / f"{hint}{self.suffix}"
 
     def create_topic(
         self,

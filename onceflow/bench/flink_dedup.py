@@ -132,7 +132,7 @@ def dedup_job_args(
         "--restart-attempts",
         str(restart_attempts),
         "--checkpoint-dir",
-        str(ctx.work_dir / "checkpoints" / name),
+        str(ctx.checkpoints(name)),
         "--dedup-path",
         variant.dedup_path,
     ]
@@ -158,7 +158,7 @@ def run_variant(ctx: BenchContext, name: str, variant: Variant) -> ContenderResu
         args[args.index("--input-topic") + 1] = topics["in"]
         args += ["--format", "avro", "--registry-url", registry_url]
         result.extra["input_topic"] = topics["in"]
-    job = JobProcess("onceflow.jobs.dedup", args, ctx.work_dir / f"{name}.log")
+    job = JobProcess("onceflow.jobs.dedup", args, ctx.file(name, ".log"))
     run_contender(
         ctx,
         result,

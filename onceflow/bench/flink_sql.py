@@ -251,12 +251,12 @@ def run(ctx: BenchContext) -> ContenderResult:
         "--transactional-id-prefix",
         ctx.name(name),
         "--checkpoint-dir",
-        str(ctx.work_dir / "checkpoints" / name),
+        str(ctx.checkpoints(name)),
         "--bounded",
     ]
     result = ContenderResult(name, "sql", "EOS/JVM only/p1/rocksdb, JSON format")
     # JobProcess adds --flink-option rest.port=<free port> for the mini-cluster.
-    job = JobProcess("onceflow.bench.flink_sql", args, ctx.work_dir / f"{name}.log")
+    job = JobProcess("onceflow.bench.flink_sql", args, ctx.file(name, ".log"))
     run_contender(
         ctx, result, job, out, group, start=job.start, tasks_running=flink_tasks_running(job)
     )

@@ -201,7 +201,7 @@ def producer_perf(ctx: BenchContext, *, transactional: bool) -> ContenderResult:
         ]
         config += f", a transaction every {TRANSACTION_DURATION_MS} ms"
     result = ContenderResult(name, "kafka", config)
-    child = _java(PRODUCER_PERF, args, ctx.work_dir / f"{name}.log")
+    child = _java(PRODUCER_PERF, args, ctx.file(name, ".log"))
     return _self_reported(ctx, result, child, parse_producer_perf, "records_per_s", topic)
 
 
@@ -224,7 +224,7 @@ def consumer_perf(ctx: BenchContext) -> ContenderResult:
         "60000",
     ]
     result = ContenderResult(name, "kafka", "read_committed, fetch time only (group join excluded)")
-    child = _java(CONSUMER_PERF, args, ctx.work_dir / f"{name}.log")
+    child = _java(CONSUMER_PERF, args, ctx.file(name, ".log"))
     return _self_reported(ctx, result, child, parse_consumer_perf, "fetch.nMsg.sec", None)
 
 
@@ -259,7 +259,7 @@ def eos_copier(ctx: BenchContext) -> ContenderResult:
         f"one process, group mode, <= {COPIER_TRANSACTION_SIZE:,} records/transaction, "
         "batch.size=512 (hard-coded)",
     )
-    child = _java(COPIER, args, ctx.work_dir / f"{name}.log")
+    child = _java(COPIER, args, ctx.file(name, ".log"))
     run_contender(ctx, result, child, out, group, start=child.start, all_outputs=True)
     if result.status == "ok":
         try:

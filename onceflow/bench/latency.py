@@ -76,7 +76,7 @@ def run_latency(
     args = dedup_job_args(
         ctx, name, BASELINE, topics, bounded=False, checkpoint_interval_ms=interval_ms
     )
-    job = JobProcess("onceflow.jobs.dedup", args, ctx.work_dir / f"{name}.log")
+    job = JobProcess("onceflow.jobs.dedup", args, ctx.file(name, ".log"))
     result.extra["log"] = str(job.log_file)
     collector: Collector | None = None
     feeder: Feeder | None = None

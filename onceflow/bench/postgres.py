@@ -68,7 +68,7 @@ def _rows(ctx: BenchContext) -> int:
 
 
 def _table(ctx: BenchContext, name: str) -> str:
-    return f"bench_{ctx.run_id.replace('-', '_')}_{name.replace('-', '_')}{ctx.retry_suffix}"
+    return f"bench_{ctx.run_id.replace('-', '_')}_{name.replace('-', '_')}{ctx.suffix}"
 
 
 def _fresh_table(url: str, table: str) -> None:
@@ -170,13 +170,13 @@ def _flink(guarantee: str) -> Callable[[BenchContext], ContenderResult]:
     def run(ctx: BenchContext) -> ContenderResult:
         url = _database_url()
         load1 = os.getloadavg()[0]
-        log_file = ctx.work_dir / f"{name}{ctx.retry_suffix}.log"
+        log_file = ctx.file(name, ".log")
         # The same job with one row: JVM and job start-up, the first checkpoint and its
         # commit. An exactly-once sink's rows become visible only at commits, so
         # "first to last visible row" would time the commits, not the writing.
         startup_s, one, _ = _run_job(
             ctx, url, _table(ctx, f"{name}-startup"), 1, guarantee,
-            ctx.work_dir / f"{name}-startup{ctx.retry_suffix}.log",
+            ctx.file(f"{name}-startup", ".log"),
         )  # fmt: skip
         wall, outputs, code = _run_job(ctx, url, _table(ctx, name), _rows(ctx), guarantee, log_file)
         common = {

@@ -94,7 +94,7 @@ def run(ctx: BenchContext) -> ContenderResult:
         "--commit-interval",
         str(COMMIT_INTERVAL_S),
     ]
-    child = Child(argv, ctx.work_dir / f"{name}.log")
+    child = Child(argv, ctx.file(name, ".log"))
     # Quix creates the state's changelog topic itself; the run deletes it with its own.
     ctx.created_topics.append(f"changelog__{group}--{ctx.input_topic}--default")
     run_contender(ctx, result, child, out, group, start=child.start)

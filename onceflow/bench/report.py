@@ -13,12 +13,25 @@ from __future__ import annotations
 import json
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from onceflow.bench.operator_profile import WHOLE_STAGE
+from onceflow.bench.repeats import paired_costs, spread
 
-__all__ = ["CEILING", "REFERENCE", "add_ratios", "render_markdown", "write_chart", "write_results"]
+__all__ = [
+    "CEILING",
+    "EOS_PAIRS",
+    "GOALS",
+    "REFERENCE",
+    "Goal",
+    "add_ratios",
+    "compared",
+    "render_markdown",
+    "write_chart",
+    "write_results",
+]
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +39,61 @@ CEILING = "kafka-consumer-perf"
 REFERENCE = "flink-sql"
 #: A family doing other work than the shared dedup is compared with its own JVM reference.
 FAMILY_REFERENCE = {"versioned": "versioned-sql"}
+
+
+@dataclass(frozen=True)
+class Goal:
+    """A throughput ratio every run checks: ``name``'s records/s over ``base``'s.
+
+    :param base: a contender of the same run, or a figure measured before (``what``
+        says where it comes from).
+    """
+
+    what: str
+    name: str
+    base: str | float
+    at_least: float
+
+
+#: The project's throughput goals (issue 11), checked in every run that has the rows.
+GOALS = (
+    Goal("dedup by id, JVM path, vs the Flink SQL dedup", "flink-jvm", REFERENCE, 0.9),
+    Goal("dedup by id, JVM path, vs Quix Streams exactly-once", "flink-jvm", "quix-eos", 1.5),
+    Goal(
+        "dedup by fingerprint, JVM path, vs the Flink SQL dedup",
+        "flink-jvm-fingerprint",
+        REFERENCE,
+        0.5,
+    ),
+    Goal(
+        "versioned update (every output), JVM path, vs the ~4,100 records/s the versioned "
+        "job ran at before its JVM path (ad-hoc wall time, not measured here)",
+        "versioned-jvm",
+        4100.0,
+        4.0,
+    ),
+)
+#: Each exactly-once row and its at-least-once row: the same path and settings.
+EOS_PAIRS = {
+    "flink-py-baseline": "flink-py-alo",
+    "flink-jvm": "flink-jvm-alo",
+    "flink-jvm-fingerprint": "flink-jvm-fingerprint-alo",
+    "versioned-jvm": "versioned-jvm-alo",
+    "versioned-py": "versioned-py-alo",
+}
+#: The most exactly-once may cost against at-least-once on any path.
+EOS_COST_AT_MOST = 0.10
+
+
+def compared() -> set[str]:
+    """The contenders a ratio or a goal compares: they run ``--repeat`` times."""
+    names = {CEILING, REFERENCE, *FAMILY_REFERENCE.values(), *EOS_PAIRS, *EOS_PAIRS.values()}
+    for goal in GOALS:
+        names.add(goal.name)
+        if isinstance(goal.base, str):
+            names.add(goal.base)
+    return names
+
 
 _FAMILY_COLOURS = {
     "kafka": "#7f7f7f",
@@ -106,6 +174,9 @@ def _throughput_section(doc: dict[str, Any]) -> list[str]:
             rate = f"**{row['status']}**"
         else:
             rate = _fmt(row["records_per_s"]) + (" (time-boxed)" if row["time_boxed"] else "")
+            low_high = spread(row)
+            if low_high is not None:
+                rate += f" (median of {len(row['runs'])}: {_fmt(low_high[0])}–{_fmt(low_high[1])})"
         if "bursts" in (row.get("method") or ""):
             rate += " (bursty output: timed from all tasks running)"
         if row.get("broker_restarted"):
@@ -126,9 +197,57 @@ def _throughput_section(doc: dict[str, Any]) -> list[str]:
         "A Flink job whose output came in bursts (an append gap > 3 s, or a long silence "
         "before the first output) is timed from the moment all its tasks ran (REST API) "
         "instead. *exact output*: every expected id committed exactly once (time-boxed: "
-        "no duplicates).",
+        "no duplicates)."
+        + (
+            f" Rows that a goal or a ratio compares ran {doc['repeat']} times, in rounds "
+            "(every other round in reverse order, so neither row of a pair always runs "
+            "first); each shows its median run and the lowest and highest rate."
+            if doc.get("repeat", 1) > 1
+            else ""
+        ),
     ]
-    return lines
+    return lines + _goals_section(doc)
+
+
+def _goals_section(doc: dict[str, Any]) -> list[str]:
+    """Each goal and exactly-once cost this run can check, with its figure."""
+    rows = {row["name"]: row for row in doc["contenders"]}
+    found: list[str] = []
+    for goal in GOALS:
+        rate = _rate(doc["contenders"], goal.name)
+        base = goal.base if isinstance(goal.base, float) else _rate(doc["contenders"], goal.base)
+        if rate is None or base is None:
+            continue
+        ratio = rate / base
+        against = f"{base:,.0f} records/s" if isinstance(goal.base, float) else goal.base
+        found.append(
+            f"| {goal.what} | {goal.name} / {against} | **{ratio:.2f}x** "
+            f"| >= {goal.at_least:g}x | {'yes' if ratio >= goal.at_least else '**no**'} |"
+        )
+    for eos, alo in EOS_PAIRS.items():
+        eos_rate, alo_rate = _rate(doc["contenders"], eos), _rate(doc["contenders"], alo)
+        if eos_rate is None or alo_rate is None:
+            continue
+        cost = 1.0 - eos_rate / alo_rate
+        rounds = paired_costs(rows[eos], rows[alo])
+        each = f" (each round: {', '.join(f'{c:.1%}' for c in rounds)})" if len(rounds) > 1 else ""
+        found.append(
+            f"| exactly-once cost | 1 - {eos} / {alo} | **{cost:.1%}**{each} "
+            f"| <= {EOS_COST_AT_MOST:.0%} | {'yes' if cost <= EOS_COST_AT_MOST else '**no**'} |"
+        )
+    if not found:
+        return []
+    return [
+        "",
+        "## Goals",
+        "",
+        "Ratios of this run's rows (their median runs); an exactly-once cost is "
+        "1 - (exactly-once records/s) / (at-least-once records/s) on the same path.",
+        "",
+        "| goal | ratio of | figure | goal | met |",
+        "|---|---|--:|--:|:-:|",
+        *found,
+    ]
 
 
 def render_markdown(doc: dict[str, Any]) -> str:
@@ -239,7 +358,13 @@ def render_markdown(doc: dict[str, Any]) -> str:
             f"| {f['us_per_record']:.2f} |"
             for f in prof["top_functions"]
         ]
-    problems = [r for r in doc["contenders"] if r["status"] != "ok"]
+    problems = [
+        {**run, "name": f"{r['name']} (run {i} of {len(r['runs'])})"}
+        for r in doc["contenders"]
+        for i, run in enumerate(r.get("runs", []), 1)
+        if run["status"] != "ok" and r["status"] == "ok"
+    ]
+    problems += [r for r in doc["contenders"] if r["status"] != "ok"]
     problems += [r for r in doc.get("latency", []) if r["status"] != "ok"]
     if rec and rec["status"] != "ok":
         problems.append(rec)
@@ -272,7 +397,13 @@ def write_chart(doc: dict[str, Any], path: Path) -> None:
     names = [r["name"] + (" *" if r["time_boxed"] else "") for r in rows][::-1]
     rates = [r["records_per_s"] for r in rows][::-1]
     colours = [_FAMILY_COLOURS.get(r["family"], "#999999") for r in rows][::-1]
-    bars = ax.barh(names, rates, color=colours)
+    # Whiskers: the lowest and highest rate of a row that ran more than once.
+    ranges = [spread(r) or (r["records_per_s"], r["records_per_s"]) for r in rows][::-1]
+    whiskers = [
+        [rate - low for rate, (low, _high) in zip(rates, ranges, strict=True)],
+        [high - rate for rate, (_low, high) in zip(rates, ranges, strict=True)],
+    ]
+    bars = ax.barh(names, rates, color=colours, xerr=whiskers, capsize=2, ecolor="#333333")
     ax.set_xscale("log")
     ax.set_xlabel("records/s (log scale); * time-boxed")
     ax.set_title(f"Dedup throughput, {doc['workload']['count']:,} records ({doc['run_id']})")

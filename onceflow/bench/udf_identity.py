@@ -130,13 +130,13 @@ def run(ctx: BenchContext, name: str, pandas: bool) -> ContenderResult:
     args = [
         "--bootstrap", ctx.bootstrap, "--input-topic", ctx.input_topic, "--output-topic", out,
         "--group-id", group, "--transactional-id-prefix", ctx.name(name),
-        "--checkpoint-dir", str(ctx.work_dir / "checkpoints" / name), "--bounded",
+        "--checkpoint-dir", str(ctx.checkpoints(name)), "--bounded",
     ]  # fmt: skip
     if pandas:
         args.append("--pandas")
     mode = "pandas UDF (Arrow batches)/process" if pandas else "Python UDF/thread"
     result = ContenderResult(name, "udf", f"fingerprint in a {mode}, Flink dedup, EOS/p1/rocksdb")
-    job = JobProcess("onceflow.bench.udf_identity", args, ctx.work_dir / f"{name}.log")
+    job = JobProcess("onceflow.bench.udf_identity", args, ctx.file(name, ".log"))
     run_contender(
         ctx, result, job, out, group, start=job.start, tasks_running=flink_tasks_running(job)
     )

@@ -165,10 +165,10 @@ def run_sql(ctx: BenchContext) -> ContenderResult:
     args = [
         "--bootstrap", ctx.bootstrap, "--input-topic", source.topic, "--output-topic", out,
         "--group-id", group, "--transactional-id-prefix", ctx.name(name),
-        "--checkpoint-dir", str(ctx.work_dir / "checkpoints" / name), "--bounded",
+        "--checkpoint-dir", str(ctx.checkpoints(name)), "--bounded",
     ]  # fmt: skip
     result = ContenderResult(name, "versioned", "Top-1 by version -> upsert-kafka, EOS/p1/rocksdb")
-    job = JobProcess("onceflow.bench.versioned", args, ctx.work_dir / f"{name}.log")
+    job = JobProcess("onceflow.bench.versioned", args, ctx.file(name, ".log"))
     run_contender(
         ctx, result, job, out, group, start=job.start, tasks_running=flink_tasks_running(job),
         input_topic=source.topic, input_records=source.records, exact_expected=False,
@@ -211,7 +211,7 @@ def run_job(ctx: BenchContext, name: str, guarantee: str, path: str) -> Contende
         "conflict": ctx.create_topic(f"{name}-conflict", 1),
         "dlq": ctx.create_topic(f"{name}-dlq", 1),
     }
-    changes = ctx.work_dir / f"{name}-changes"
+    changes = ctx.file(f"{name}-changes")
     group = ctx.name(f"{name}-group")
     args = [
         "--bootstrap", ctx.bootstrap, "--input-topic", topics["in"],
@@ -221,7 +221,7 @@ def run_job(ctx: BenchContext, name: str, guarantee: str, path: str) -> Contende
         "--transactional-id-prefix", ctx.name(name), "--group-id", group,
         "--guarantee", guarantee, "--parallelism", "1", "--state-backend", "rocksdb",
         "--checkpoint-interval-ms", str(CHECKPOINT_INTERVAL_MS), "--restart-attempts", "0",
-        "--checkpoint-dir", str(ctx.work_dir / "checkpoints" / name), "--bounded",
+        "--checkpoint-dir", str(ctx.checkpoints(name)), "--bounded",
         "--versioned-path", path,
     ]  # fmt: skip
     short = "EOS" if guarantee == "exactly-once" else "ALO"
@@ -229,7 +229,7 @@ def run_job(ctx: BenchContext, name: str, guarantee: str, path: str) -> Contende
         name, "versioned", f"newer_wins, every output (applied, stale, conflict, DLQ, Parquet), "
         f"{path} path, {short}/thread/p1/rocksdb",
     )  # fmt: skip
-    job = JobProcess("onceflow.jobs.versioned_upsert", args, ctx.work_dir / f"{name}.log")
+    job = JobProcess("onceflow.jobs.versioned_upsert", args, ctx.file(name, ".log"))
     run_contender(
         ctx, result, job, topics["applied"], group, start=job.start,
         tasks_running=flink_tasks_running(job), input_topic=source.topic,
