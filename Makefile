@@ -134,7 +134,7 @@ lint: venv ## ruff and mypy
 bench: up ## benchmarks (600,000 records; compared rows 3x, their median), ~1 h, not in make test -> bench/results/ (ARGS="--only flink,sql")
 	$(PY) -m onceflow.bench $(ARGS)
 
-bench-smoke: up ## the benchmark harness on a tiny workload (~30 s; also part of make test)
+bench-smoke: up ## the benchmark harness on a tiny workload, references run twice (~80 s; also part of make test)
 	$(PY) -m pytest tests/it/test_bench_smoke.py $(PYTEST_ARGS)
 
 verify: up ## short fault-injection verification profile: make verify [JOB=versioned_upsert|versioned_upsert_postgres]

@@ -2,7 +2,7 @@
 
 The bench's goals compare two rows of one run (a path and its reference, an
 exactly-once row and its at-least-once row). On a shared two-core machine one
-run of a contender moves by 10-15% from the next, as much as some differences a
+run of a contender moves by 10-25% from the next, as much as some differences a
 goal asks about, so the rows a goal compares run several times, in rounds, and
 each is reported by its median run: the row of the run whose rate is the median
 (the lower middle one for an even count), so that its span, record count and
