@@ -210,7 +210,8 @@ def rounds(chosen: list[str], repeat: int) -> list[list[str]]:
     """The run order: every chosen contender, then ``repeat - 1`` rounds of the chosen
     throughput rows that a goal or a ratio compares, every other round reversed (so
     that neither row of an exactly-once/at-least-once pair always runs first)."""
-    again = [name for name in chosen if name in THROUGHPUT and name in compared()]
+    repeated = compared()
+    again = [name for name in chosen if name in THROUGHPUT and name in repeated]
     plan = [chosen]
     for number in range(2, repeat + 1):
         if again:
