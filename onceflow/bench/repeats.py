@@ -13,17 +13,17 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["add_run", "median_run", "paired_costs", "rates", "spread"]
+__all__ = ["add_run", "measured", "median_run", "paired_costs", "rates", "spread"]
 
 
-def _measured(run: dict[str, Any]) -> bool:
+def measured(run: dict[str, Any]) -> bool:
     """Whether a run succeeded with a rate (a failed or skipped run has none)."""
     return run["status"] == "ok" and bool(run.get("records_per_s"))
 
 
 def rates(row: dict[str, Any]) -> list[float]:
     """The records/s of every successful run of ``row``, in run order."""
-    return [float(run["records_per_s"]) for run in row.get("runs", [row]) if _measured(run)]
+    return [float(run["records_per_s"]) for run in row.get("runs", [row]) if measured(run)]
 
 
 def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -33,7 +33,7 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     succeeded); ``runs`` holds them all; ``exact`` is False when any run's output
     was not exact; ``broker_restarted`` when the broker restarted in any run.
     """
-    ok = sorted(filter(_measured, runs), key=lambda run: float(run["records_per_s"]))
+    ok = sorted(filter(measured, runs), key=lambda run: float(run["records_per_s"]))
     chosen = ok[(len(ok) - 1) // 2] if ok else runs[-1]
     checked = [run["exact"] for run in runs if run.get("exact") is not None]
     return {
@@ -71,6 +71,6 @@ def paired_costs(eos: dict[str, Any], alo: dict[str, Any]) -> list[float]:
     """
     costs = []
     for a, b in zip(eos.get("runs", [eos]), alo.get("runs", [alo]), strict=False):
-        if _measured(a) and _measured(b):
+        if measured(a) and measured(b):
             costs.append(1.0 - float(a["records_per_s"]) / float(b["records_per_s"]))
     return costs

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from onceflow.bench.operator_profile import WHOLE_STAGE
-from onceflow.bench.repeats import paired_costs, spread
+from onceflow.bench.repeats import measured, paired_costs, spread
 
 __all__ = [
     "CEILING",
@@ -107,7 +107,7 @@ _FAMILY_COLOURS = {
 
 def _rate(rows: list[dict[str, Any]], name: str) -> float | None:
     for row in rows:
-        if row["name"] == name and row["status"] == "ok" and row.get("records_per_s"):
+        if row["name"] == name and measured(row):
             return float(row["records_per_s"])
     return None
 
